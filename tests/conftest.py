@@ -1,0 +1,80 @@
+"""Shared fixtures: small generated datasets in the layouts users bring, and paths to the shared real data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+import app  # noqa: F401  (offline environment and BRA registration before Ultralytics is used)
+from app.runtime import ROOT
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BANDSAW_NAMES = ["Glove_Blue", "Glove_White", "glove_steel", "glove_steel_b", "hand", "head"]
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests import reference_bra
+
+
+def make_polygon_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 96, seed: int = 0) -> Path:
+    """Write a Roboflow-style YOLO segmentation export (6 bandsaw classes) and return its data.yaml.
+
+    Each image holds 1-3 filled polygons on noise; every label row is `class x1 y1 ... xn yn`, normalised.
+    The data.yaml has Roboflow's own quirks: `../train/images` split paths and a `names` list.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("valid", n_val)):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "labels").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            rows = []
+            for _ in range(rng.integers(1, 4)):
+                cls = int(rng.integers(0, len(BANDSAW_NAMES)))
+                cx, cy = rng.uniform(0.25, 0.75, 2)
+                r = rng.uniform(0.1, 0.22)
+                angles = np.sort(rng.uniform(0, 2 * np.pi, 6))
+                pts = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1).clip(0, 1)
+                color = [int(c) for c in rng.integers(120, 255, 3)]
+                cv2.fillPoly(img, [np.round(pts * size).astype(np.int32)], color)
+                rows.append(" ".join([str(cls), *(f"{v:.5f}" for v in pts.ravel())]))
+            cv2.imwrite(str(root / split / "images" / f"{split}_{i}.jpg"), img)
+            (root / split / "labels" / f"{split}_{i}.txt").write_text("\n".join(rows) + "\n")
+    data = {
+        "train": "../train/images",
+        "val": "../valid/images",
+        "nc": len(BANDSAW_NAMES),
+        "names": BANDSAW_NAMES,
+        "roboflow": {"workspace": "test", "project": "bandsaw", "version": 1},
+    }
+    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return root / "data.yaml"
+
+
+def to_box_labels(data_yaml: Path) -> None:
+    """Rewrite every polygon label of a generated dataset as its bounding box (a detection-only export)."""
+    for label in data_yaml.parent.rglob("labels/*.txt"):
+        rows = []
+        for line in label.read_text().splitlines():
+            cls, *xy = line.split()
+            x, y = np.array(xy[0::2], float), np.array(xy[1::2], float)
+            box = ((x.min() + x.max()) / 2, (y.min() + y.max()) / 2, x.max() - x.min(), y.max() - y.min())
+            rows.append(" ".join([cls, *(f"{v:.5f}" for v in box)]))
+        label.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="session")
+def polygon_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated 6-class polygon dataset shared by the tests that only read it."""
+    return make_polygon_dataset(tmp_path_factory.mktemp("bandsaw"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real glove data beside the checkout; tests that need it skip (and say so) where it is absent."""
+    if not (SHARED_DATA / "gloves" / "data.yaml").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the ../shared folder beside the checkout)")
+    return SHARED_DATA

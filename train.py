@@ -1,0 +1,69 @@
+"""Train a BRA-YOLO11 (or plain YOLO11) detector or segmenter, fully offline.
+
+    python train.py --data datasets/gloves.yaml --model models/yolo11n-bra.yaml --epochs 50 --imgsz 320
+    python train.py --data datasets/bandsaw.yaml --model models/yolo11n-seg-bra.yaml --device 0
+    python train.py --resume --model runs/detect/NAME/weights/last.pt
+
+Runs are written to runs/<task>/<name>/. The options, the model and every label file are checked before
+training starts; problems are printed and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import app  # noqa: F401  (offline environment, BRA registration)
+from app.training import TrainingError, TrainOptions, prepare, train
+
+
+def parse_args(argv: list[str] | None = None) -> TrainOptions:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("datasets/gloves.yaml"), help="dataset YAML")
+    p.add_argument("--model", default="models/yolo11n-bra.yaml", help="model YAML (from scratch) or .pt")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--imgsz", type=int, default=640, help="training image size (pixels)")
+    p.add_argument("--batch", type=float, default=16, help="batch size; -1 or 0..1 = auto from GPU memory")
+    p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for multi-GPU DDP (default: GPU 0 if any)")
+    p.add_argument("--workers", type=int, default=8, help="data-loader worker processes")
+    p.add_argument("--name", default=None, help="run name under runs/<task>/ (default: MODEL-DATA)")
+    p.add_argument("--resume", action="store_true", help="continue the run whose last.pt is --model")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
+    p.add_argument("--export-to", type=Path, default=None, help="copy the best checkpoint here (.pt)")
+    a = p.parse_args(argv)
+    return TrainOptions(
+        data=a.data,
+        model=a.model,
+        epochs=a.epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        device=a.device,
+        workers=a.workers,
+        name=a.name,
+        resume=a.resume,
+        fraction=a.fraction,
+        seed=a.seed,
+        patience=a.patience,
+        export_to=a.export_to,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        yolo, report = prepare(opts)
+    except TrainingError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 2
+    if report is not None:
+        print(report.summary())
+    result = train(opts, yolo, report)
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
