@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import app  # noqa: F401  (offline environment, BRA registration)
+from app.runtime import RUNS_DIR
 from app.training import TrainingError, TrainOptions, prepare, train
 
 
@@ -33,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
     p.add_argument("--export-to", type=Path, default=None, help="copy the best checkpoint here (.pt)")
+    p.add_argument("--project", type=Path, default=RUNS_DIR, help="folder for runs (default: runs/)")
     a = p.parse_args(argv)
     return TrainOptions(
         data=a.data,
@@ -48,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         seed=a.seed,
         patience=a.patience,
         export_to=a.export_to,
+        project=a.project,
     )
 
 

@@ -1,0 +1,159 @@
+"""train.py end to end on generated polygon data: one epoch per task, export, reload in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_polygon_dataset, to_box_labels
+from ultralytics import YOLO
+
+from app.runtime import ROOT
+from train import main
+
+MODELS = {"detect": "models/yolo11n-bra.yaml", "segment": "models/yolo11n-seg-bra.yaml"}
+
+# Loads a checkpoint in a process that never imported `app`: unpickling the model must find our layers by itself.
+RELOAD_SCRIPT = """
+import json, sys
+import cv2, numpy as np, torch
+from ultralytics import YOLO
+yolo = YOLO(sys.argv[1])
+img = cv2.imread(sys.argv[2])
+r = yolo.predict(img, imgsz=96, conf=1e-9, verbose=False)[0]
+with torch.no_grad():
+    raw = yolo.model.float().eval()(torch.from_numpy(np.load(sys.argv[3])))
+raw = raw[0][0] if isinstance(raw[0], (tuple, list)) else raw[0]
+np.save(sys.argv[4], raw.numpy())
+print(json.dumps({"task": yolo.task, "names": yolo.names, "boxes": r.boxes.data.tolist(),
+                  "masks": None if r.masks is None else int(r.masks.data.sum())}))
+"""
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """Train each task for one epoch through the CLI; return (task, exported .pt, dataset YAML)."""
+    task = request.param
+    tmp = tmp_path_factory.mktemp(task)
+    data = make_polygon_dataset(tmp / "data", n_train=8, n_val=4, size=96)
+    exported = tmp / "weights" / f"{task}.pt"
+    argv = ["--data", str(data), "--model", str(ROOT / MODELS[task]), "--epochs", "1", "--imgsz", "96",
+            "--batch", "4", "--workers", "0", "--device", "cpu", "--project", str(tmp / "runs"), "--name", "t",
+            "--export-to", str(exported)]  # fmt: skip
+    assert main(argv) == 0
+    return task, exported, data
+
+
+def test_training_writes_run_and_exports_stripped_best(trained: tuple[str, Path, Path], capsys) -> None:
+    task, exported, data = trained
+    run = exported.parent.parent / "runs" / task / "t"
+    assert (run / "weights" / "best.pt").is_file() and (run / "results.csv").is_file()
+    ckpt = torch.load(exported, map_location="cpu", weights_only=False)
+    assert ckpt["optimizer"] is None  # stripped: a shipped checkpoint carries weights only
+    assert ckpt["model"].yaml["head"][-1][2] == {"detect": "Detect", "segment": "Segment"}[task]
+    assert ckpt["model"].nc == 6 and list(ckpt["model"].names.values())[4] == "hand"
+
+
+def test_checkpoint_reloads_in_fresh_process_and_predicts_identically(
+    trained: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    task, exported, data = trained
+    image = next((data.parent / "valid" / "images").glob("*.jpg"))
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    np.save(tmp_path / "x.npy", x.numpy())
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, str(exported), str(image), str(tmp_path / "x.npy"), str(tmp_path / "y")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    fresh = json.loads(out.stdout.strip().splitlines()[-1])
+
+    yolo = YOLO(str(exported))
+    here = yolo.predict(cv2.imread(str(image)), imgsz=96, conf=1e-9, verbose=False)[0]
+    with torch.no_grad():
+        raw = yolo.model.float().eval()(x)
+    raw = raw[0][0] if isinstance(raw[0], (tuple, list)) else raw[0]
+
+    assert fresh["task"] == task
+    assert {int(k): v for k, v in fresh["names"].items()} == yolo.names
+    assert len(fresh["boxes"]) == len(here.boxes) > 0
+    np.testing.assert_allclose(np.array(fresh["boxes"]), here.boxes.data.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), raw.numpy(), atol=1e-5)
+    if task == "segment":
+        assert fresh["masks"] == int(here.masks.data.sum())
+
+
+def test_detect_model_trains_on_box_only_export(tmp_path: Path) -> None:
+    data = make_polygon_dataset(tmp_path / "data", n_train=4, n_val=2, size=64)
+    to_box_labels(data)
+    argv = ["--data", str(data), "--model", str(ROOT / MODELS["detect"]), "--epochs", "1", "--imgsz", "64",
+            "--batch", "2", "--workers", "0", "--device", "cpu", "--project", str(tmp_path / "runs")]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "runs" / "detect" / "yolo11n-bra-data" / "weights" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--imgsz", "16"], "--imgsz must be >= 32"),
+        (["--batch", "2.5"], "--batch must be"),
+        (["--fraction", "1.5"], "--fraction must be in (0, 1]"),
+        (["--device", "gpu"], "--device must be"),
+        (["--export-to", "best.onnx"], "--export-to must name a .pt file"),
+        (["--model", "models/missing.pt"], "checkpoint not found"),
+        (["--model", "notes.txt"], "must be a model YAML or a .pt"),
+        (["--resume"], "--resume needs --model pointing at"),
+        (["--data", "datasets/nope.yaml"], "dataset YAML not found"),
+    ],
+)
+def test_bad_arguments_fail_before_training(
+    extra: list[str], message: str, tmp_path: Path, polygon_dataset: Path, capsys
+) -> None:
+    argv = ["--data", str(polygon_dataset), "--model", str(ROOT / MODELS["detect"]), "--epochs", "1",
+            "--project", str(tmp_path / "runs"), *extra]  # fmt: skip
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+def test_gpu_device_without_gpu_is_refused(tmp_path: Path, polygon_dataset: Path, capsys) -> None:
+    argv = ["--data", str(polygon_dataset), "--device", "0,1", "--project", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    assert "PyTorch sees none here; use --device cpu" in capsys.readouterr().err
+
+
+def test_bad_data_fails_before_training(tmp_path: Path, capsys) -> None:
+    data = make_polygon_dataset(tmp_path / "data", n_train=2, n_val=1, size=32)
+    (data.parent / "train" / "labels" / "train_0.txt").write_text("9 0.5 0.5 0.1 0.1\n")
+    argv = ["--data", str(data), "--model", str(ROOT / MODELS["segment"]), "--project", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "dataset check failed" in err and "class ids outside 0..5" in err and "train_0.txt:1" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_segment_model_on_box_data_is_refused(tmp_path: Path, capsys) -> None:
+    data = make_polygon_dataset(tmp_path / "data", n_train=2, n_val=1, size=32)
+    to_box_labels(data)
+    argv = ["--data", str(data), "--model", str(ROOT / MODELS["segment"]), "--project", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    assert "task mismatch" in capsys.readouterr().err
+
+
+def test_non_yolo_checkpoint_is_refused(tmp_path: Path, polygon_dataset: Path, capsys) -> None:
+    bogus = tmp_path / "weights.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, bogus)
+    argv = ["--data", str(polygon_dataset), "--model", str(bogus), "--project", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    assert f"cannot load model {bogus}" in capsys.readouterr().err
