@@ -1,7 +1,5 @@
-"""Operator console (Gradio). Not built yet: see the console issue; until then use train.py and the tests."""
-
-import sys
+"""Operator console (Gradio): not built yet. Until it is, train and evaluate models with train.py."""
 
 if __name__ == "__main__":
-    print("The operator console is not built yet. Train a model with: python train.py --help", file=sys.stderr)
-    sys.exit(1)
+    print("The operator console is not built yet (see the console issue).")
+    print("Train a model with:  python train.py --help")

@@ -16,16 +16,23 @@ CONFIGS = [
         {"dim": 32, "n_win": 4, "num_heads": 2, "soft_routing": True, "diff_routing": True, "param_routing": True},
         id="param-diff-soft",
     ),
-    pytest.param({"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "avgpool", "kv_downsample_ratio": 2},
-                 id="avgpool"),
-    pytest.param({"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "maxpool", "kv_downsample_ratio": 3},
-                 id="maxpool"),
-    pytest.param({"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "ada_avgpool", "kv_per_win": 2,
-                  "topk": 3}, id="ada_avgpool"),
-    pytest.param({"dim": 32, "n_win": 3, "num_heads": 4, "kv_downsample_mode": "ada_maxpool", "kv_per_win": 3},
-                 id="ada_maxpool"),
-    pytest.param({"dim": 32, "n_win": 3, "num_heads": 4, "param_attention": "qkv", "side_dwconv": 0,
-                  "qk_scale": 0.3}, id="qkv-no-lepe-scale"),
+    pytest.param(
+        {"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "avgpool", "kv_downsample_ratio": 2}, id="avgpool"
+    ),
+    pytest.param(
+        {"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "maxpool", "kv_downsample_ratio": 3}, id="maxpool"
+    ),
+    pytest.param(
+        {"dim": 32, "n_win": 2, "num_heads": 4, "kv_downsample_mode": "ada_avgpool", "kv_per_win": 2, "topk": 3},
+        id="ada_avgpool",
+    ),
+    pytest.param(
+        {"dim": 32, "n_win": 3, "num_heads": 4, "kv_downsample_mode": "ada_maxpool", "kv_per_win": 3}, id="ada_maxpool"
+    ),
+    pytest.param(
+        {"dim": 32, "n_win": 3, "num_heads": 4, "param_attention": "qkv", "side_dwconv": 0, "qk_scale": 0.3},
+        id="qkv-no-lepe-scale",
+    ),
     pytest.param({"dim": 48, "n_win": 3, "num_heads": 3, "side_dwconv": 5, "topk": 9}, id="lepe5-all-windows"),
 ]
 

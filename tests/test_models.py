@@ -52,7 +52,7 @@ def test_forward_at_input_sizes(built: tuple[str, YOLO], hw: tuple[int, int]) ->
 
 
 def test_predict_on_200x200_image(built: tuple[str, YOLO]) -> None:
-    task, yolo = built
+    _task, yolo = built
     result = yolo.predict(np.full((200, 200, 3), 127, np.uint8), imgsz=200, verbose=False)[0]
     assert result.orig_shape == (200, 200)
     assert result.boxes is not None

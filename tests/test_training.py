@@ -51,8 +51,8 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return task, exported, data
 
 
-def test_training_writes_run_and_exports_stripped_best(trained: tuple[str, Path, Path], capsys) -> None:
-    task, exported, data = trained
+def test_training_writes_run_and_exports_stripped_best(trained: tuple[str, Path, Path]) -> None:
+    task, exported, _data = trained
     run = exported.parent.parent / "runs" / task / "t"
     assert (run / "weights" / "best.pt").is_file() and (run / "results.csv").is_file()
     ckpt = torch.load(exported, map_location="cpu", weights_only=False)

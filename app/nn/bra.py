@@ -141,14 +141,12 @@ class BiLevelRoutingAttention(nn.Module):
 
         self.qkv = _QKVProjection(dim, qk_dim)
         self.wo = nn.Linear(dim, dim) if param_attention == "qkvo" else nn.Identity()
-        self.lepe = (
-            nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2, groups=dim) if side_dwconv > 0 else None
-        )
+        self.lepe = nn.Conv2d(dim, dim, side_dwconv, padding=side_dwconv // 2, groups=dim) if side_dwconv > 0 else None
         self.router = _TopkRouter(qk_dim, topk, self.scale, param_routing, diff_routing)
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
-        if C != self.dim:
+        if self.dim != C:
             raise ValueError(f"BiLevelRoutingAttention expects {self.dim} channels, got {C}")
         nw, heads = self.n_win, self.num_heads
         pad_b, pad_r = -H % nw, -W % nw
