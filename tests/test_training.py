@@ -16,6 +16,7 @@ from conftest import make_polygon_dataset, to_box_labels
 from ultralytics import YOLO
 
 from app.runtime import ROOT
+from app.training import TrainOptions, prepare, train
 from train import main
 
 MODELS = {"detect": "models/yolo11n-bra.yaml", "segment": "models/yolo11n-seg-bra.yaml"}
@@ -157,3 +158,27 @@ def test_non_yolo_checkpoint_is_refused(tmp_path: Path, polygon_dataset: Path, c
     argv = ["--data", str(polygon_dataset), "--model", str(bogus), "--project", str(tmp_path / "runs")]
     assert main(argv) == 2
     assert f"cannot load model {bogus}" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_to_its_last_epoch(tmp_path: Path) -> None:
+    data = make_polygon_dataset(tmp_path / "data", n_train=4, n_val=2, size=64)
+    opts = TrainOptions(
+        data=data, model=str(ROOT / MODELS["detect"]), epochs=2, imgsz=64, batch=2, workers=0, device="cpu",
+        project=tmp_path / "runs", name="r", overrides={"plots": False},
+    )  # fmt: skip
+    yolo, report = prepare(opts)
+
+    def interrupt(trainer) -> None:  # as if the machine went down after the first epoch was saved
+        raise KeyboardInterrupt
+
+    yolo.add_callback("on_fit_epoch_end", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(opts, yolo, report)
+    last = tmp_path / "runs" / "detect" / "r" / "weights" / "last.pt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+
+    assert main(["--resume", "--model", str(last)]) == 0
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None  # finished and stripped
+    rows = (last.parent.parent / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # header + epochs 1 and 2, in the same run folder
