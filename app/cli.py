@@ -1,0 +1,87 @@
+"""`python -m app detect ...`: the headless monitor over the same engine the console uses.
+
+Exit codes: 0 done, 1 the run failed part-way, 2 bad input (missing file, unreadable image or video, wrong
+weights, bad policy) reported in one line before anything is processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ultralytics.utils.tqdm import TQDM
+
+from .engine import DetectionEngine, EngineError, EngineSettings
+from .excel import ExportError, export_workbook
+from .pipeline import DetectionRun
+from .policy import PolicyError, SafetyPolicy
+from .records import RecordStore
+from .runtime import EXPORTS_DIR, ROOT
+from .sources import SourceError, open_source
+
+DEFAULT_WEIGHTS = ROOT / "models" / "weights" / "gloves-bra-n.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Glove / hand safety detection")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("detect", help="run detection on an image, folder, video, camera or stream")
+    d.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
+    d.add_argument("--source", required=True, help="image, folder, video file, camera index or rtsp/http URL")
+    d.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0..1)")
+    d.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (0..1)")
+    d.add_argument("--classes", nargs="+", default=None, help="keep only these class names or ids")
+    d.add_argument("--imgsz", type=int, default=640, help="inference size in pixels")
+    d.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
+    d.add_argument("--track", action="store_true", help="track objects across frames (unique counts)")
+    d.add_argument("--stride", type=int, default=1, help="process every n-th video frame")
+    d.add_argument("--policy", default=None, help="safety policy YAML or a name from app/policies/")
+    d.add_argument("--excel", type=Path, default=None, help="also write this run's workbook (.xlsx)")
+    d.add_argument("--save-dir", type=Path, default=EXPORTS_DIR, help="where run folders are written")
+    d.add_argument("--db", type=Path, default=None, help="SQLite records file (default: SAVE_DIR/records.sqlite)")
+    return parser
+
+
+def detect(args: argparse.Namespace) -> int:
+    try:
+        engine = DetectionEngine(args.weights)
+        settings = EngineSettings(
+            conf=args.conf, iou=args.iou, imgsz=args.imgsz, device=args.device, track=args.track,
+            classes=engine.class_ids(args.classes) if args.classes else None,
+        )  # fmt: skip
+        engine.update(**settings.__dict__)
+        policy = SafetyPolicy.load(args.policy) if args.policy else None
+        source = open_source(args.source, stride=args.stride)
+        store = RecordStore(args.db or args.save_dir / "records.sqlite")
+        run = DetectionRun(engine, source, policy, store, exports_dir=args.save_dir)
+    except (EngineError, PolicyError, SourceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame")
+    try:
+        for update in run:
+            bar.update(1)
+            if update.skipped:
+                bar.write(f"skipped {update.skipped.name}: {update.skipped.reason}")
+    except KeyboardInterrupt:
+        print("stopped by user; everything up to here is saved", file=sys.stderr)
+    except (SourceError, OSError) as e:
+        print(f"error: run failed part-way: {e}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    print(run.summary.text())
+    if args.excel:
+        try:
+            print(f"  workbook: {export_workbook(store, args.excel, run_id=run.summary.run_id)}")
+        except ExportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return detect(args)

@@ -1,0 +1,142 @@
+"""The inference engine: a checked model plus the settings a user picks, turning frames into `FrameResult`s.
+
+The CLI, the console and the tests all use this class; none of them call Ultralytics directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ultralytics import YOLO
+
+from .results import FrameResult, from_ultralytics
+from .sources import Frame
+
+SUPPORTED_TASKS = ("detect", "segment")
+TRACKER = "bytetrack.yaml"  # Ultralytics' ByteTrack settings, shipped with the package
+
+
+class EngineError(ValueError):
+    """The model or a setting cannot be used; the message says why in one line."""
+
+
+@dataclass
+class EngineSettings:
+    """What a user tunes per run (console sliders, CLI flags).
+
+    Attributes:
+        conf: Minimum confidence, 0..1.
+        iou: NMS IoU threshold, 0..1.
+        classes: Class ids to keep, or None for all.
+        imgsz: Inference size in pixels (multiple of 32).
+        device: `cpu`, `0`, ... or None for Ultralytics' choice.
+        track: Follow objects across video frames (ByteTrack), giving each a track id.
+    """
+
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: list[int] | None = None
+    imgsz: int = 640
+    device: str | None = None
+    track: bool = False
+
+    def check(self, names: dict[int, str]) -> None:
+        if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
+            raise EngineError(f"confidence and IoU must be in 0..1, got conf={self.conf}, iou={self.iou}")
+        if self.imgsz < 32:
+            raise EngineError(f"image size must be >= 32, got {self.imgsz}")
+        unknown = [c for c in self.classes or [] if c not in names]
+        if unknown:
+            raise EngineError(f"unknown class ids {unknown}; this model has {len(names)} classes")
+
+
+class DetectionEngine:
+    """A detect or segment model (ours with BRA, or plain YOLO) ready to run on frames.
+
+    Example:
+        >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")
+        >>> frame = engine.predict(cv2.imread("hand.jpg"))
+        >>> [d.class_name for d in frame.detections]
+    """
+
+    def __init__(self, weights: str | Path, settings: EngineSettings | None = None) -> None:
+        self.weights = Path(weights)
+        if not self.weights.is_file():
+            raise EngineError(f"{self.weights}: model file not found")
+        if self.weights.suffix != ".pt":
+            raise EngineError(f"{self.weights.name}: expected a .pt checkpoint")
+        self.sha256 = file_sha256(self.weights)
+        try:
+            self.model = YOLO(str(self.weights))
+        except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
+            raise EngineError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
+        if self.model.task not in SUPPORTED_TASKS:
+            raise EngineError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
+        self.settings = settings or EngineSettings()
+        self.settings.check(self.names)
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.model.names)
+
+    def class_ids(self, names: Sequence[str | int]) -> list[int]:
+        """Map class names (or ids given as strings) to ids, e.g. for a `--classes bare_hand` filter."""
+        by_name = {n.lower(): i for i, n in self.names.items()}
+        ids = []
+        for n in names:
+            key = str(n).strip().lower()
+            if key.isdigit() and int(key) in self.names:
+                ids.append(int(key))
+            elif key in by_name:
+                ids.append(by_name[key])
+            else:
+                raise EngineError(f"unknown class {n!r}; this model has: {', '.join(self.names.values())}")
+        return ids
+
+    def update(self, **changes: object) -> None:
+        """Change settings between runs (or frames), checked as at construction."""
+        settings = EngineSettings(**{**self.settings.__dict__, **changes})
+        settings.check(self.names)
+        if settings.track != self.settings.track:
+            self.reset()
+        self.settings = settings
+
+    def reset(self) -> None:
+        """Forget tracks: call at the start of each new video or stream."""
+        predictor = self.model.predictor
+        for tracker in getattr(predictor, "trackers", None) or []:
+            tracker.reset()
+
+    def predict(self, frame: Frame | np.ndarray, annotate: bool = True) -> FrameResult:
+        """Run the model on one BGR frame and return typed results (with the annotated frame if asked)."""
+        if isinstance(frame, np.ndarray):
+            frame = Frame(frame, 0, 0.0, "")
+        s = self.settings
+        kwargs = {"conf": s.conf, "iou": s.iou, "classes": s.classes, "imgsz": s.imgsz, "verbose": False}
+        if s.device is not None:
+            kwargs["device"] = s.device
+        if s.track:
+            result = self.model.track(frame.image, persist=True, tracker=TRACKER, **kwargs)[0]
+        else:
+            result = self.model.predict(frame.image, **kwargs)[0]
+        out = from_ultralytics(result, frame.index, frame.timestamp, frame.name)
+        if annotate:
+            out.annotated = result.plot()
+        return out
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,169 @@
+"""Files a run leaves for people: annotated images or a browser-playable video, detections as CSV and JSON,
+and the events with their snapshots, all under `exports/<date>/<run-id>/`.
+
+Every file is written to a temporary name and renamed when complete, so a reader (or a crash) never sees half
+a file; the video is renamed when the run closes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from .policy import SafetyEvent
+from .results import Detection, FrameResult
+
+CSV_FIELDS = [
+    "item", "frame_index", "video_time", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2",
+    "track_id", "mask_area",
+]  # fmt: skip
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write bytes to `path` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode {path.name}")
+    return atomic_write(path, buf.tobytes())
+
+
+def safe_text(value: str) -> str:
+    """Text that spreadsheets will not run as a formula (OWASP CSV injection): prefix such cells with '."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+class VideoWriter:
+    """H.264 / yuv420p MP4 (with the index up front) that browsers play, written with PyAV's bundled libx264.
+
+    Example:
+        >>> with VideoWriter(Path("out.mp4"), fps=30) as video:
+        ...     video.write(frame_bgr)
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = Fraction(fps if fps > 0 else 30).limit_denominator(1001)
+        self._container = av.open(str(self.tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self._stream = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if self._stream is None:  # size comes from the first frame; yuv420p needs even dimensions
+            self._stream = self._container.add_stream("libx264", rate=self.fps)
+            self._stream.width, self._stream.height = w - w % 2, h - h % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"preset": "veryfast", "crf": "23"}
+        image = image[: self._stream.height, : self._stream.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Flush and move the finished file into place; returns its path (None if no frame was written)."""
+        if self._stream is not None:
+            self._container.mux(self._stream.encode(None))
+        self._container.close()
+        if not self.frames:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        self.tmp.replace(self.path)
+        return self.path
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RunWriter:
+    """Collects a run's outputs in its folder and writes the summary files when the run closes."""
+
+    def __init__(self, run_dir: Path, video_fps: float | None = None) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.video = VideoWriter(run_dir / "annotated.mp4", video_fps) if video_fps is not None else None
+        self.rows: list[dict] = []
+        self.images: list[Path] = []
+
+    def add(self, frame: FrameResult, image: np.ndarray | None) -> None:
+        """Record a frame's detections and its annotated image (a video frame, or a JPEG per still image)."""
+        self.rows += [_row(frame, d) for d in frame.detections]
+        if image is None:
+            return
+        if self.video is not None:
+            self.video.write(image)
+        else:
+            name = Path(frame.source or f"frame_{frame.frame_index}").stem + ".jpg"
+            self.images.append(write_jpeg(self.run_dir / "images" / name, image))
+
+    def snapshot(self, event: SafetyEvent) -> str | None:
+        """Save an event's snapshot; returns its path relative to the run folder."""
+        if event.snapshot is None:
+            return None
+        name = snapshot_name(event)
+        write_jpeg(self.run_dir / name, event.snapshot)
+        return name
+
+    def close(self, events: list[SafetyEvent]) -> Path | None:
+        """Write detections.csv / .json and events.json; finish the video. Returns the video path, if any."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(
+            {**r, "item": safe_text(r["item"]), "class_name": safe_text(r["class_name"])} for r in self.rows
+        )
+        atomic_write(self.run_dir / "detections.csv", buf.getvalue().encode("utf-8"))
+        atomic_write(self.run_dir / "detections.json", json.dumps(self.rows, ensure_ascii=False).encode("utf-8"))
+        event_rows = [
+            {k: v for k, v in asdict(e).items() if k != "snapshot"}
+            | {"snapshot": snapshot_name(e) if e.snapshot is not None else None}
+            for e in events
+        ]
+        atomic_write(self.run_dir / "events.json", json.dumps(event_rows, ensure_ascii=False, indent=1).encode())
+        return self.video.close() if self.video is not None else None
+
+
+def snapshot_name(event: SafetyEvent) -> str:
+    """Run-relative path of an event's snapshot, unique per run (one event can start per frame)."""
+    return f"events/event_{event.start_frame:06d}.jpg"
+
+
+def _row(frame: FrameResult, d: Detection) -> dict:
+    x1, y1, x2, y2 = (round(v, 1) for v in d.xyxy)
+    return {
+        "item": frame.source,
+        "frame_index": frame.frame_index,
+        "video_time": round(frame.timestamp, 3),
+        "class_id": d.class_id,
+        "class_name": d.class_name,
+        "confidence": round(d.confidence, 4),
+        "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+        "track_id": d.track_id,
+        "mask_area": None if d.mask_area is None else round(d.mask_area, 1),
+        "polygon": None if d.polygon is None else [[round(x, 1), round(y, 1)] for x, y in d.polygon],
+    }  # fmt: skip

@@ -1,0 +1,253 @@
+"""Where frames come from: one image, a folder of images, a video file, or a camera / network stream.
+
+Every source yields `Frame`s; a folder also yields `BadItem`s for files it cannot read, so one corrupt photo
+does not end a run. Errors that make the whole source unusable raise `SourceError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
+
+MAX_PIXELS = 50_000_000  # larger images (decompression bombs) are refused before decoding
+
+
+class SourceError(ValueError):
+    """The source cannot be read at all; the message says why in one line."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame (BGR) and where it sits in its source."""
+
+    image: np.ndarray
+    index: int
+    timestamp: float  # seconds from the start of the video / stream; 0 for still images
+    name: str  # file name, or the source's description for videos and streams
+
+
+@dataclass
+class BadItem:
+    """A file in a folder run that could not be read; the run goes on without it."""
+
+    name: str
+    reason: str
+
+
+class Source:
+    """Base class: `frames()` yields what the source holds; `total` is the frame count where known."""
+
+    kind = "source"
+    total: int | None = None
+    fps: float = 0.0
+    description: str = ""
+
+    def frames(self) -> Iterator[Frame | BadItem]:
+        raise NotImplementedError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to BGR uint8, or raise `SourceError` saying why it cannot be used.
+
+    Grayscale, alpha and 16-bit images are converted; sizes beyond `MAX_PIXELS` are refused from the header,
+    before decoding, so a small file claiming huge dimensions cannot exhaust memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII file names
+    if data.size == 0:
+        raise SourceError(f"{path.name}: empty file")
+    _check_image_size(data, path.name)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SourceError(f"{path.name}: not a readable image (corrupt or unsupported format)")
+    return to_bgr8(image)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Convert gray / BGRA / 16-bit / float images to 3-channel 8-bit BGR."""
+    if image.dtype == np.uint16:
+        image = (image / 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image * (255 if image.max() <= 1 else 1), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def _check_image_size(data: np.ndarray, name: str) -> None:
+    """Read the dimensions from the header (PIL opens lazily) and refuse oversized images."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        raise SourceError(f"{name}: image dimensions exceed the {MAX_PIXELS:,}-pixel limit") from None
+    except Exception:
+        return  # a format PIL does not know: OpenCV decides
+    if w * h > MAX_PIXELS:
+        raise SourceError(f"{name}: {w}x{h} pixels is larger than the {MAX_PIXELS:,}-pixel limit")
+
+
+class ImageSource(Source):
+    kind = "image"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.total = 1
+        self.description = str(path)
+        self._image = read_image(path)  # fail now, not mid-run
+
+    def frames(self) -> Iterator[Frame]:
+        yield Frame(self._image, 0, 0.0, self.path.name)
+
+
+class FolderSource(Source):
+    kind = "folder"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix[1:].lower() in IMG_FORMATS)
+        if not self.files:
+            raise SourceError(f"{path}: no images in this folder")
+        self.total = len(self.files)
+        self.description = str(path)
+
+    def frames(self) -> Iterator[Frame | BadItem]:
+        for i, f in enumerate(self.files):
+            try:
+                yield Frame(read_image(f), i, 0.0, f.name)
+            except SourceError as e:
+                yield BadItem(f.name, str(e))
+
+
+class VideoSource(Source):
+    """A video file, decoded with OpenCV; `stride` keeps every n-th frame."""
+
+    kind = "video"
+
+    def __init__(self, path: Path, stride: int = 1) -> None:
+        if stride < 1:
+            raise SourceError(f"frame stride must be >= 1, got {stride}")
+        self.path, self.stride = path, stride
+        cap = cv2.VideoCapture(str(path))
+        try:
+            ok, first = cap.read()
+            if not cap.isOpened() or not ok or first is None:
+                raise SourceError(f"{path.name}: not a readable video (no frames could be decoded)")
+            w, h = first.shape[1], first.shape[0]
+            if w * h > MAX_PIXELS:
+                raise SourceError(f"{path.name}: {w}x{h} video frames exceed the {MAX_PIXELS:,}-pixel limit")
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            cap.release()
+        self.frame_count = count if count > 0 else None
+        self.total = -(-count // stride) if count > 0 else None
+        self.description = str(path)
+        self.frames_read = 0
+
+    def frames(self) -> Iterator[Frame]:
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            while True:
+                if index % self.stride == 0:
+                    ok, image = cap.read()
+                    if not ok:
+                        break
+                    yield Frame(image, index, index / self.fps, self.path.name)
+                elif not cap.grab():  # skipped frames are not decoded to pixels
+                    break
+                index += 1
+            self.frames_read = index
+        finally:
+            cap.release()
+
+    @property
+    def truncated(self) -> bool:
+        """True when fewer frames decoded than the container announced (a cut-off file)."""
+        return self.frame_count is not None and 0 < self.frames_read < self.frame_count - 1
+
+
+class StreamSource(Source):
+    """A camera index or an RTSP/HTTP URL. Reconnects after a dropped connection; `stop()` ends it cleanly."""
+
+    kind = "stream"
+
+    def __init__(self, spec: str | int, reconnect_delay: float = 1.0, max_reconnects: int = 5) -> None:
+        self.spec = spec
+        self.reconnect_delay, self.max_reconnects = reconnect_delay, max_reconnects
+        self.description = f"camera {spec}" if isinstance(spec, int) else str(spec)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def frames(self) -> Iterator[Frame]:
+        index, start, failures = 0, time.monotonic(), 0
+        while not self._stop.is_set():
+            cap = cv2.VideoCapture(self.spec)
+            if not cap.isOpened():
+                cap.release()
+                failures += 1
+                if failures > self.max_reconnects:
+                    raise SourceError(f"{self.description}: cannot open stream (tried {failures} times)")
+                self._stop.wait(self.reconnect_delay)
+                continue
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            try:
+                while not self._stop.is_set():
+                    ok, image = cap.read()
+                    if not ok:
+                        break  # dropped: reconnect
+                    failures = 0
+                    yield Frame(image, index, time.monotonic() - start, self.description)
+                    index += 1
+            finally:
+                cap.release()
+            if not self._stop.is_set():
+                failures += 1
+                if failures > self.max_reconnects:
+                    return  # the stream ended for good (or a file URL reached its end)
+                self._stop.wait(self.reconnect_delay)
+
+
+def open_source(spec: str | Path | int, stride: int = 1) -> Source:
+    """Pick the source type from a path, folder, digit string (camera) or URL.
+
+    Raises:
+        SourceError: For a missing path, an unknown file type or an unreadable image / video.
+    """
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return StreamSource(int(spec))
+    text = str(spec)
+    if text.lower().startswith(("rtsp://", "rtmp://", "http://", "https://")):
+        return StreamSource(text)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
+    suffix = path.suffix[1:].lower()
+    if suffix in VID_FORMATS and suffix != "gif":
+        return VideoSource(path, stride)
+    if suffix in IMG_FORMATS:
+        return ImageSource(path)
+    raise SourceError(f"{path.name}: unsupported file type '.{suffix}' (use an image, a video or a folder)")
