@@ -35,6 +35,7 @@ class EngineSettings:
         imgsz: Inference size in pixels (multiple of 32).
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
         track: Follow objects across video frames (ByteTrack), giving each a track id.
+        tracker: Tracker settings YAML: Ultralytics' `bytetrack.yaml` or a path to a tuned copy.
     """
 
     conf: float = 0.25
@@ -43,6 +44,7 @@ class EngineSettings:
     imgsz: int = 640
     device: str | None = None
     track: bool = False
+    tracker: str = TRACKER
 
     def check(self, names: dict[int, str]) -> None:
         if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
@@ -124,7 +126,7 @@ class DetectionEngine:
         if s.device is not None:
             kwargs["device"] = s.device
         if s.track:
-            result = self.model.track(frame.image, persist=True, tracker=TRACKER, **kwargs)[0]
+            result = self.model.track(frame.image, persist=True, tracker=s.tracker, **kwargs)[0]
         else:
             result = self.model.predict(frame.image, **kwargs)[0]
         out = from_ultralytics(result, frame.index, frame.timestamp, frame.name)

@@ -72,6 +72,27 @@ def polygon_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_polygon_dataset(tmp_path_factory.mktemp("bandsaw"))
 
 
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """One-epoch BRA detect and segment models trained through train.py: task -> (exported .pt, data.yaml).
+
+    Their detections are near-random; tests that need detections use a very low confidence threshold.
+    """
+    from train import main
+
+    out = {}
+    for task, model in (("detect", "models/yolo11n-bra.yaml"), ("segment", "models/yolo11n-seg-bra.yaml")):
+        tmp = tmp_path_factory.mktemp(task)
+        data = make_polygon_dataset(tmp / "data", n_train=8, n_val=4, size=96)
+        exported = tmp / "weights" / f"{task}.pt"
+        argv = ["--data", str(data), "--model", str(ROOT / model), "--epochs", "1", "--imgsz", "96", "--batch",
+                "4", "--workers", "0", "--device", "cpu", "--project", str(tmp / "runs"), "--name", "t",
+                "--export-to", str(exported)]  # fmt: skip
+        assert main(argv) == 0
+        out[task] = (exported, data)
+    return out
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real glove data beside the checkout; tests that need it skip (and say so) where it is absent."""

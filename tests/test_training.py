@@ -38,18 +38,10 @@ print(json.dumps({"task": yolo.task, "names": yolo.names, "boxes": r.boxes.data.
 """
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
-    """Train each task for one epoch through the CLI; return (task, exported .pt, dataset YAML)."""
-    task = request.param
-    tmp = tmp_path_factory.mktemp(task)
-    data = make_polygon_dataset(tmp / "data", n_train=8, n_val=4, size=96)
-    exported = tmp / "weights" / f"{task}.pt"
-    argv = ["--data", str(data), "--model", str(ROOT / MODELS[task]), "--epochs", "1", "--imgsz", "96",
-            "--batch", "4", "--workers", "0", "--device", "cpu", "--project", str(tmp / "runs"), "--name", "t",
-            "--export-to", str(exported)]  # fmt: skip
-    assert main(argv) == 0
-    return task, exported, data
+@pytest.fixture(params=list(MODELS))
+def trained(request: pytest.FixtureRequest, trained_models: dict[str, tuple[Path, Path]]) -> tuple[str, Path, Path]:
+    """(task, exported .pt, data.yaml) of the session's one-epoch models, trained through train.py."""
+    return request.param, *trained_models[request.param]
 
 
 def test_training_writes_run_and_exports_stripped_best(trained: tuple[str, Path, Path]) -> None:
