@@ -1,0 +1,100 @@
+"""`python -m app detect`: real files in, records and files out, one-line errors and exit codes for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from openpyxl import load_workbook
+from test_engine import make_video
+
+from app.cli import main
+from app.records import RecordStore
+from app.runtime import ROOT
+
+
+@pytest.fixture
+def weights(trained_models: dict) -> Path:
+    return trained_models["detect"][0]
+
+
+def _detect(weights: Path, source: Path | str, out: Path, *extra: str) -> int:
+    return main(["detect", "--weights", str(weights), "--source", str(source), "--save-dir", str(out),
+                 "--conf", "0.002", "--imgsz", "96", *extra])  # fmt: skip
+
+
+def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
+    clip = shared_data / "videos" / "hand_desk.mp4"
+    book = tmp_path / "clip.xlsx"
+    assert _detect(weights, clip, tmp_path, "--stride", "30", "--policy", "bandsaw", "--excel", str(book)) == 0
+    out = capsys.readouterr().out
+    assert "(completed): 13 frame(s) of" in out and f"workbook: {book}" in out  # 378 frames, every 30th
+    (run,) = RecordStore(tmp_path / "records.sqlite").runs()
+    assert (run.kind, run.frames, run.policy, run.conf) == ("video", 13, "bandsaw", 0.002)
+    assert Path(run.output_dir, "annotated.mp4").is_file()
+    rows = load_workbook(book)["Detections"].max_row - 1
+    assert rows == len(RecordStore(tmp_path / "records.sqlite").detections(run.id)) > 0
+
+
+def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"p{i}.jpg"), np.full((64, 64, 3), 80 + 40 * i, np.uint8))
+    (folder / "p9.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    assert _detect(weights, folder, tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    assert "skipped p9.jpg: p9.jpg: not a readable image" in captured.out + captured.err
+    (run,) = RecordStore(tmp_path / "out" / "records.sqlite").runs()
+    assert run.frames == 2
+    assert sorted(p.name for p in Path(run.output_dir, "images").iterdir()) == ["p0.jpg", "p1.jpg"]
+
+
+def test_tracking_video_run_counts_unique_objects(weights: Path, tmp_path: Path, capsys) -> None:
+    clip = make_video(tmp_path / "clip.mp4", frames=6)
+    assert _detect(weights, clip, tmp_path / "out", "--track", "--classes", "hand", "Glove_Blue") == 0
+    (run,) = RecordStore(tmp_path / "out" / "records.sqlite").runs()
+    assert run.tracking and run.classes == "[4, 0]"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.jpg", "missing.jpg: file not found"),
+        (lambda d: (d / "bad.jpg").write_bytes(b"not an image") and d / "bad.jpg", "bad.jpg: not a readable image"),
+        (lambda d: (d / "text.mp4").write_text("hello " * 100) and d / "text.mp4", "text.mp4: not a readable video"),
+        (lambda d: (d / "notes.txt").write_text("x") and d / "notes.txt", "unsupported file type '.txt'"),
+    ],
+)
+def test_bad_sources_exit_2_with_one_line(weights: Path, tmp_path: Path, capsys, make, message: str) -> None:
+    assert _detect(weights, make(tmp_path), tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_bad_weights_and_policy_exit_2(weights: Path, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "w.pt").write_bytes(b"garbage")
+    assert _detect(tmp_path / "w.pt", image, tmp_path / "out") == 2
+    assert "not a YOLO checkpoint" in capsys.readouterr().err
+    assert _detect(weights, image, tmp_path / "out", "--policy", "gloves") == 2
+    assert "classes the model does not have" in capsys.readouterr().err
+    assert _detect(weights, image, tmp_path / "out", "--classes", "mitten") == 2
+    assert "unknown class 'mitten'" in capsys.readouterr().err
+
+
+def test_module_entry_point_exit_codes(weights: Path, tmp_path: Path) -> None:
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "app", "detect", "--weights", str(weights), "--save-dir", str(tmp_path / "o")]
+    ok = subprocess.run([*base, "--source", str(image)], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0 and "(completed): 1 frame(s)" in ok.stdout
+    bad = subprocess.run([*base, "--source", str(tmp_path / "nope.png")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("nope.png: file not found")
