@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import os
+import queue
+import threading
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -56,21 +58,43 @@ def safe_text(value: str) -> str:
 class VideoWriter:
     """H.264 / yuv420p MP4 (with the index up front) that browsers play, written with PyAV's bundled libx264.
 
+    Frames are encoded on a background thread (x264 releases the GIL), so encoding overlaps the next frame's
+    inference instead of adding to it. At most `queue_size` frames wait.
+
     Example:
         >>> with VideoWriter(Path("out.mp4"), fps=30) as video:
         ...     video.write(frame_bgr)
     """
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, queue_size: int = 8) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.stem}.part{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = Fraction(fps if fps > 0 else 30).limit_denominator(1001)
         self._container = av.open(str(self.tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         self._stream = None
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode_loop, name=f"encode {path.name}", daemon=True)
+        self._thread.start()
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
+        if self._error is not None:
+            raise OSError(f"video encoding failed: {self._error}") from self._error
+        self._queue.put(image)
+        self.frames += 1
+
+    def _encode_loop(self) -> None:
+        while (image := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the writer reports the first error
+            try:
+                self._encode(image)
+            except Exception as e:
+                self._error = e
+
+    def _encode(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
         if self._stream is None:  # size comes from the first frame; yuv420p needs even dimensions
             self._stream = self._container.add_stream("libx264", rate=self.fps)
@@ -80,13 +104,16 @@ class VideoWriter:
         image = image[: self._stream.height, : self._stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         self._container.mux(self._stream.encode(frame))
-        self.frames += 1
 
     def close(self) -> Path | None:
-        """Flush and move the finished file into place; returns its path (None if no frame was written)."""
-        if self._stream is not None:
+        """Finish encoding and move the file into place; returns its path (None if no frame was written)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._stream is not None and self._error is None:
             self._container.mux(self._stream.encode(None))
         self._container.close()
+        if self._error is not None:
+            raise OSError(f"video encoding failed: {self._error}") from self._error
         if not self.frames:
             self.tmp.unlink(missing_ok=True)
             return None
