@@ -1,7 +1,8 @@
 """`python -m app detect ...`: the headless monitor over the same engine the console uses.
 
-Exit codes: 0 done, 1 the run failed part-way, 2 bad input (missing file, unreadable image or video, wrong
-weights, bad policy) reported in one line before anything is processed.
+Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
+weights, bad policy) reported in one line before anything is processed; 3 a damaged input (a video cut off
+part-way) whose readable part was processed and saved.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def detect(args: argparse.Namespace) -> int:
         except ExportError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+    if run.summary.warnings:
+        print(f"error: damaged input: {run.summary.warnings[0]}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -77,6 +77,35 @@ def test_bad_sources_exit_2_with_one_line(weights: Path, tmp_path: Path, capsys,
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
+def test_truncated_video_is_processed_up_to_the_cut_and_exits_3(weights: Path, tmp_path: Path, capsys) -> None:
+    clip = make_video(tmp_path / "clip.mp4", frames=40, noise=True)  # index up front, as our writer makes them
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])
+    assert _detect(weights, cut, tmp_path / "out") == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: damaged input: video ended after") and "of 40 frames" in err
+    (run,) = RecordStore(tmp_path / "out" / "records.sqlite").runs()
+    assert 0 < run.frames < 40 and run.status == "completed"
+
+
+def test_real_clip_cut_short_is_unreadable_and_exits_2(weights: Path, shared_data: Path, tmp_path: Path, capsys):
+    clip = (shared_data / "videos" / "hand_desk.mp4").read_bytes()  # its index sits at the end of the file
+    (tmp_path / "cut.mp4").write_bytes(clip[: len(clip) // 2])
+    assert _detect(weights, tmp_path / "cut.mp4", tmp_path / "out") == 2
+    assert "cut.mp4: not a readable video" in capsys.readouterr().err
+
+
+def test_real_glove_photos(weights: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image in sorted((shared_data / "gloves" / "valid" / "images").glob("*.jpg"))[:3]:
+        (folder / image.name).symlink_to(image)
+    assert _detect(weights, folder, tmp_path / "out", "--excel", str(tmp_path / "p.xlsx")) == 0
+    (run,) = RecordStore(tmp_path / "out" / "records.sqlite").runs()
+    assert run.kind == "folder" and run.frames == 3
+    assert len(list(Path(run.output_dir, "images").glob("*.jpg"))) == 3
+
+
 def test_bad_weights_and_policy_exit_2(weights: Path, tmp_path: Path, capsys) -> None:
     image = tmp_path / "a.jpg"
     cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
