@@ -253,20 +253,23 @@ class RecordStore:
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
     ) -> list[DetectionRecord]:
         """Detections of one run, or of all runs started in a date range / from a source, in order."""
-        if run_id is not None:
-            return self._select(DetectionRecord, "SELECT * FROM detections WHERE run_id=? ORDER BY id", (run_id,))
-        where, args = _range("r.started_at", start, end, source, prefix="r.")
-        sql = f"SELECT d.* FROM detections d JOIN runs r ON r.id = d.run_id {where} ORDER BY d.id"
-        return self._select(DetectionRecord, sql, args)
+        return self._rows_of_runs("detections", DetectionRecord, run_id, start, end, source)
 
     def events(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
     ) -> list[EventRecord]:
+        """Events of one run, or of all runs started in a date range / from a source, in order."""
+        return self._rows_of_runs("events", EventRecord, run_id, start, end, source)
+
+    def _rows_of_runs(
+        self, table: str, cls: type, run_id: str | None, start: str | None, end: str | None, source: str | None
+    ) -> list:
         if run_id is not None:
-            return self._select(EventRecord, "SELECT * FROM events WHERE run_id=? ORDER BY id", (run_id,))
+            return self._select(cls, f"SELECT * FROM {table} WHERE run_id=? ORDER BY id", (run_id,))
         where, args = _range("r.started_at", start, end, source, prefix="r.")
-        sql = f"SELECT e.* FROM events e JOIN runs r ON r.id = e.run_id {where} ORDER BY e.id"
-        return self._select(EventRecord, sql, args)
+        return self._select(
+            cls, f"SELECT t.* FROM {table} t JOIN runs r ON r.id = t.run_id {where} ORDER BY t.id", args
+        )
 
     def _select(self, cls: type, sql: str, args: tuple) -> list:
         with self._lock:
