@@ -1,5 +1,74 @@
-"""Operator console (Gradio): not built yet. Until it is, train and evaluate models with train.py."""
+"""Operator console: image, video and webcam detection with safety policies, history and Excel export.
+
+    python webui.py                              # http://127.0.0.1:7860, this machine only
+    python webui.py --host 0.0.0.0 --auth operator:secret
+    GLOVE_CONSOLE_AUTH=operator:secret python webui.py --host 0.0.0.0
+
+A bind beyond this machine needs a login (--auth or GLOVE_CONSOLE_AUTH) unless --allow-no-auth is given.
+Browsers only allow the webcam on https or localhost: on a network, put the console behind a TLS reverse proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_DIR under .runtime/)
+
+# isort: split
+from app.console import build_console
+from app.runtime import EXPORTS_DIR
+from app.service import WEIGHTS_DIR, DetectionService
+
+AUTH_ENV = "GLOVE_CONSOLE_AUTH"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", default=os.environ.get(AUTH_ENV), help=f"user:password (or set {AUTH_ENV})")
+    p.add_argument("--allow-no-auth", action="store_true", help="serve beyond this machine without a login")
+    p.add_argument("--exports", type=Path, default=EXPORTS_DIR, help="where runs, records and workbooks go")
+    p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of .pt models to offer")
+    p.add_argument("--conf", type=float, default=0.25, help="initial confidence threshold")
+    return p.parse_args(argv)
+
+
+def check_access(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The login pair, or None on a local bind; refuses an open bind beyond this machine."""
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit("webui.py: --auth must look like user:password")
+        auth = (user, password)
+    if args.host not in LOCAL_HOSTS and auth is None and not args.allow_no_auth:
+        raise SystemExit(
+            f"webui.py: refusing to serve on {args.host} without a login: pass --auth user:password "
+            f"(or set {AUTH_ENV}), or --allow-no-auth if the network is trusted"
+        )
+    return auth
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    auth = check_access(args)
+    service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir)
+    ui = build_console(service, default_conf=args.conf)
+    ui.queue(default_concurrency_limit=2).launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth,
+        allowed_paths=[str(args.exports)],  # results are served from exports/ only
+        show_error=True,
+        footer_links=[],
+        ssr_mode=False,  # no Node.js server beside Python
+    )
+
 
 if __name__ == "__main__":
-    print("The operator console is not built yet (see the console issue).")
-    print("Train a model with:  python train.py --help")
+    sys.exit(main())

@@ -6,6 +6,7 @@ The CLI, the console and the tests all use this class; none of them call Ultraly
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class DetectionEngine:
             raise EngineError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
         self.settings = settings or EngineSettings()
         self.settings.check(self.names)
+        self.lock = threading.Lock()  # for callers that share one engine between threads (the console)
 
     @property
     def task(self) -> str:

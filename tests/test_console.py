@@ -1,0 +1,269 @@
+"""The operator console in a real browser (Debian's Chromium driven by Playwright) against `python webui.py`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from openpyxl import load_workbook
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from app.records import RecordStore
+from app.runtime import ROOT
+from webui import check_access
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`python webui.py` on a free local port, offering the session's one-epoch detector."""
+    tmp = tmp_path_factory.mktemp("console")
+    (tmp / "weights").mkdir()
+    shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
+    cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(tmp / "exports"),
+           "--weights-dir", str(tmp / "weights"), "--conf", "0.002"]  # fmt: skip
+    log = open(tmp / "webui.log", "w")  # noqa: SIM115 (open while the server runs)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            assert proc.poll() is None, (tmp / "webui.log").read_text()[-3000:]
+            time.sleep(0.5)
+    yield {"url": url, "exports": tmp / "exports", "tmp": tmp, "data": trained_models["detect"][1]}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, console: dict) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(console["url"])
+    page.wait_for_selector("#image-run")
+    yield page
+    context.close()
+
+
+def _tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _upload_image(page: Page, path: Path) -> None:
+    page.locator("#image-in input[type=file]").set_input_files(str(path))
+    expect(page.locator("#image-in img")).to_be_visible(timeout=20000)
+
+
+def _table_rows(page: Page, elem: str) -> list[list[str]]:
+    """The rows the table shows (Gradio's table is virtual: a long table renders the rows in view)."""
+    expect(page.locator(f"#{elem} .virtual-row [role=gridcell]").first).not_to_have_text("", timeout=30000)
+    return page.evaluate(
+        f"Array.from(document.querySelectorAll('#{elem} .virtual-row')).map(row => "
+        "Array.from(row.querySelectorAll('[role=gridcell]')).map(cell => cell.textContent.trim()))"
+    )
+
+
+def _shown_count(page: Page, elem: str) -> int:
+    """The detection count the console states for the run ("N detection(s) in M frame(s)")."""
+    return int(page.locator(f"#{elem}").inner_text().split(" detection(s)")[0].split()[-1])
+
+
+def _error_toast(page: Page, text: str) -> None:
+    expect(page.locator(".toast-body").filter(has_text=text).first).to_be_visible(timeout=30000)
+    page.locator(".toast-body .toast-close").first.click()
+
+
+def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, console: dict) -> None:
+    image = next((console["data"].parent / "valid" / "images").glob("*.jpg"))
+    _upload_image(page, image)
+    page.click("#image-run")
+    expect(page.locator("#image-status .safety-banner")).to_be_visible(timeout=60000)
+    expect(page.locator("#image-out img")).to_be_visible()
+    rows = _table_rows(page, "image-table")
+    count = _shown_count(page, "image-saved")
+    assert rows and count >= len(rows) and all(r[0] == image.name for r in rows)
+
+    with page.expect_download() as download:
+        page.locator("#image-excel a").first.click()
+    saved = console["tmp"] / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.suffix == ".xlsx"
+    book = load_workbook(saved)["Detections"]
+    sheet = list(book.iter_rows(min_row=2, values_only=True))
+    assert len(sheet) == count
+    in_sheet = {(r[6], f"{r[7]:.3f}".rstrip("0").rstrip("."), *(str(round(v)) for v in r[8:12])) for r in sheet}
+    assert {(r[3], r[4], *r[5:9]) for r in rows} <= in_sheet  # class, confidence, box of every rendered row
+    run_id = page.locator("#image-saved").inner_text().split("run ")[-1].strip(" )")
+    assert len(RecordStore(console["exports"] / "records.sqlite").detections(run_id)) == count
+    page.screenshot(path=str(SCREENSHOTS / "image.png"), full_page=True)
+
+
+def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared_data: Path) -> None:
+    _tab(page, "Video")
+    page.locator("#video-in input[type=file]").set_input_files(str(shared_data / "videos" / "hand_desk.mp4"))
+    expect(page.locator("#video-in video")).to_be_attached(timeout=30000)
+    stride = page.locator("#stride input[type=number]")
+    stride.fill("15")
+    stride.press("Enter")
+    page.click("#video-run")
+    expect(page.get_by_text("Processing video").first).to_be_visible(timeout=60000)
+    page.wait_for_function(
+        "document.querySelector('#video-out video') && document.querySelector('#video-out video').readyState === 4",
+        timeout=180000,
+    )
+    assert page.evaluate("document.querySelector('#video-out video').videoWidth") == 720
+    rows = _table_rows(page, "video-table")
+    assert rows and {r[0] for r in rows} == {"hand_desk.mp4"}
+    assert sorted({int(r[1]) for r in rows}) <= list(range(0, 378, 15))  # every 15th frame only
+    page.screenshot(path=str(SCREENSHOTS / "video.png"), full_page=True)
+
+
+def _y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:
+    """The shared clip as a Y4M file, the format Chromium's fake camera reads."""
+    with av.open(str(clip)) as src, open(out, "wb") as f:
+        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= frames:
+                break
+            yuv = frame.reformat(width=size, height=size, format="yuv420p").to_ndarray()
+            f.write(b"FRAME\n" + yuv.tobytes())
+    return out
+
+
+def test_live_camera_updates_repeatedly_and_is_recorded(
+    playwright: Playwright, console: dict, shared_data: Path, tmp_path: Path
+) -> None:
+    fake = _y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m")
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={fake}"]  # fmt: skip
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"]).new_page()
+        page.goto(console["url"])
+        page.wait_for_selector("#image-run")
+        _tab(page, "Live camera")
+        page.locator("#cam [title='grant webcam access'] button").click()
+        page.locator("#cam button[aria-label='capture photo']").click()
+        counts = []
+        for _ in range(30):
+            time.sleep(1)
+            text = page.locator("#live-info").inner_text()
+            if "frames" in text:
+                counts.append(int(text.split(": ")[1].split(" frames")[0]))
+            if len(counts) >= 3 and counts[-1] > counts[0]:
+                break
+        assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
+        expect(page.locator("#cam-out img")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "live.png"), full_page=True)
+        page.locator("#cam button[aria-label='capture photo']").click()  # stop streaming
+        page.click("#live-stop")
+        expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+        run_id = page.locator("#live-info").inner_text().split("Saved live run ")[1].split(":")[0].strip("` ")
+    finally:
+        browser.close()
+    run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
+    assert run.kind == "stream" and run.status == "stopped" and run.frames >= counts[-1]
+
+
+def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console: dict, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
+    page.locator("#image-in input[type=file]").set_input_files(str(corrupt))
+    page.wait_for_timeout(1500)
+    page.click("#image-run")
+    _error_toast(page, "corrupt.jpg")
+
+    _tab(page, "Video")
+    fake_video = tmp_path / "notes.mp4"
+    fake_video.write_text("this is a text file, not a video\n" * 50)
+    page.locator("#video-in input[type=file]").set_input_files(str(fake_video))
+    page.wait_for_timeout(1500)
+    page.click("#video-run")
+    _error_toast(page, "not a readable video")
+
+    _tab(page, "Model")
+    bogus = tmp_path / "best.pt"
+    bogus.write_bytes(b"PK\x03\x04 not really a checkpoint" * 20)
+    page.locator("#upload-pt input[type=file]").set_input_files(str(bogus))
+    _error_toast(page, "not a YOLO checkpoint")
+    page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
+
+    _tab(page, "Image")
+    good = tmp_path / "good.jpg"
+    cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    _upload_image(page, good)
+    page.click("#image-run")
+    expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
+    assert _table_rows(page, "image-table")
+
+
+def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> None:
+    image = next((console["data"].parent / "valid" / "images").glob("*.jpg"))
+    _upload_image(page, image)
+    page.click("#image-run")
+    expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
+    _tab(page, "History & Export")
+    page.fill("#hist-start input, #hist-start textarea", "2000-01-01")
+    page.click("#hist-run")
+    shown = _table_rows(page, "hist-table")
+    runs = RecordStore(console["exports"] / "records.sqlite").runs(start="2000-01-01")
+    assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
+    page.click("#hist-export")
+    expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
+    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
+
+
+def test_remote_bind_needs_a_login() -> None:
+    def args(**kw) -> argparse.Namespace:
+        return argparse.Namespace(**{"host": "127.0.0.1", "auth": None, "allow_no_auth": False, **kw})
+
+    assert check_access(args()) is None
+    assert check_access(args(host="0.0.0.0", auth="op:secret")) == ("op", "secret")
+    assert check_access(args(host="0.0.0.0", allow_no_auth=True)) is None
+    with pytest.raises(SystemExit, match=r"refusing to serve on 0\.0\.0\.0 without a login"):
+        check_access(args(host="0.0.0.0"))
+    with pytest.raises(SystemExit, match="user:password"):
+        check_access(args(auth="nocolon"))
+    out = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--host", "0.0.0.0"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+    assert out.returncode != 0 and "refusing to serve" in out.stderr
