@@ -196,6 +196,8 @@ def _result_widgets(prefix: str) -> list[gr.components.Component]:
 def _result_values(service: DetectionService, run: DetectionRun, s: RunSummary) -> list:
     rows = [_detection_row(r) for r in service.store.detections(s.run_id)]
     counts = pd.DataFrame({"class": list(s.counts), "count": list(s.counts.values())})
+    # Bars start at zero (Vega would otherwise fit the axis to the data, hiding a single bar).
+    chart = gr.BarPlot(value=counts, y_lim=[0, max(s.counts.values(), default=0) * 1.1 + 1])
     events = _table([_event_row(e) for e in s.events], EVENT_COLUMNS)
     violated = bool(s.events)
     banner = _banner_html(not violated, f"{len(s.events)} violation event(s)" if violated else "no violations")
@@ -204,7 +206,7 @@ def _result_values(service: DetectionService, run: DetectionRun, s: RunSummary) 
     if s.tracks:
         notes.append("Unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(s.tracks.items())))
     workbook = str(service.workbook(run_id=s.run_id))
-    return [banner, _table(rows, DETECTION_COLUMNS), counts, events, "\n\n".join(notes), workbook]
+    return [banner, _table(rows, DETECTION_COLUMNS), chart, events, "\n\n".join(notes), workbook]
 
 
 def _start(factory, *args, **kwargs):
