@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import time
-from pathlib import Path
 
 import cv2
 import gradio as gr
@@ -85,7 +84,7 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
                 hist_file = gr.File(label="Workbook", elem_id="hist-file")
             with gr.Tab("Model", id="model-tab"):
                 upload = gr.File(label="Upload a trained best.pt", file_types=[".pt"], elem_id="upload-pt")
-                model_info = gr.Markdown(_describe(service, default), elem_id="model-info")
+                model_info = gr.Markdown(elem_id="model-info")
                 gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads.")
 
         def run_image(path, *ctl):
@@ -155,9 +154,9 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
 
         def model_changed(path):
             if not path:
-                return gr.update(choices=[], value=[]), _no_model_notice()
+                return gr.update(choices=[], value=[]), _no_model_notice(), _no_model_notice()
             info = _call(service.model_info, path)
-            return gr.update(choices=list(info.names.values()), value=[]), ""
+            return gr.update(choices=list(info.names.values()), value=[]), "", html.escape(info.describe())
 
         def add_zone_point(text, evt: gr.SelectData, image):
             if image is None or evt is None:
@@ -175,9 +174,9 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
         hist_btn.click(show_history, [start, end, source], [runs_table])
         hist_xlsx_btn.click(export_history, [start, end], [hist_file])
         upload.upload(add_model, [upload], [model, model_info])
-        model.change(model_changed, [model], [classes, notice])
+        model.change(model_changed, [model], [classes, notice, model_info])
         image_out.select(add_zone_point, [zone, image_out], [zone])
-        ui.load(model_changed, [model], [classes, notice])
+        ui.load(model_changed, [model], [classes, notice, model_info])
     return ui
 
 
@@ -279,15 +278,6 @@ def _banner_html(ok: bool, text: str) -> str:
 
 def _rgb(image: np.ndarray | None) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _describe(service: DetectionService, path: Path | None) -> str:
-    if path is None:
-        return _no_model_notice()
-    try:
-        return service.model_info(path).describe()
-    except ConsoleError as e:
-        return f"Cannot load {path.name}: {e}"
 
 
 def _no_model_notice() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -206,26 +207,28 @@ def test_live_camera_updates_repeatedly_and_is_recorded(
 
 
 def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console: dict, tmp_path: Path) -> None:
-    corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
-    page.locator("#image-in input[type=file]").set_input_files(str(corrupt))
-    page.wait_for_timeout(1500)
-    page.click("#image-run")
-    _error_toast(page, "corrupt.jpg")
+    def submit(tab: str, name: str, content: bytes, message: str) -> None:
+        _tab(page, tab)
+        (tmp_path / name).write_bytes(content)
+        page.locator(f"#{tab.lower()}-in input[type=file]").set_input_files(str(tmp_path / name))
+        page.wait_for_timeout(1500)
+        page.click(f"#{tab.lower()}-run")
+        _error_toast(page, message)
 
-    _tab(page, "Video")
-    fake_video = tmp_path / "notes.mp4"
-    fake_video.write_text("this is a text file, not a video\n" * 50)
-    page.locator("#video-in input[type=file]").set_input_files(str(fake_video))
-    page.wait_for_timeout(1500)
-    page.click("#video-run")
-    _error_toast(page, "not a readable video")
+    submit("Image", "corrupt.jpg", b"\xff\xd8\xff\xe0" + os.urandom(300), "corrupt.jpg")
+    submit("Video", "notes.mp4", b"this is a text file, not a video\n" * 50, "not a readable video")
 
     _tab(page, "Model")
     bogus = tmp_path / "best.pt"
     bogus.write_bytes(b"PK\x03\x04 not really a checkpoint" * 20)
     page.locator("#upload-pt input[type=file]").set_input_files(str(bogus))
     _error_toast(page, "not a YOLO checkpoint")
+    page.locator("#upload-pt").get_by_label("Clear").first.click()
+    page.locator("#upload-pt input[type=file]").set_input_files(str(console["tmp"] / "weights" / "tiny-detect.pt"))
+    # kept under its content hash, selected, and described
+    expect(page.locator("#model-info")).to_contain_text("tiny-detect-", timeout=30000)
+    expect(page.locator("#model-info")).to_contain_text("detect model, classes Glove_Blue")
+    expect(page.locator("#model input")).to_have_value(re.compile(r"uploaded-models/tiny-detect-\w{8}\.pt$"))
     page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
 
     _tab(page, "Image")
