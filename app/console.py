@@ -90,7 +90,7 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
         def run_image(path, *ctl):
             if not path:
                 raise gr.Error("Choose an image first.")
-            run = _start(service.detect_file, path, _options(*ctl))
+            run = _call(service.detect_file, path, _options(*ctl))
             for _ in run:
                 pass
             s = run.summary
@@ -100,7 +100,7 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
         def run_video(path, n, *ctl, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
             if not path:
                 raise gr.Error("Choose a video first.")
-            run = _start(service.detect_file, path, _options(*ctl), stride=int(n))
+            run = _call(service.detect_file, path, _options(*ctl), stride=int(n))
             rows: list[list] = []
             last = 0.0
             for update in run:
@@ -122,7 +122,7 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
                 state.finish()
                 state = None
             if state is None:
-                state = _start(service.live, _options(*ctl))
+                state = _call(service.live, _options(*ctl))
             update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             f = update.frame
             counts = _table([[k, v] for k, v in sorted(f.counts().items())], ["class", "count"])
@@ -206,10 +206,6 @@ def _result_values(service: DetectionService, run: DetectionRun, s: RunSummary) 
         notes.append("Unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(s.tracks.items())))
     workbook = str(service.workbook(run_id=s.run_id))
     return [banner, _table(rows, DETECTION_COLUMNS), chart, events, "\n\n".join(notes), workbook]
-
-
-def _start(factory, *args, **kwargs):
-    return _call(factory, *args, **kwargs)
 
 
 def _call(fn, *args, **kwargs):

@@ -201,8 +201,7 @@ def test_a_run_stopped_early_is_closed_cleanly(engine: DetectionEngine, tmp_path
     for update in run:
         if update.done == 5:
             break
-    run_iter_closed = run.summary.status
-    assert run_iter_closed == "stopped"
+    assert run.summary.status == "stopped"
     record = store.run(run.summary.run_id)
     assert (record.status, record.frames) == ("stopped", 5)
     with av.open(str(run.summary.video)) as container:
