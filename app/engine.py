@@ -76,6 +76,11 @@ class DetectionEngine:
         try:
             self.model = YOLO(str(self.weights))
         except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
+            if "references types outside" in str(e):  # the safe unpickler met a class off the allow-list
+                raise EngineError(
+                    f"{self.weights.name}: not a YOLO checkpoint we can load safely: it refers to code outside the "
+                    "allowed model classes, so it was not loaded"
+                ) from e
             raise EngineError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
         if self.model.task not in SUPPORTED_TASKS:
             raise EngineError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")

@@ -27,6 +27,9 @@ OFFLINE_ENV = {
     "YOLO_AUTOINSTALL": "False",  # never pip-install a "missing" requirement at run time
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_OFFLINE": "1",
+    # Checkpoints are pickles, and a pickle can run code: load them with torch's weights_only unpickler and an
+    # allow-list of model classes (Ultralytics' own, plus ours, registered in app.nn.registry).
+    "ULTRALYTICS_SAFE_LOAD": "1",
 }
 
 

@@ -280,3 +280,24 @@ def test_tracking_assigns_ids_across_frames(trained_models: dict, tmp_path: Path
     engine.reset()
     again = engine.predict(frames[0], annotate=False)
     assert min(d.track_id for d in again.detections) == 1  # a new run numbers its tracks from 1 again
+
+
+class _Marker:
+    """Pickles to a call that creates a file: proof that loading ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_checkpoints_that_run_code_are_refused_without_running_it(where: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    payload = _Marker(marker)
+    ckpt = {"model": payload} if where == "top" else {"model": None, "train_args": {"x": [1, {"y": payload}]}}
+    torch.save(ckpt, tmp_path / "evil.pt")
+    with pytest.raises(EngineError, match="not a YOLO checkpoint"):
+        DetectionEngine(tmp_path / "evil.pt")
+    assert not marker.exists()

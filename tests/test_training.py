@@ -21,9 +21,11 @@ from train import main
 
 MODELS = {"detect": "models/yolo11n-bra.yaml", "segment": "models/yolo11n-seg-bra.yaml"}
 
-# Loads a checkpoint in a process that never imported `app`: unpickling the model must find our layers by itself.
+# Loads a checkpoint in a fresh process, the documented way: `import app` first (offline settings, safe loading
+# with our layers on the allow-list), then plain Ultralytics.
 RELOAD_SCRIPT = """
 import json, sys
+import app
 import cv2, numpy as np, torch
 from ultralytics import YOLO
 yolo = YOLO(sys.argv[1])

@@ -14,18 +14,23 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from ultralytics.nn import tasks
 
-from .bra import BiLevelRoutingAttention
+from .bra import BiLevelRoutingAttention, _QKVProjection, _TopkRouter
 
 CHANNEL_PRESERVING_MODULES: tuple[type, ...] = (BiLevelRoutingAttention,)
 """Layers whose first constructor argument is the input channel count, which they also output."""
+
+SAFE_CHECKPOINT_CLASSES: tuple[type, ...] = (BiLevelRoutingAttention, _QKVProjection, _TopkRouter)
+"""Our classes a checkpoint may contain: the safe (weights_only) unpickler accepts these and nothing else of ours."""
 
 _PREVIOUS_CHANNELS = "c2"  # parse_model's running "channels out of the previous layer"
 
 
 def register_modules() -> None:
-    """Expose our layers to Ultralytics YAML parsing; safe to call more than once."""
+    """Expose our layers to Ultralytics YAML parsing and to safe checkpoint loading; safe to call more than once."""
+    torch.serialization.add_safe_globals(list(SAFE_CHECKPOINT_CLASSES))
     for module in CHANNEL_PRESERVING_MODULES:
         setattr(tasks, module.__name__, module)
     if not getattr(tasks.parse_model, "_app_channel_args", False):
