@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,35 @@ def test_remote_bind_needs_a_login() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--host", "0.0.0.0"], capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
     assert out.returncode != 0 and "refusing to serve" in out.stderr
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/gradio_api/file=/etc/passwd",
+        "/gradio_api/file={exports}/../../../../etc/passwd",
+        "/gradio_api/file=%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/gradio_api/file=..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/gradio_api/file={root}/app/runtime.py",
+        "/gradio_api/file={root}/README.md",
+        "/assets/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/../../../../etc/passwd",
+    ],
+)
+def test_files_outside_exports_are_not_served(console: dict, path: str) -> None:
+    url = console["url"].rstrip("/") + path.format(exports=console["exports"], root=ROOT)
+    status, body = _get(url)
+    assert status in (403, 404) and b"root:" not in body and b"def configure" not in body
+
+
+def test_files_in_exports_are_served(console: dict) -> None:
+    (console["exports"] / "probe.txt").write_text("served")
+    assert _get(f"{console['url']}gradio_api/file={console['exports'] / 'probe.txt'}") == (200, b"served")
