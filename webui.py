@@ -19,8 +19,8 @@ import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_D
 
 # isort: split
 from app.console import build_console
-from app.runtime import EXPORTS_DIR
-from app.service import WEIGHTS_DIR, DetectionService
+from app.runtime import EXPORTS_DIR, WEIGHTS_DIR
+from app.service import DetectionService
 
 AUTH_ENV = "GLOVE_CONSOLE_AUTH"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

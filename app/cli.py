@@ -18,10 +18,8 @@ from .excel import ExportError, export_workbook
 from .pipeline import DetectionRun
 from .policy import PolicyError, SafetyPolicy
 from .records import RecordStore
-from .runtime import EXPORTS_DIR, ROOT
+from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR
 from .sources import SourceError, open_source
-
-DEFAULT_WEIGHTS = ROOT / "models" / "weights" / "gloves-bra-n.pt"
 
 
 def build_parser() -> argparse.ArgumentParser:

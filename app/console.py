@@ -12,6 +12,7 @@ import pandas as pd
 
 from .pipeline import DetectionRun, RunSummary
 from .policy import FrameStatus, SafetyEvent
+from .records import DetectionRecord
 from .results import FrameResult
 from .service import NO_WEIGHTS_HELP, ConsoleError, DetectionService, LiveSession, RunOptions
 
@@ -238,17 +239,33 @@ def _parse_zone(text: str | None) -> list[tuple[float, float]] | None:
 
 
 def _rows(frame: FrameResult) -> list[list]:
+    """Table rows for a frame's detections as they arrive (partial video results)."""
     return [
-        [frame.source, frame.frame_index, round(frame.timestamp, 2), d.class_name, round(d.confidence, 3),
-         *(round(v) for v in d.xyxy), d.track_id, None if d.mask_area is None else round(d.mask_area)]
+        _table_row(frame.source, frame.frame_index, frame.timestamp, d.class_name, d.confidence, d.xyxy,
+                   d.track_id, d.mask_area)
         for d in frame.detections
     ]  # fmt: skip
 
 
-def _detection_row(d) -> list:
-    return [d.item, d.frame_index, round(d.video_time, 2), d.class_name, round(d.confidence, 3),
-            round(d.x1), round(d.y1), round(d.x2), round(d.y2), d.track_id,
-            None if d.mask_area is None else round(d.mask_area)]  # fmt: skip
+def _detection_row(d: DetectionRecord) -> list:
+    """A table row for a stored detection (the final table, as the workbook has it)."""
+    return _table_row(d.item, d.frame_index, d.video_time, d.class_name, d.confidence, (d.x1, d.y1, d.x2, d.y2),
+                      d.track_id, d.mask_area)  # fmt: skip
+
+
+def _table_row(
+    item: str,
+    frame: int,
+    time_s: float,
+    class_name: str,
+    conf: float,
+    xyxy: tuple[float, ...],
+    track: int | None,
+    mask_area: float | None,
+) -> list:
+    """One row in `DETECTION_COLUMNS` order."""
+    return [item, frame, round(time_s, 2), class_name, round(conf, 3), *(round(v) for v in xyxy), track,
+            None if mask_area is None else round(mask_area)]  # fmt: skip
 
 
 def _event_row(e: SafetyEvent) -> list:

@@ -124,11 +124,16 @@ class DetectionEngine:
         for tracker in getattr(predictor, "trackers", None) or []:
             tracker.reset()
 
-    def predict(self, frame: Frame | np.ndarray, annotate: bool = True) -> FrameResult:
-        """Run the model on one BGR frame and return typed results (with the annotated frame if asked)."""
+    def predict(
+        self, frame: Frame | np.ndarray, annotate: bool = True, settings: EngineSettings | None = None
+    ) -> FrameResult:
+        """Run the model on one BGR frame and return typed results (with the annotated frame if asked).
+
+        `settings` overrides the engine's own for this call (a console run sharing the model with others).
+        """
         if isinstance(frame, np.ndarray):
             frame = Frame(frame, 0, 0.0, "")
-        s = self.settings
+        s = settings or self.settings
         kwargs = {"conf": s.conf, "iou": s.iou, "classes": s.classes, "imgsz": s.imgsz, "verbose": False}
         if s.device is not None:
             kwargs["device"] = s.device

@@ -22,6 +22,12 @@ RUNS_DIR = ROOT / "runs"
 EXPORTS_DIR = ROOT / "exports"
 """Results, records and workbooks written for users."""
 
+WEIGHTS_DIR = ROOT / "models" / "weights"
+"""Shipped and trained checkpoints offered by the CLI and the console."""
+
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "gloves-bra-n.pt"
+"""The default detector (trained on the glove data)."""
+
 OFFLINE_ENV = {
     "YOLO_OFFLINE": "1",  # Ultralytics: no online checks, no hub, no analytics
     "YOLO_AUTOINSTALL": "False",  # never pip-install a "missing" requirement at run time

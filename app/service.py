@@ -21,11 +21,9 @@ from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import PolicyError, SafetyPolicy, list_policies
 from .records import RecordStore, RunRecord
 from .results import FrameResult
-from .runtime import EXPORTS_DIR, ROOT
+from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .sources import Frame, Source, open_source
 
-WEIGHTS_DIR = ROOT / "models" / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "gloves-bra-n.pt"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # checkpoints above this are refused before loading
 NO_WEIGHTS_HELP = (
     "No trained weights in models/weights/. Train them with:\n"
@@ -243,8 +241,4 @@ class _EngineView:
 
     def predict(self, frame: Frame, annotate: bool = True) -> FrameResult:
         with self._lock:  # one Ultralytics predictor per model: calls must not interleave
-            previous, self._engine.settings = self._engine.settings, self.settings
-            try:
-                return self._engine.predict(frame, annotate)
-            finally:
-                self._engine.settings = previous
+            return self._engine.predict(frame, annotate, self.settings)
