@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 import app  # noqa: F401  (offline environment, BRA registration)
 from app.runtime import RUNS_DIR
@@ -34,6 +37,15 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
     p.add_argument("--export-to", type=Path, default=None, help="copy the best checkpoint here (.pt)")
+    p.add_argument("--dedupe", action="store_true", help="one image per source photo (Roboflow copies)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any further Ultralytics train argument, e.g. --set scale=0.7 --set close_mosaic=3",
+    )
     p.add_argument("--project", type=Path, default=RUNS_DIR, help="folder for runs (default: runs/)")
     a = p.parse_args(argv)
     return TrainOptions(
@@ -51,7 +63,20 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         patience=a.patience,
         export_to=a.export_to,
         project=a.project,
+        dedupe=a.dedupe,
+        overrides=parse_overrides(p, a.overrides),
     )
+
+
+def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings to a dict, values read as YAML scalars (0.7 -> float, true -> bool)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--set wants KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""`python -m app detect ...`: the headless monitor over the same engine the console uses.
+"""`python -m app detect ...`: the headless monitor over the same engine the console uses;
+`python -m app evaluate ...`: accuracy of checkpoints on a dataset's val split and on its scene check.
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy) reported in one line before anything is processed; 3 a damaged input (a video cut off
@@ -8,17 +9,23 @@ part-way) whose readable part was processed and saved.
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 from pathlib import Path
 
 from ultralytics.utils.tqdm import TQDM
 
+from .data import DatasetError, load_dataset_yaml
 from .engine import DetectionEngine, EngineError, EngineSettings
+from .evaluation import evaluate as run_evaluation
 from .excel import ExportError, export_workbook
+from .outputs import atomic_write
 from .pipeline import DetectionRun
 from .policy import PolicyError, SafetyPolicy
 from .records import RecordStore
-from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR
+from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
+from .scenes import build_scene_set
 from .sources import SourceError, open_source
 
 
@@ -39,7 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--excel", type=Path, default=None, help="also write this run's workbook (.xlsx)")
     d.add_argument("--save-dir", type=Path, default=EXPORTS_DIR, help="where run folders are written")
     d.add_argument("--db", type=Path, default=None, help="SQLite records file (default: SAVE_DIR/records.sqlite)")
+    e = sub.add_parser("evaluate", help="mAP, precision and recall of checkpoints on a dataset's val split")
+    e.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoints to compare")
+    e.add_argument("--data", type=Path, default=Path("datasets/gloves.yaml"), help="dataset YAML")
+    e.add_argument("--imgsz", type=int, nargs="+", default=[640], help="inference sizes to evaluate at")
+    e.add_argument("--scenes", action="store_true", help="also evaluate on scenes composed from val (app.scenes)")
+    e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
+    e.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
     return parser
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    try:
+        sets = [args.data]
+        if args.scenes:
+            out = RUNTIME_DIR / "data" / f"{args.data.stem}-scenes"
+            sets.append(build_scene_set(load_dataset_yaml(args.data), out))
+        for weights in args.weights:
+            DetectionEngine(weights)  # the same checks (and safe loading) as a detection run
+        results = []
+        for weights, data, imgsz in itertools.product(args.weights, sets, args.imgsz):
+            result = run_evaluation(weights, data, imgsz=imgsz, device=args.device)
+            print(f"\n{weights} on {data} at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
+            print(result.markdown())
+            results.append(result.to_dict())
+    except (EngineError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        atomic_write(args.json, json.dumps(results, indent=2).encode())
+    return 0
 
 
 def detect(args: argparse.Namespace) -> int:
@@ -86,4 +122,4 @@ def detect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return detect(args)
+    return evaluate(args) if args.command == "evaluate" else detect(args)

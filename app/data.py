@@ -8,6 +8,7 @@ reads every label once (a few seconds for thousands of files) and reports such p
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +17,14 @@ from typing import Any
 import yaml
 from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 
+from .outputs import atomic_write
 from .runtime import ROOT, RUNTIME_DIR
 
 REQUIRED_SPLITS = ("train", "val")
 OPTIONAL_SPLITS = ("test",)
 MAX_EXAMPLES = 5  # offending lines quoted per kind of problem
+# Roboflow names each exported copy of a photo `<photo>.rf.<hash>.<ext>`: copies share `<photo>`.
+_ROBOFLOW_COPY = re.compile(r"^(?P<photo>.+)\.rf\.[0-9a-f]+$")
 
 
 class DatasetError(ValueError):
@@ -163,7 +167,7 @@ def check_dataset(spec: DatasetSpec, task: str = "detect") -> DatasetReport:
             if not source.exists():
                 report.errors.append(f"{split}: {source} does not exist")
                 continue
-            images += _list_images(source)
+            images += list_images(source)
         if not all(s.exists() for s in sources):
             continue
         if not images:
@@ -191,21 +195,32 @@ def check_dataset(spec: DatasetSpec, task: str = "detect") -> DatasetReport:
     return report
 
 
-def write_resolved_yaml(spec: DatasetSpec, out_dir: Path = RUNTIME_DIR / "data") -> Path:
+def write_resolved_yaml(spec: DatasetSpec, out_dir: Path = RUNTIME_DIR / "data", dedupe_train: bool = False) -> Path:
     """Write the spec as a YAML with absolute paths for Ultralytics' trainer, and return its path.
 
     Only keys we understand are written: a `download` key in the user's YAML (which Ultralytics would
-    execute as Python) never reaches the trainer.
+    execute as Python) never reaches the trainer. With `dedupe_train`, the train split becomes a list file
+    holding one image per source photo (see `unique_photos`).
     """
     data: dict[str, Any] = {"path": str(spec.root), "names": spec.names, "nc": spec.nc}
     for split, sources in spec.splits.items():
         data[split] = [str(s) for s in sources] if len(sources) > 1 else str(sources[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{spec.yaml_file.stem}.yaml"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    stem = spec.yaml_file.stem + ("-unique" if dedupe_train else "")
+    if dedupe_train:
+        photos = unique_photos([img for source in spec.splits["train"] for img in list_images(source)])
+        data["train"] = str(atomic_write(out_dir / f"{stem}-train.txt", "".join(f"{p}\n" for p in photos).encode()))
+    return atomic_write(out_dir / f"{stem}.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
+
+
+def unique_photos(images: list[Path]) -> list[Path]:
+    """One image per source photo, the first by name: Roboflow exports each photo several times as
+    `<photo>.rf.<hash>.jpg` (flip / brightness copies), which would otherwise count as separate samples."""
+    first: dict[tuple[Path, str], Path] = {}
+    for image in sorted(images):
+        match = _ROBOFLOW_COPY.match(image.stem)
+        first.setdefault((image.parent, match["photo"] if match else image.stem), image)
+    return list(first.values())
 
 
 def _parse_names(yaml_file: Path, data: dict) -> dict[int, str]:
@@ -241,7 +256,8 @@ def _resolve_split(root: Path, value: str) -> Path:
     return path
 
 
-def _list_images(source: Path) -> list[Path]:
+def list_images(source: Path) -> list[Path]:
+    """The images of a split source (a folder, searched recursively, or a `.txt` list), sorted."""
     if source.is_dir():
         files = source.rglob("*")
     else:  # a .txt list of image paths, relative to the list's folder when they start with ./

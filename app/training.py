@@ -37,6 +37,7 @@ class TrainOptions:
         device: `cpu`, `0`, `0,1` (multi-GPU DDP) or None for the first GPU if any, else the CPU.
         resume: Continue the interrupted run whose `last.pt` is `model`.
         export_to: Copy the best checkpoint (optimizer state stripped) here, e.g. `models/weights/NAME.pt`.
+        dedupe: Train on one image per source photo (Roboflow exports hold each photo several times).
         overrides: Further Ultralytics train arguments (augmentation, `plots`, ...), passed through as they are.
     """
 
@@ -54,6 +55,7 @@ class TrainOptions:
     patience: int = 100
     export_to: Path | None = None
     project: Path = RUNS_DIR
+    dedupe: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -156,7 +158,7 @@ def train(opts: TrainOptions, yolo: YOLO, report: DatasetReport | None) -> Train
     else:
         name = opts.name or f"{Path(opts.model).stem}-{report.spec.yaml_file.stem}"
         yolo.train(
-            data=str(write_resolved_yaml(report.spec)),
+            data=str(write_resolved_yaml(report.spec, dedupe_train=opts.dedupe)),
             epochs=opts.epochs,
             imgsz=opts.imgsz,
             batch=int(opts.batch) if opts.batch >= 1 or opts.batch == -1 else opts.batch,

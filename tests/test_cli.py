@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -127,3 +128,28 @@ def test_module_entry_point_exit_codes(weights: Path, tmp_path: Path) -> None:
     assert ok.returncode == 0 and "(completed): 1 frame(s)" in ok.stdout
     bad = subprocess.run([*base, "--source", str(tmp_path / "nope.png")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("nope.png: file not found")
+
+
+def test_evaluate_on_val_and_scenes_writes_scores(trained_models: dict, tmp_path: Path, capsys) -> None:
+    weights, data = trained_models["detect"]
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--weights", str(weights), "--data", str(data), "--scenes", "--imgsz", "96", "--device", "cpu"]
+    assert main([*argv, "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [Path(r["data"]).name for r in results] == [data.name, "scenes.yaml"]
+    val, scenes = results
+    assert val["images"] == 4 and 1 <= scenes["images"] <= 4  # the 4 val photos, 1-4 to a scene
+    instances = sum(len(p.read_text().splitlines()) for p in (data.parent / "valid" / "labels").glob("*.txt"))
+    for result in results:
+        assert sum(c["instances"] for c in result["classes"]) == instances
+        assert all(0 <= result[k] <= 1 for k in ("precision", "recall", "map50", "map50_95"))
+        assert (Path(result["plots_dir"]) / "confusion_matrix.png").is_file()
+    assert "| all | " in capsys.readouterr().out
+
+
+def test_evaluate_bad_inputs_exit_2(trained_models: dict, tmp_path: Path, capsys) -> None:
+    weights, _ = trained_models["detect"]
+    (tmp_path / "bad.yaml").write_text("names: [a]\ntrain: nowhere\nval: nowhere\n")
+    assert main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "bad.yaml")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["evaluate", "--weights", str(tmp_path / "missing.pt")]) == 2

@@ -9,7 +9,14 @@ import pytest
 import yaml
 from conftest import BANDSAW_NAMES, make_polygon_dataset, to_box_labels
 
-from app.data import DatasetError, check_dataset, load_dataset_yaml, write_resolved_yaml
+from app.data import (
+    DatasetError,
+    check_dataset,
+    list_images,
+    load_dataset_yaml,
+    unique_photos,
+    write_resolved_yaml,
+)
 from app.runtime import ROOT
 
 
@@ -138,3 +145,24 @@ def test_resolved_yaml_has_absolute_paths_and_drops_download_scripts(export: Pat
     assert "download" not in out
     assert Path(out["train"]).is_absolute() and Path(out["train"]).is_dir()
     assert out["names"] == dict(enumerate(BANDSAW_NAMES))
+
+
+def test_dedupe_keeps_one_image_per_roboflow_photo(export: Path, tmp_path: Path) -> None:
+    images = export.parent / "train" / "images"
+    for i, image in enumerate(sorted(images.glob("*.jpg"))):  # 6 images: photos p0, p1 three copies each
+        stem = f"p{i % 2}_jpg.rf.{i:032x}"
+        image.rename(images / f"{stem}.jpg")
+        label = export.parent / "train" / "labels" / f"{image.stem}.txt"
+        label.rename(label.with_name(f"{stem}.txt"))
+    spec = load_dataset_yaml(export)
+    out = yaml.safe_load(write_resolved_yaml(spec, tmp_path / "resolved", dedupe_train=True).read_text())
+    kept = [Path(line) for line in Path(out["train"]).read_text().splitlines()]
+    assert sorted(p.name.split(".rf.")[0] for p in kept) == ["p0_jpg", "p1_jpg"]
+    assert all(p.is_absolute() and p.is_file() for p in kept)
+    assert Path(out["val"]) == export.parent / "valid" / "images"  # only train is de-duplicated
+    assert unique_photos(sorted(images.glob("*.jpg"))) == kept
+
+
+def test_real_train_split_dedupes_to_its_986_photos(shared_data: Path) -> None:
+    spec = load_dataset_yaml(ROOT / "datasets/gloves.yaml")
+    assert len(unique_photos(list_images(spec.splits["train"][0]))) == 986

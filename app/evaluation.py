@@ -1,0 +1,102 @@
+"""Accuracy of a checkpoint on a labelled split, through Ultralytics' validator, as typed per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ultralytics import YOLO
+
+from .data import DatasetError, list_images, load_dataset_yaml, write_resolved_yaml
+from .runtime import RUNS_DIR
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Box precision, recall and mAP of one class."""
+
+    name: str
+    instances: int
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One checkpoint on one split at one image size; `classes` holds the classes present in the split."""
+
+    weights: str
+    data: str
+    imgsz: int
+    images: int
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    ms_per_image: float  # the validator's inference time, batch 16, on the device it ran on
+    classes: list[ClassScore]
+    plots_dir: str
+
+    def markdown(self) -> str:
+        """A Markdown table: all classes, then one row per class."""
+        rows = [("all", sum(c.instances for c in self.classes), self.precision, self.recall, self.map50, self.map50_95)]
+        rows += [(c.name, c.instances, c.precision, c.recall, c.map50, c.map50_95) for c in self.classes]
+        lines = ["| class | instances | P | R | mAP50 | mAP50-95 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {n} | {i} | {p:.3f} | {r:.3f} | {m50:.3f} | {m:.3f} |" for n, i, p, r, m50, m in rows]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    weights: str | Path,
+    data: str | Path,
+    imgsz: int = 640,
+    device: str | None = None,
+    batch: int = 16,
+    plots_dir: Path | None = None,
+) -> Evaluation:
+    """Validate `weights` on the `val` split of the dataset YAML `data`; plots (PR curve, confusion matrix) go
+    to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`).
+
+    Raises:
+        DatasetError: The dataset YAML is unusable.
+    """
+    spec = load_dataset_yaml(data)
+    images = sum(len(list_images(source)) for source in spec.splits.get("val", []) if source.exists())
+    if not images:
+        raise DatasetError(f"{data}: its val split ({', '.join(map(str, spec.splits.get('val', [])))}) has no images")
+    plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{imgsz}"
+    model = YOLO(str(weights))
+    metrics = model.val(
+        data=str(write_resolved_yaml(spec)),
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        plots=True,
+        project=str(plots_dir.parent),
+        name=plots_dir.name,
+        exist_ok=True,
+        verbose=False,
+    )
+    classes = []
+    for i, cls in enumerate(metrics.ap_class_index):
+        p, r, ap50, ap = metrics.box.class_result(i)
+        n = int(metrics.nt_per_class[cls])
+        classes.append(ClassScore(spec.names[int(cls)], n, float(p), float(r), float(ap50), float(ap)))
+    return Evaluation(
+        weights=str(weights),
+        data=str(data),
+        imgsz=imgsz,
+        images=images,
+        precision=float(metrics.box.mp),
+        recall=float(metrics.box.mr),
+        map50=float(metrics.box.map50),
+        map50_95=float(metrics.box.map),
+        ms_per_image=float(metrics.speed.get("inference", 0.0)),
+        classes=classes,
+        plots_dir=str(metrics.save_dir),
+    )
