@@ -6,7 +6,9 @@ The CLI, the console and the tests all use this class; none of them call Ultraly
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,12 @@ from .sources import Frame
 
 SUPPORTED_TASKS = ("detect", "segment")
 TRACKER = "bytetrack.yaml"  # Ultralytics' ByteTrack settings, shipped with the package
+MAX_CHECKPOINT_BYTES = 200 * 2**20  # a YOLO11x checkpoint is ~110 MB; anything larger is refused unread
+# What torch.save writes into its zip archive (under one top-level folder): the pickle, tensor storages, metadata.
+_CHECKPOINT_ENTRY = re.compile(
+    r"^[^/]+/(data\.pkl|byteorder|version|\.format_version|\.storage_alignment|\.data/serialization_id|"
+    r"\.data/version|data/\d+)$"
+)
 
 
 class EngineError(ValueError):
@@ -72,6 +80,7 @@ class DetectionEngine:
             raise EngineError(f"{self.weights}: model file not found")
         if self.weights.suffix != ".pt":
             raise EngineError(f"{self.weights.name}: expected a .pt checkpoint")
+        check_checkpoint_archive(self.weights)
         self.sha256 = file_sha256(self.weights)
         try:
             self.model = YOLO(str(self.weights))
@@ -145,6 +154,31 @@ class DetectionEngine:
         if annotate:
             out.annotated = result.plot()
         return out
+
+
+def check_checkpoint_archive(path: Path) -> None:
+    """Refuse, before unpickling anything, a file that is not a plausible torch.save archive: empty, over
+    `MAX_CHECKPOINT_BYTES` (packed or unpacked), truncated or not a zip, or holding entries torch never writes.
+
+    Raises:
+        EngineError: Saying which of these it is.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise EngineError(f"{path.name}: empty file, not a checkpoint")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise EngineError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise EngineError(f"{path.name}: not a YOLO checkpoint (truncated, damaged or another format)") from e
+    unexpected = [e.filename for e in entries if not _CHECKPOINT_ENTRY.match(e.filename)]
+    if unexpected or len({e.filename.split("/", 1)[0] for e in entries}) != 1:
+        shown = ", ".join(unexpected[:3]) or "several top-level folders"
+        raise EngineError(f"{path.name}: the archive holds entries torch.save never writes ({shown}); not loaded")
+    if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
+        raise EngineError(f"{path.name}: unpacks to more than {MAX_CHECKPOINT_BYTES // 2**20} MB; not loaded")
 
 
 def file_sha256(path: Path) -> str:

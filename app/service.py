@@ -24,7 +24,6 @@ from .results import FrameResult
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .sources import Frame, Source, open_source
 
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # checkpoints above this are refused before loading
 NO_WEIGHTS_HELP = (
     "No trained weights in models/weights/. Train them with:\n"
     "  python train.py --data datasets/gloves.yaml --model models/yolo11n-bra.yaml --epochs 50 --imgsz 320 "
@@ -139,8 +138,6 @@ class DetectionService:
         uploaded = Path(uploaded)
         if uploaded.suffix != ".pt":
             raise ConsoleError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt)")
-        if uploaded.stat().st_size > MAX_UPLOAD_BYTES:
-            raise ConsoleError(f"{uploaded.name}: larger than {MAX_UPLOAD_BYTES // 2**20} MB")
         info = self.model_info(uploaded)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         kept = self.uploads_dir / f"{uploaded.stem}-{info.sha256[:8]}.pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -76,13 +77,15 @@ def test_engine_reports_task_and_classes(detector: DetectionEngine, segmenter: D
     assert len(detector.sha256) == 64
 
 
-@pytest.mark.parametrize("kind", ["missing", "suffix", "garbage", "tensors", "classify"])
+@pytest.mark.parametrize("kind", ["missing", "suffix", "garbage", "empty", "tensors", "classify"])
 def test_engine_rejects_unusable_weights(kind: str, tmp_path: Path) -> None:
     path = tmp_path / ("w.txt" if kind == "suffix" else "w.pt")
     message = {"missing": "model file not found", "suffix": "expected a .pt checkpoint",
-               "garbage": "not a YOLO checkpoint", "tensors": "not a YOLO checkpoint",
-               "classify": "is a classify model"}[kind]  # fmt: skip
-    if kind in ("suffix", "garbage"):
+               "garbage": "not a YOLO checkpoint", "empty": "empty file",
+               "tensors": "not a YOLO checkpoint", "classify": "is a classify model"}[kind]  # fmt: skip
+    if kind == "empty":
+        path.touch()
+    elif kind in ("suffix", "garbage"):
         path.write_bytes(b"\x00not a checkpoint" * 10)
     elif kind == "tensors":
         torch.save({"weight": torch.zeros(3)}, path)
@@ -301,3 +304,36 @@ def test_checkpoints_that_run_code_are_refused_without_running_it(where: str, tm
     with pytest.raises(EngineError, match="not a YOLO checkpoint"):
         DetectionEngine(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+@pytest.fixture
+def real_checkpoint(trained_models: dict) -> bytes:
+    return trained_models["detect"][0].read_bytes()
+
+
+@pytest.mark.parametrize("keep", [0.999, 0.5, 0.01])
+def test_truncated_checkpoints_are_refused(keep: float, real_checkpoint: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "cut.pt"
+    path.write_bytes(real_checkpoint[: int(len(real_checkpoint) * keep)])
+    with pytest.raises(EngineError, match="truncated, damaged or another format"):
+        DetectionEngine(path)
+
+
+@pytest.mark.parametrize("entry", ["best/payload.py", "../../etc/cron.d/job", "other/data.pkl", "best/data/0.so"])
+def test_archives_with_unexpected_entries_are_refused_unread(entry: str, real_checkpoint: bytes, tmp_path: Path):
+    path = tmp_path / "extra.pt"
+    path.write_bytes(real_checkpoint)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(entry, b"import os; os.system('touch marker')")
+    with pytest.raises(EngineError, match=r"entries torch\.save never writes"):
+        DetectionEngine(path)
+    (tmp_path / "original.pt").write_bytes(real_checkpoint)
+    assert DetectionEngine(tmp_path / "original.pt").task == "detect"  # the same archive without the extra loads
+
+
+def test_oversized_checkpoints_are_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.pt"
+    with open(path, "wb") as f:  # sparse: 201 MB on paper, nothing on disk
+        f.truncate(201 * 2**20)
+    with pytest.raises(EngineError, match="over the 200 MB limit"):
+        DetectionEngine(path)
