@@ -64,15 +64,21 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"{path}: file not found")
+        raise SourceError(f"{display_name(path)}: file not found")
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII file names
     if data.size == 0:
-        raise SourceError(f"{path.name}: empty file")
-    _check_image_size(data, path.name)
+        raise SourceError(f"{display_name(path.name)}: empty file")
+    _check_image_size(data, display_name(path.name))
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise SourceError(f"{path.name}: not a readable image (corrupt or unsupported format)")
+        raise SourceError(f"{display_name(path.name)}: not a readable image (corrupt or unsupported format)")
     return to_bgr8(image)
+
+
+def display_name(path: str | Path) -> str:
+    """A path as text that can be stored and printed: bytes that are not UTF-8 (possible in Linux file names,
+    kept by Python as surrogates) become U+FFFD."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -111,11 +117,11 @@ class ImageSource(Source):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.total = 1
-        self.description = str(path)
+        self.description = display_name(path)
         self._image = read_image(path)  # fail now, not mid-run
 
     def frames(self) -> Iterator[Frame]:
-        yield Frame(self._image, 0, 0.0, self.path.name)
+        yield Frame(self._image, 0, 0.0, display_name(self.path.name))
 
 
 class FolderSource(Source):
@@ -125,16 +131,16 @@ class FolderSource(Source):
         self.path = path
         self.files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix[1:].lower() in IMG_FORMATS)
         if not self.files:
-            raise SourceError(f"{path}: no images in this folder")
+            raise SourceError(f"{display_name(path)}: no images in this folder")
         self.total = len(self.files)
-        self.description = str(path)
+        self.description = display_name(path)
 
     def frames(self) -> Iterator[Frame | BadItem]:
         for i, f in enumerate(self.files):
             try:
-                yield Frame(read_image(f), i, 0.0, f.name)
+                yield Frame(read_image(f), i, 0.0, display_name(f.name))
             except SourceError as e:
-                yield BadItem(f.name, str(e))
+                yield BadItem(display_name(f.name), str(e))
 
 
 class VideoSource(Source):
@@ -146,21 +152,24 @@ class VideoSource(Source):
         if stride < 1:
             raise SourceError(f"frame stride must be >= 1, got {stride}")
         self.path, self.stride = path, stride
+        name = display_name(path.name)
+        if display_name(path) != str(path):
+            raise SourceError(f"{name}: the video decoder cannot open names that are not UTF-8")
         cap = cv2.VideoCapture(str(path))
         try:
+            # The container's stated size first, so an absurd one is refused before a frame is allocated.
+            _check_frame_size(name, cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             ok, first = cap.read()
             if not cap.isOpened() or not ok or first is None:
-                raise SourceError(f"{path.name}: not a readable video (no frames could be decoded)")
-            w, h = first.shape[1], first.shape[0]
-            if w * h > MAX_PIXELS:
-                raise SourceError(f"{path.name}: {w}x{h} video frames exceed the {MAX_PIXELS:,}-pixel limit")
+                raise SourceError(f"{name}: not a readable video (no frames could be decoded)")
+            _check_frame_size(name, first.shape[1], first.shape[0])
             self.fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         finally:
             cap.release()
         self.frame_count = count if count > 0 else None
         self.total = -(-count // stride) if count > 0 else None
-        self.description = str(path)
+        self.description = display_name(path)
         self.frames_read = 0
 
     def frames(self) -> Iterator[Frame]:
@@ -172,7 +181,7 @@ class VideoSource(Source):
                     ok, image = cap.read()
                     if not ok:
                         break
-                    yield Frame(image, index, index / self.fps, self.path.name)
+                    yield Frame(image, index, index / self.fps, display_name(self.path.name))
                 elif not cap.grab():  # skipped frames are not decoded to pixels
                     break
                 index += 1
@@ -184,6 +193,11 @@ class VideoSource(Source):
     def truncated(self) -> bool:
         """True when fewer frames decoded than the container announced (a cut-off file)."""
         return self.frame_count is not None and 0 < self.frames_read < self.frame_count - 1
+
+
+def _check_frame_size(name: str, w: float, h: float) -> None:
+    if w * h > MAX_PIXELS:
+        raise SourceError(f"{name}: {w:.0f}x{h:.0f} video frames exceed the {MAX_PIXELS:,}-pixel limit")
 
 
 class StreamSource(Source):
@@ -244,10 +258,11 @@ def open_source(spec: str | Path | int, stride: int = 1) -> Source:
     if path.is_dir():
         return FolderSource(path)
     if not path.exists():
-        raise SourceError(f"{path}: file not found")
+        raise SourceError(f"{display_name(path)}: file not found")
     suffix = path.suffix[1:].lower()
     if suffix in VID_FORMATS and suffix != "gif":
         return VideoSource(path, stride)
     if suffix in IMG_FORMATS:
         return ImageSource(path)
-    raise SourceError(f"{path.name}: unsupported file type '.{suffix}' (use an image, a video or a folder)")
+    name = display_name(path.name)
+    raise SourceError(f"{name}: unsupported file type '.{suffix}' (use an image, a video or a folder)")
