@@ -172,39 +172,91 @@ def _y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:
     return out
 
 
+def _fake_camera_browser(playwright: Playwright, clip: Path) -> Browser:
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+def _start_live(browser: Browser, url: str) -> Page:
+    """A new user (own browser context) on the Live camera tab, streaming."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"]).new_page()
+    page.goto(url)
+    page.wait_for_selector("#image-run")
+    _tab(page, "Live camera")
+    page.locator("#cam [title='grant webcam access'] button").click()
+    page.locator("#cam button[aria-label='capture photo']").click()
+    return page
+
+
+def _live_frames(page: Page) -> int | None:
+    """The frame count the live panel shows, or None before the first result."""
+    text = page.locator("#live-info").inner_text()
+    return int(text.split(": ")[1].split(" frames")[0]) if "frames" in text else None
+
+
+def _stop_live(page: Page) -> str:
+    """Stop streaming, save the run, and return its id."""
+    page.locator("#cam button[aria-label='capture photo']").click()
+    page.click("#live-stop")
+    expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+    return page.locator("#live-info").inner_text().split("Saved live run ")[1].split(":")[0].strip("` ")
+
+
 def test_live_camera_updates_repeatedly_and_is_recorded(
     playwright: Playwright, console: dict, shared_data: Path, tmp_path: Path
 ) -> None:
-    fake = _y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m")
-    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={fake}"]  # fmt: skip
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    browser = _fake_camera_browser(playwright, _y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m"))
     try:
-        page = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"]).new_page()
-        page.goto(console["url"])
-        page.wait_for_selector("#image-run")
-        _tab(page, "Live camera")
-        page.locator("#cam [title='grant webcam access'] button").click()
-        page.locator("#cam button[aria-label='capture photo']").click()
+        page = _start_live(browser, console["url"])
         counts = []
         for _ in range(30):
             time.sleep(1)
-            text = page.locator("#live-info").inner_text()
-            if "frames" in text:
-                counts.append(int(text.split(": ")[1].split(" frames")[0]))
+            if (n := _live_frames(page)) is not None:
+                counts.append(n)
             if len(counts) >= 3 and counts[-1] > counts[0]:
                 break
         assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
         expect(page.locator("#cam-out img")).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "live.png"), full_page=True)
-        page.locator("#cam button[aria-label='capture photo']").click()  # stop streaming
-        page.click("#live-stop")
-        expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
-        run_id = page.locator("#live-info").inner_text().split("Saved live run ")[1].split(":")[0].strip("` ")
+        run_id = _stop_live(page)
     finally:
         browser.close()
     run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
     assert run.kind == "stream" and run.status == "stopped" and run.frames >= counts[-1]
+
+
+def test_four_users_streaming_at_once_are_all_served(playwright: Playwright, console: dict, tmp_path: Path) -> None:
+    clip = tmp_path / "cam.y4m"
+    size = 160
+    with open(clip, "wb") as f:  # a moving bright square: generated, so this runs without ../shared
+        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(30):
+            y = np.full((size, size), 40, np.uint8)
+            y[40:90, 5 * i : 5 * i + 50] = 220
+            f.write(b"FRAME\n" + y.tobytes() + np.full(2 * (size // 2) ** 2, 128, np.uint8).tobytes())
+    browser = _fake_camera_browser(playwright, clip)
+    try:
+        pages = [_start_live(browser, console["url"]) for _ in range(4)]
+        first: list[int | None] = [None] * 4
+        served = [False] * 4
+        for _ in range(90):
+            time.sleep(1)
+            for i, page in enumerate(pages):
+                n = _live_frames(page)
+                if first[i] is None:
+                    first[i] = n
+                elif n is not None and n > first[i]:
+                    served[i] = True  # this user's results keep coming while the others stream too
+            if all(served):
+                break
+        assert all(served), f"users served: {served}"
+        run_ids = [_stop_live(page) for page in pages]
+    finally:
+        browser.close()
+    assert len(set(run_ids)) == 4  # each user got a run of their own
+    store = RecordStore(console["exports"] / "records.sqlite")
+    assert all(store.run(r).frames > 0 and store.run(r).status == "stopped" for r in run_ids)
 
 
 def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console: dict, tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""Soak test: a console left running for days, compressed: many live camera runs back to back, one process.
+
+    .venv/bin/python benchmarks/soak.py [--weights W.pt] [--frames 20000] [--run-frames 1000] [--imgsz 160]
+
+Frames go through the console's own service (`DetectionService.live`: engine, safety policy, annotation,
+SQLite records, H.264 recording, run files), `--run-frames` per live run, as users start and stop cameras.
+Every 1000 frames it samples resident memory (VmRSS), open file descriptors and threads. The baseline is taken
+after the first run (model loaded, caches warm). Targets: RSS growth < 50 MB, descriptors and threads flat.
+Exit status 1 when a target is missed.
+
+Frames come from ../shared/data/videos/hand_desk.mp4 (looped, resized to --size) or, where that is absent,
+a generated moving pattern. Without --weights the shipped models/weights/gloves-bra-n.pt is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import app  # noqa: F401  (first: it sets the offline environment that Ultralytics reads when imported)
+
+# isort: split
+import cv2
+import numpy as np
+
+from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.service import DetectionService, RunOptions
+
+DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
+SAMPLE_EVERY = 1000
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def frames(clip: Path, size: int) -> Iterator[np.ndarray]:
+    """The clip's frames at size x size, forever (decoded once), or a moving pattern without the clip."""
+    decoded = []
+    cap = cv2.VideoCapture(str(clip)) if clip.is_file() else None
+    while cap is not None:
+        ok, image = cap.read()
+        if not ok:
+            break
+        decoded.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    if cap is not None:
+        cap.release()
+    if not decoded:
+        for i in range(60):
+            image = np.full((size, size, 3), 50, np.uint8)
+            cv2.circle(image, (i * size // 60, size // 2), size // 8, (60, 170, 230), -1)
+            decoded.append(image)
+    return itertools.cycle(decoded)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--source", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--run-frames", type=int, default=1000, help="frames per live run")
+    parser.add_argument("--imgsz", type=int, default=160)
+    parser.add_argument("--size", type=int, default=320, help="camera frame side in pixels")
+    parser.add_argument("--policy", default="gloves", help="a shipped policy name, or 'none'")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        service = DetectionService(exports_dir=Path(tmp) / "exports", weights_dir=args.weights.parent)
+        policy = None if args.policy == "none" else args.policy
+        options = RunOptions(weights=str(args.weights), imgsz=args.imgsz, policy=policy)
+        source = frames(args.source, args.size)
+        baseline: tuple[float, int, int] | None = None
+        done, start = 0, time.perf_counter()
+        print(f"{'frames':>8} {'RSS MB':>8} {'fds':>5} {'threads':>8} {'fps':>6}")
+        while done < args.frames:
+            session = service.live(options)
+            for _ in range(min(args.run_frames, args.frames - done)):
+                session.process(next(source))
+                done += 1
+                if done % SAMPLE_EVERY == 0:
+                    fps = done / (time.perf_counter() - start)
+                    print(f"{done:>8} {rss_mb():>8.1f} {open_fds():>5} {threading.active_count():>8} {fps:>6.1f}")
+            session.finish()
+            if baseline is None:  # after the first whole run: model loaded, caches and encoder warm
+                baseline = (rss_mb(), open_fds(), threading.active_count())
+        end = (rss_mb(), open_fds(), threading.active_count())
+        runs = service.history(None, None)
+
+    growth, fd_delta, thread_delta = end[0] - baseline[0], end[1] - baseline[1], end[2] - baseline[2]
+    print(f"\n{done} frames in {len(runs)} live runs ({sum(r.frames for r in runs)} recorded), "
+          f"{time.perf_counter() - start:.0f} s, imgsz {args.imgsz}, weights {args.weights.name}")  # fmt: skip
+    print(f"RSS after first run {baseline[0]:.1f} MB, at end {end[0]:.1f} MB: growth {growth:+.1f} MB (target < 50)")
+    print(f"open fds {baseline[1]} -> {end[1]} ({fd_delta:+d}); threads {baseline[2]} -> {end[2]} ({thread_delta:+d})")
+    ok = growth < 50 and fd_delta <= 0 and thread_delta <= 0 and sum(r.frames for r in runs) == done
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
