@@ -1,5 +1,6 @@
 """`python -m app detect ...`: the headless monitor over the same engine the console uses;
-`python -m app evaluate ...`: accuracy of checkpoints on a dataset's val split and on its scene check.
+`python -m app evaluate ...`: accuracy of checkpoints on a dataset's val split and on its scene check;
+`python -m app export ...`: an ONNX export that the engine, CLI and console run like a checkpoint.
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy) reported in one line before anything is processed; 3 a damaged input (a video cut off
@@ -20,6 +21,7 @@ from .data import DatasetError, load_dataset_yaml
 from .engine import DetectionEngine, EngineError, EngineSettings
 from .evaluation import evaluate as run_evaluation
 from .excel import ExportError, export_workbook
+from .export import OnnxExportError, export_onnx, onnx_parity
 from .outputs import atomic_write
 from .pipeline import DetectionRun
 from .policy import PolicyError, SafetyPolicy
@@ -28,12 +30,14 @@ from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .sources import SourceError, open_source
 
+PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime against PyTorch, raw outputs (pixels and scores)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Glove / hand safety detection")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("detect", help="run detection on an image, folder, video, camera or stream")
-    d.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
+    d.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect / segment .pt or .onnx export")
     d.add_argument("--source", required=True, help="image, folder, video file, camera index or rtsp/http URL")
     d.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0..1)")
     d.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (0..1)")
@@ -53,7 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scenes", action="store_true", help="also evaluate on scenes composed from val (app.scenes)")
     e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     e.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
+    x = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
+    x.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
+    x.add_argument("--imgsz", type=int, default=640, help="input size (static), or the trace size (dynamic)")
+    x.add_argument("--dynamic", action="store_true", help="any batch and image size at run time")
+    x.add_argument("--out", type=Path, default=None, help="where to write the .onnx (default: beside the weights)")
     return parser
+
+
+def export(args: argparse.Namespace) -> int:
+    try:
+        DetectionEngine(args.weights)  # the same checks (and safe loading) as a detection run
+        onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out)
+        shapes = [(1, 3, args.imgsz, args.imgsz)]
+        if args.dynamic:
+            shapes += [(2, 3, args.imgsz, args.imgsz), (1, 3, args.imgsz + 64, args.imgsz + 32)]  # multiples of 32
+        diff = onnx_parity(args.weights, onnx_file, shapes)
+    except (EngineError, OnnxExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {onnx_file} ({'dynamic' if args.dynamic else f'static {args.imgsz}'}); "
+          f"max |PyTorch - ONNX Runtime| over inputs {shapes}: {diff:.2e}")  # fmt: skip
+    return 0 if diff <= PARITY_TOLERANCE else 1
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -122,4 +147,4 @@ def detect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return evaluate(args) if args.command == "evaluate" else detect(args)
+    return {"evaluate": evaluate, "export": export}.get(args.command, detect)(args)

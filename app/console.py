@@ -84,7 +84,8 @@ def build_console(service: DetectionService, default_conf: float = 0.25) -> gr.B
                 runs_table = gr.Dataframe(label="Runs", elem_id="hist-table")
                 hist_file = gr.File(label="Workbook", elem_id="hist-file")
             with gr.Tab("Model", id="model-tab"):
-                upload = gr.File(label="Upload a trained best.pt", file_types=[".pt"], elem_id="upload-pt")
+                upload = gr.File(label="Upload a trained best.pt (or .onnx export)", file_types=[".pt", ".onnx"],
+                                 elem_id="upload-pt")  # fmt: skip
                 model_info = gr.Markdown(elem_id="model-info")
                 gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads.")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from ultralytics import YOLO
 
+from .export import OnnxExportError, read_onnx_info
 from .results import FrameResult, from_ultralytics
 from .sources import Frame
 
@@ -78,12 +79,16 @@ class DetectionEngine:
         self.weights = Path(weights)
         if not self.weights.is_file():
             raise EngineError(f"{self.weights}: model file not found")
-        if self.weights.suffix != ".pt":
-            raise EngineError(f"{self.weights.name}: expected a .pt checkpoint")
-        check_checkpoint_archive(self.weights)
+        if self.weights.suffix not in (".pt", ".onnx"):
+            raise EngineError(f"{self.weights.name}: expected a .pt checkpoint or an .onnx export")
+        task, self.fixed_imgsz = None, None  # an ONNX export with a static input runs at its own size only
+        if self.weights.suffix == ".onnx":
+            task, self.fixed_imgsz = _onnx_task_and_size(self.weights)
+        else:
+            check_checkpoint_archive(self.weights)
         self.sha256 = file_sha256(self.weights)
         try:
-            self.model = YOLO(str(self.weights))
+            self.model = YOLO(str(self.weights), task=task)
         except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
             if "references types outside" in str(e):  # the safe unpickler met a class off the allow-list
                 raise EngineError(
@@ -93,6 +98,7 @@ class DetectionEngine:
             raise EngineError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
         if self.model.task not in SUPPORTED_TASKS:
             raise EngineError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
+        self._names = dict(self.model.names)  # read once: for exports Ultralytics builds a predictor per access
         self.settings = settings or EngineSettings()
         self.settings.check(self.names)
         self.lock = threading.Lock()  # for callers that share one engine between threads (the console)
@@ -103,7 +109,7 @@ class DetectionEngine:
 
     @property
     def names(self) -> dict[int, str]:
-        return dict(self.model.names)
+        return dict(self._names)
 
     def class_ids(self, names: Sequence[str | int]) -> list[int]:
         """Map class names (or ids given as strings) to ids, e.g. for a `--classes bare_hand` filter."""
@@ -143,7 +149,8 @@ class DetectionEngine:
         if isinstance(frame, np.ndarray):
             frame = Frame(frame, 0, 0.0, "")
         s = settings or self.settings
-        kwargs = {"conf": s.conf, "iou": s.iou, "classes": s.classes, "imgsz": s.imgsz, "verbose": False}
+        imgsz = self.fixed_imgsz or s.imgsz
+        kwargs = {"conf": s.conf, "iou": s.iou, "classes": s.classes, "imgsz": imgsz, "verbose": False}
         if s.device is not None:
             kwargs["device"] = s.device
         if s.track:
@@ -154,6 +161,17 @@ class DetectionEngine:
         if annotate:
             out.annotated = result.plot()
         return out
+
+
+def _onnx_task_and_size(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """The task and static input size (None if dynamic) an ONNX export declares; size-capped like checkpoints."""
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise EngineError(f"{path.name}: over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+    try:
+        info = read_onnx_info(path)
+    except OnnxExportError as e:
+        raise EngineError(str(e)) from e
+    return info.task, info.input_hw
 
 
 def check_checkpoint_archive(path: Path) -> None:

@@ -32,6 +32,9 @@ NO_WEIGHTS_HELP = (
 )
 
 
+MODEL_SUFFIXES = (".pt", ".onnx")  # checkpoints and ONNX exports (python -m app export)
+
+
 class ConsoleError(ValueError):
     """A user-facing problem (bad upload, no model, unknown policy); the message is shown as it is."""
 
@@ -120,7 +123,7 @@ class DetectionService:
     # models
     def available_models(self) -> list[Path]:
         """Shipped / trained weights and earlier uploads, newest first."""
-        found = [*self.weights_dir.glob("*.pt"), *self.uploads_dir.glob("*.pt")]
+        found = [p for d in (self.weights_dir, self.uploads_dir) for p in d.glob("*") if p.suffix in MODEL_SUFFIXES]
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def default_model(self) -> Path | None:
@@ -134,13 +137,13 @@ class DetectionService:
         return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256)
 
     def add_upload(self, uploaded: str | Path) -> ModelInfo:
-        """Check an uploaded checkpoint and keep it beside the other uploads (named by its content hash)."""
+        """Check an uploaded model and keep it beside the other uploads (named by its content hash)."""
         uploaded = Path(uploaded)
-        if uploaded.suffix != ".pt":
-            raise ConsoleError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt)")
+        if uploaded.suffix not in MODEL_SUFFIXES:
+            raise ConsoleError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt) or an .onnx export")
         info = self.model_info(uploaded)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        kept = self.uploads_dir / f"{uploaded.stem}-{info.sha256[:8]}.pt"
+        kept = self.uploads_dir / f"{uploaded.stem}-{info.sha256[:8]}{uploaded.suffix}"
         if not kept.exists():
             tmp = kept.with_suffix(".part")
             tmp.write_bytes(uploaded.read_bytes())

@@ -32,8 +32,11 @@ def test_uploaded_checkpoint_is_checked_kept_and_listed(service: DetectionServic
 
 
 def test_bad_uploads_are_refused(service: DetectionService, tmp_path: Path) -> None:
-    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "model.zip").write_bytes(b"x")
     with pytest.raises(ConsoleError, match=r"upload a \.pt checkpoint"):
+        service.add_upload(tmp_path / "model.zip")
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ConsoleError, match="not an ONNX model"):
         service.add_upload(tmp_path / "model.onnx")
     (tmp_path / "best.pt").write_bytes(b"garbage")
     with pytest.raises(ConsoleError, match="not a YOLO checkpoint"):
