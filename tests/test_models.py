@@ -82,3 +82,18 @@ def test_bra_row_must_read_the_previous_layer() -> None:
     d = {"backbone": [[-1, 1, "Conv", [16, 3, 2]], [0, 1, "BiLevelRoutingAttention", []]], "head": []}
     with pytest.raises(ValueError, match="layer 1: BiLevelRoutingAttention must take the previous layer's output"):
         insert_channel_args(d)
+
+
+@pytest.mark.parametrize("yaml_name", ["yolo11n-bra-p45.yaml", "yolo11n-seg-bra-p45.yaml"])
+def test_p45_candidate_has_bra_on_p4_p5_only_and_the_same_outputs(yaml_name: str) -> None:
+    yolo = YOLO(str(ROOT / "models" / yaml_name))
+    layers = yolo.model.model
+    bra = [(i, m.dim) for i, m in enumerate(layers) if isinstance(m, BiLevelRoutingAttention)]
+    assert bra == [(19, 192), (23, 384)]  # the seed's P4 and P5 layers; P3 (80x80 at 640) has none
+    assert all(type(layers[i - 1]).__name__ == "Concat" for i, _ in bra)
+    seed = YOLO(str(ROOT / "models" / yaml_name.replace("-p45", "")))
+    x = torch.rand(1, 3, 160, 224)
+    with torch.no_grad():
+        ours, theirs = yolo.model.eval()(x)[0], seed.model.eval()(x)[0]
+    ours, theirs = (ours[0], theirs[0]) if yolo.task == "segment" else (ours, theirs)
+    assert ours.shape == theirs.shape
