@@ -1,0 +1,93 @@
+"""The shipped glove models (models/weights/) on real content: bare hands in the shared desk clip, gloved and bare
+hands in valid photos, nothing in blank frames. See models/README.md for how they were trained and scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.engine import DetectionEngine, EngineSettings
+from app.nn import BiLevelRoutingAttention
+from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
+
+SHIPPED = {"gloves-bra-n": DEFAULT_WEIGHTS, "gloves-n": WEIGHTS_DIR / "gloves-n.pt"}
+SETTINGS = EngineSettings(conf=0.25, imgsz=320)  # the training size, as the model card reports
+PHOTOS_PER_CLASS = 4  # valid photos holding exactly one hand of the class, first by name
+
+
+@pytest.fixture(scope="module", params=list(SHIPPED))
+def engine(request: pytest.FixtureRequest) -> DetectionEngine:
+    return DetectionEngine(SHIPPED[request.param], SETTINGS)
+
+
+def test_weights_are_stripped_and_describe_the_glove_classes(engine: DetectionEngine) -> None:
+    assert engine.weights.stat().st_size < 15 * 2**20
+    assert engine.model.ckpt.get("optimizer") is None  # stripped: for inference and fine-tuning
+    assert engine.task == "detect" and engine.names == {0: "gloved_hand", 1: "bare_hand"}
+    has_bra = any(isinstance(m, BiLevelRoutingAttention) for m in engine.model.model.modules())
+    assert has_bra == (engine.weights == DEFAULT_WEIGHTS)  # the default is the BRA model, the baseline is plain
+
+
+@pytest.mark.parametrize("value", [0, 127, 255])
+def test_blank_frames_have_no_detections(engine: DetectionEngine, value: int) -> None:
+    assert engine.predict(np.full((480, 640, 3), value, np.uint8), annotate=False).detections == []
+
+
+def _frames(clip: Path, count: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(clip))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    for index in np.linspace(0, total - 1, count).astype(int):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = cap.read()
+        assert ok, f"frame {index} of {clip}"
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def test_bare_hand_found_in_desk_clip_frames(engine: DetectionEngine, shared_data: Path) -> None:
+    """The clip shows one bare hand over a desk throughout: most frames must show it as bare, none as gloved."""
+    frames = _frames(shared_data / "videos" / "hand_desk.mp4", 12)
+    found = [{d.class_name for d in engine.predict(f, annotate=False).detections} for f in frames]
+    assert sum("bare_hand" in classes for classes in found) >= 9, found
+    assert sum("gloved_hand" in classes for classes in found) <= 1, found
+
+
+def _single_hand_photos(shared_data: Path, class_id: int) -> list[tuple[Path, np.ndarray]]:
+    """Valid photos labelled with exactly one hand, of `class_id`, and that hand's box in pixels."""
+    chosen = []
+    for label in sorted((shared_data / "gloves" / "valid" / "labels").glob("*.txt")):
+        rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
+        if len(rows) == 1 and int(rows[0][0]) == class_id:
+            image = label.parent.parent / "images" / f"{label.stem}.jpg"
+            h, w = cv2.imread(str(image)).shape[:2]
+            cx, cy, bw, bh = (float(v) for v in rows[0][1:5])
+            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            chosen.append((image, box))
+        if len(chosen) == PHOTOS_PER_CLASS:
+            break
+    return chosen
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
+    return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
+
+
+@pytest.mark.parametrize("class_name", ["gloved_hand", "bare_hand"])
+def test_labelled_hands_found_in_valid_photos(engine: DetectionEngine, shared_data: Path, class_name: str) -> None:
+    class_id = {"gloved_hand": 0, "bare_hand": 1}[class_name]
+    photos = _single_hand_photos(shared_data, class_id)
+    assert len(photos) == PHOTOS_PER_CLASS
+    for image, box in photos:
+        detections = engine.predict(cv2.imread(str(image)), annotate=False).detections
+        matches = [d for d in detections if d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5]
+        assert matches, f"{image.name}: no {class_name} over the labelled box; got {detections}"
+
+
+def test_default_weights_path_is_the_shipped_bra_model() -> None:
+    assert DEFAULT_WEIGHTS == ROOT / "models" / "weights" / "gloves-bra-n.pt" and DEFAULT_WEIGHTS.is_file()
