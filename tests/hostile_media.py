@@ -52,14 +52,25 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
     return buf.getvalue()
 
 
+class CaseList(list[Case]):
+    """Cases being written into one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def add(self, name: str, data: bytes, expect: str, message: str = "", shape: tuple[int, int] | None = None,
+            colour: bool | None = None) -> None:  # fmt: skip
+        """Write `data` as `name`; `colour` defaults to True for full-size "ok" cases (colour images)."""
+        (self.folder / name).write_bytes(data)
+        colour = expect == "ok" and shape == (H, W) if colour is None else colour
+        self.append(Case(name, self.folder / name, expect, message, shape, colour))
+
+
 def make_cases(folder: Path) -> list[Case]:
     folder.mkdir(parents=True, exist_ok=True)
-    cases: list[Case] = []
-
-    def add(name: str, data: bytes, expect: str, message: str = "", shape: tuple[int, int] | None = None) -> None:
-        path = folder / name
-        path.write_bytes(data)
-        cases.append(Case(name, path, expect, message, shape, colour=expect == "ok" and shape == (H, W)))
+    cases = CaseList(folder)
+    add = cases.add
 
     picture = Image.fromarray(base_picture())
     valid = {ext: encode(picture, fmt) for ext, fmt in IMAGE_FORMATS.items()}
@@ -93,16 +104,14 @@ def make_cases(folder: Path) -> list[Case]:
         "int32.tif": (picture.convert("I"), "TIFF"),
     }
     for name, (image, fmt) in modes.items():
-        add(name, encode(image, fmt), "ok", shape=(H, W))
-        if image.mode not in ("RGB", "RGBA", "CMYK", "P"):  # gray, bilevel, float, int: no colour to keep
-            cases[-1] = Case(name, cases[-1].path, "ok", shape=(H, W))
+        # gray, bilevel, float and int images have no colour to keep
+        add(name, encode(image, fmt), "ok", shape=(H, W), colour=image.mode in ("RGB", "RGBA", "CMYK", "P"))
     sixteen = (base_picture().astype(np.uint16) * 257)[:, :, ::-1]  # BGR, 16 bits per channel
     for ext in ("png", "tif"):
         ok, buf = cv2.imencode(f".{ext}", sixteen)
         assert ok
         add(f"rgb16.{ext}", buf.tobytes(), "ok", shape=(H, W))
-    add("gray16.png", cv2.imencode(".png", sixteen[:, :, 0].copy())[1].tobytes(), "ok", shape=(H, W))
-    cases[-1] = Case("gray16.png", cases[-1].path, "ok", shape=(H, W))  # one channel: no colour to keep
+    add("gray16.png", cv2.imencode(".png", sixteen[:, :, 0].copy())[1].tobytes(), "ok", shape=(H, W), colour=False)
     add("one-pixel.png", encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), "ok", shape=(1, 1))
     add("one-pixel.jpg", encode(Image.new("RGB", (1, 1), (9, 9, 9)), "JPEG"), "ok", shape=(1, 1))
     add("thin.png", encode(Image.new("RGB", (4000, 1), (9, 9, 9)), "PNG"), "ok", shape=(1, 4000))
@@ -125,16 +134,12 @@ def make_cases(folder: Path) -> list[Case]:
     odd_video = Path(os.fsdecode(folder)) / os.fsdecode(b"\xffclip.avi")
     odd_video.write_bytes(mjpeg_clip(folder / "for-odd-name.avi", frames=3).read_bytes())
     cases.append(Case("b'\\xffclip.avi'", odd_video, "error", "not UTF-8"))
-    cases += video_cases(folder)
+    add_video_cases(cases)
     return cases
 
 
-def video_cases(folder: Path) -> list[Case]:
-    cases: list[Case] = []
-
-    def add(name: str, data: bytes, expect: str, message: str = "", shape: tuple[int, int] | None = None) -> None:
-        (folder / name).write_bytes(data)
-        cases.append(Case(name, folder / name, expect, message, shape))
+def add_video_cases(cases: CaseList) -> None:
+    folder, add = cases.folder, cases.add
 
     mp4 = h264_clip(folder / "clip.mp4", frames=12)
     cases.append(Case("clip.mp4", folder / "clip.mp4", "ok", shape=(H, W)))
@@ -164,7 +169,6 @@ def video_cases(folder: Path) -> list[Case]:
                           (8_000, 7_000, "pixel limit"), (50_000, 1_100, "pixel limit")):  # fmt: skip
         header = f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode()
         add(f"huge-{w}x{h}.mkv", header + b"\x80" * 4096, "error", message)
-    return cases
 
 
 def h264_clip(path: Path, frames: int) -> Path:
