@@ -8,8 +8,8 @@ post-processing. Models of one task and size are timed in alternation, round aft
 speed does not favour either; the median is reported. ONNX Runtime times a static export of the same model.
 
 GFLOPs come from torch.utils.flop_counter, which counts every matrix product and convolution, with a formula
-registered here for the CPU kernel of scaled_dot_product_attention, which torch counts on GPUs only (so do
-Ultralytics' GFLOPs, which come from the same counter: 2.88 instead of 3.16 for BRA-YOLO11n at 320 without it).
+registered here for the CPU kernel of scaled_dot_product_attention, which it otherwise skips (BRA-YOLO11n at 320:
+2.88 GFLOPs without, 3.16 with; Ultralytics 8.4's own count, from ultralytics-thop, also gives 3.16).
 Target: the default BRA model within 1.3x the plain one.
 """
 
