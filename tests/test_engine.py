@@ -148,10 +148,11 @@ def test_class_filter_and_settings_checks(detector: DetectionEngine) -> None:
 
 def test_non_ascii_class_names_render(trained_models: dict) -> None:
     engine = DetectionEngine(trained_models["detect"][0], LOW)
-    engine.model.model.names = {i: n for i, n in enumerate(["перчатка", "手袋", "guante_ñ", "c", "рука", "e"])}
+    names = dict(enumerate(["перчатка", "手袋", "guante_ñ", "c", "рука", "e"]))
+    engine.model.model.names = names
     image = np.full((96, 96, 3), 90, np.uint8)
     result = engine.predict(image)
-    assert result.detections and all(d.class_name in engine.names.values() for d in result.detections)
+    assert result.detections and all(d.class_name in names.values() for d in result.detections)
     assert not np.array_equal(result.annotated, image)  # boxes and labels were drawn
 
 
