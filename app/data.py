@@ -205,7 +205,6 @@ def write_resolved_yaml(spec: DatasetSpec, out_dir: Path = RUNTIME_DIR / "data",
     data: dict[str, Any] = {"path": str(spec.root), "names": spec.names, "nc": spec.nc}
     for split, sources in spec.splits.items():
         data[split] = [str(s) for s in sources] if len(sources) > 1 else str(sources[0])
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = spec.yaml_file.stem + ("-unique" if dedupe_train else "")
     if dedupe_train:
         photos = unique_photos([img for source in spec.splits["train"] for img in list_images(source)])

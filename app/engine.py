@@ -165,8 +165,7 @@ class DetectionEngine:
 
 def _onnx_task_and_size(path: Path) -> tuple[str, tuple[int, int] | None]:
     """The task and static input size (None if dynamic) an ONNX export declares; size-capped like checkpoints."""
-    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
-        raise EngineError(f"{path.name}: over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+    _check_size(path)
     try:
         info = read_onnx_info(path)
     except OnnxExportError as e:
@@ -181,11 +180,9 @@ def check_checkpoint_archive(path: Path) -> None:
     Raises:
         EngineError: Saying which of these it is.
     """
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise EngineError(f"{path.name}: empty file, not a checkpoint")
-    if size > MAX_CHECKPOINT_BYTES:
-        raise EngineError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+    _check_size(path)
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
@@ -197,6 +194,13 @@ def check_checkpoint_archive(path: Path) -> None:
         raise EngineError(f"{path.name}: the archive holds entries torch.save never writes ({shown}); not loaded")
     if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
         raise EngineError(f"{path.name}: unpacks to more than {MAX_CHECKPOINT_BYTES // 2**20} MB; not loaded")
+
+
+def _check_size(path: Path) -> None:
+    """Refuse model files over `MAX_CHECKPOINT_BYTES` before reading them."""
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise EngineError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
 
 
 def file_sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .engine import DetectionEngine, EngineError, EngineSettings
 from .excel import export_workbook
+from .outputs import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import PolicyError, SafetyPolicy, list_policies
 from .records import RecordStore, RunRecord
@@ -142,12 +143,9 @@ class DetectionService:
         if uploaded.suffix not in MODEL_SUFFIXES:
             raise ConsoleError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt) or an .onnx export")
         info = self.model_info(uploaded)
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
         kept = self.uploads_dir / f"{uploaded.stem}-{info.sha256[:8]}{uploaded.suffix}"
         if not kept.exists():
-            tmp = kept.with_suffix(".part")
-            tmp.write_bytes(uploaded.read_bytes())
-            tmp.replace(kept)
+            atomic_write(kept, uploaded.read_bytes())
         return self.model_info(kept)
 
     @staticmethod
