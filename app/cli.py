@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export(args: argparse.Namespace) -> int:
     try:
-        DetectionEngine(args.weights)  # the same checks (and safe loading) as a detection run
-        onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out)
+        model = DetectionEngine(args.weights).model  # the same checks (and safe loading) as a detection run
+        onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out, model=model)
         shapes = [(1, 3, args.imgsz, args.imgsz)]
         if args.dynamic:
             shapes += [(2, 3, args.imgsz, args.imgsz), (1, 3, args.imgsz + 64, args.imgsz + 32)]  # multiples of 32
-        diff = onnx_parity(args.weights, onnx_file, shapes)
+        diff = onnx_parity(model, onnx_file, shapes)
     except (EngineError, OnnxExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -87,11 +87,11 @@ def evaluate(args: argparse.Namespace) -> int:
         if args.scenes:
             out = RUNTIME_DIR / "data" / f"{args.data.stem}-scenes"
             sets.append(build_scene_set(load_dataset_yaml(args.data), out))
-        for weights in args.weights:
-            DetectionEngine(weights)  # the same checks (and safe loading) as a detection run
+        # The same checks (and safe loading) as a detection run; the checked models are the ones evaluated.
+        models = {weights: DetectionEngine(weights).model for weights in args.weights}
         results = []
         for weights, data, imgsz in itertools.product(args.weights, sets, args.imgsz):
-            result = run_evaluation(weights, data, imgsz=imgsz, device=args.device)
+            result = run_evaluation(weights, data, imgsz=imgsz, device=args.device, model=models[weights])
             print(f"\n{weights} on {data} at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
             print(result.markdown())
             results.append(result.to_dict())

@@ -58,9 +58,11 @@ def evaluate(
     device: str | None = None,
     batch: int = 16,
     plots_dir: Path | None = None,
+    model: YOLO | None = None,
 ) -> Evaluation:
     """Validate `weights` on the `val` split of the dataset YAML `data`; plots (PR curve, confusion matrix) go
-    to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`).
+    to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`). `model`, if given, is `weights` already
+    loaded (the CLI's checked engine), so the file is not read again.
 
     Raises:
         DatasetError: The dataset YAML is unusable.
@@ -70,7 +72,7 @@ def evaluate(
     if not images:
         raise DatasetError(f"{data}: its val split ({', '.join(map(str, spec.splits.get('val', [])))}) has no images")
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{imgsz}"
-    model = YOLO(str(weights))
+    model = model or YOLO(str(weights))
     metrics = model.val(
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,

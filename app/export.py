@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,14 +28,18 @@ class OnnxInfo:
     input_hw: tuple[int, int] | None
 
 
-def export_onnx(weights: str | Path, imgsz: int = 640, dynamic: bool = False, out: Path | None = None) -> Path:
+def export_onnx(
+    weights: str | Path, imgsz: int = 640, dynamic: bool = False, out: Path | None = None, model: YOLO | None = None
+) -> Path:
     """Export a detect or segment checkpoint to ONNX (simplified, opset chosen by Ultralytics) and return its path.
 
-    Static exports run at `imgsz` only; dynamic ones take any batch and any size (multiple of 32).
+    Static exports run at `imgsz` only; dynamic ones take any batch and any size (multiple of 32). `model`, if
+    given, is `weights` already loaded (the exporter works on a copy of it).
     """
     weights = Path(weights)
     try:
-        exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
+        model = model or YOLO(str(weights))
+        exported = Path(model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
         raise OnnxExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
     if out is not None and exported.resolve() != Path(out).resolve():
@@ -65,11 +70,18 @@ def read_onnx_info(path: str | Path) -> OnnxInfo:
     return OnnxInfo(meta["task"], names, (h, w) if h and w else None)
 
 
-def onnx_parity(weights: str | Path, onnx_file: str | Path, shapes: Sequence[tuple[int, int, int, int]]) -> float:
-    """Largest absolute difference between PyTorch and ONNX Runtime raw outputs over random inputs of `shapes`."""
+def onnx_parity(
+    weights: str | Path | YOLO, onnx_file: str | Path, shapes: Sequence[tuple[int, int, int, int]]
+) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime raw outputs over random inputs of `shapes`.
+
+    `weights` is a checkpoint path or a loaded `YOLO`; a loaded one is left as it was (a copy is switched to
+    export mode).
+    """
     import onnxruntime as ort  # imported here: only export checks and ONNX inference need it
 
-    model = YOLO(str(weights)).model.float().eval()
+    yolo = weights if isinstance(weights, YOLO) else YOLO(str(weights))
+    model = copy.deepcopy(yolo.model).float().eval()
     for m in model.modules():
         if isinstance(m, Detect):  # Ultralytics' export switch: outputs exactly as exported (Segment: + protos)
             m.export, m.format = True, "onnx"

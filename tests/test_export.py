@@ -48,6 +48,15 @@ def test_dynamic_export_matches_pytorch_at_other_sizes_and_batches(task: str, ex
     assert onnx_parity(trained_models[task][0], onnx_file, shapes) <= TOLERANCE
 
 
+def test_parity_with_a_loaded_model_leaves_it_predicting(exports: dict, trained_models: dict) -> None:
+    weights, data = trained_models["detect"]
+    engine = DetectionEngine(weights, EngineSettings(conf=0.002, imgsz=96))
+    image = cv2.imread(str(next((data.parent / "valid" / "images").glob("*.jpg"))))
+    before = engine.predict(image).detections
+    assert onnx_parity(engine.model, exports[("detect", False)], [(1, 3, 96, 96)]) <= TOLERANCE
+    assert engine.predict(image).detections == before  # not switched to export mode
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_engine_runs_onnx_like_the_checkpoint(dynamic: bool, exports: dict, trained_models: dict) -> None:
     weights, data = trained_models["detect"]
