@@ -3,7 +3,10 @@
     .venv/bin/python benchmarks/bra_module.py [--repeat 5] [--batch 1 8] [--scales n s]
 
 For each shape: median latency of forward and of forward+backward, peak memory, and the largest output difference
-(fp32), ours vs `tests/reference_bra.py`, with their ratios. Peak memory is the growth of resident memory during
+(fp32), ours vs `tests/reference_bra.py`, with their ratios. The forward is also set against its arithmetic floor:
+the layer's matrix products alone (qkv and output projections, attention over ready-gathered keys) through the
+same PyTorch kernels, with no layout change, routing, gather or LePE. reference / floor bounds the speed-up any
+rewrite that computes the same output the same way can reach. Peak memory is the growth of resident memory during
 one forward+backward, in a fresh subprocess per implementation and shape (PyTorch's CPU allocator keeps no peak
 counter); Linux only. Targets (issue #5): >= 3x faster, <= 0.5x peak memory, <= 1e-4 apart.
 """
@@ -40,6 +43,24 @@ def build(impl: str, dim: int) -> torch.nn.Module:
     ours = BiLevelRoutingAttention(dim)
     ours.load_state_dict(ref.state_dict())
     return ours
+
+
+def matmul_floor(batch: int, dim: int, h: int, w: int, n_win: int = 7, heads: int = 8, topk: int = 4):
+    """A forward of the layer's matrix products only, on ready-laid-out random tensors (BiFormer defaults)."""
+    hp, wp = -(-h // n_win) * n_win, -(-w // n_win) * n_win  # padded to whole windows, as both layers do
+    tokens, windows, per_win = batch * hp * wp, batch * n_win * n_win, (hp // n_win) * (wp // n_win)
+    qkv, wo = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+    x = torch.randn(tokens, dim)
+    q = torch.randn(windows, heads, per_win, dim // heads)
+    kv = torch.randn(windows, heads, topk * per_win, dim // heads)
+    scale = dim**-0.5
+
+    def forward() -> torch.Tensor:
+        qkv(x)
+        torch.nn.functional.scaled_dot_product_attention(q, kv, kv, scale=scale)
+        return wo(x)
+
+    return forward
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -85,7 +106,8 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["n", "s"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeat} runs")
-    header = ["scale", "input", "fwd ms ref/ours", "x", "fwd+bwd ms ref/ours", "x", "peak MB ref/ours", "x", "max diff"]
+    header = ["scale", "input", "fwd ms ref/ours", "x", "floor ms", "ref/floor", "fwd+bwd ms ref/ours", "x",
+              "peak MB ref/ours", "x", "max diff"]  # fmt: skip
     print(" | ".join(header))
     rows = []
     for scale in args.scales:
@@ -96,16 +118,18 @@ def main() -> None:
                 with torch.no_grad():
                     diff = (ref(x) - ours(x)).abs().max().item()
                     fwd = [median_ms(lambda m=m, x=x: m(x), args.repeat) for m in (ref, ours)]
+                    floor = median_ms(matmul_floor(batch, dim, h, w), args.repeat)
                 xg = x.clone().requires_grad_(True)
                 both = [median_ms(lambda m=m, xg=xg: m(xg).sum().backward(), args.repeat) for m in (ref, ours)]
                 peak = [peak_mb(impl, batch, dim, h, w) for impl in ("reference", "ours")]
                 row = {
-                    "scale": scale, "input": f"{batch}x{dim}x{h}x{w}", "fwd": fwd, "fwd_bwd": both, "peak": peak,
-                    "diff": diff,
+                    "scale": scale, "input": f"{batch}x{dim}x{h}x{w}", "fwd": fwd, "floor": floor, "fwd_bwd": both,
+                    "peak": peak, "diff": diff,
                 }  # fmt: skip
                 rows.append(row)
                 print(
                     f"{scale} | {row['input']} | {fwd[0]:.1f}/{fwd[1]:.1f} | {fwd[0] / fwd[1]:.2f} | "
+                    f"{floor:.1f} | {fwd[0] / floor:.2f} | "
                     f"{both[0]:.1f}/{both[1]:.1f} | {both[0] / both[1]:.2f} | {peak[0]:.0f}/{peak[1]:.0f} | "
                     f"{peak[1] / max(peak[0], 1e-9):.2f} | {diff:.1e}",
                     flush=True,
