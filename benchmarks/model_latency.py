@@ -1,6 +1,6 @@
 """Latency, parameters and GFLOPs of BRA-YOLO11n against plain YOLO11n, detect and segment, PyTorch and ONNX Runtime.
 
-    .venv/bin/python benchmarks/model_latency.py [--sizes 640 320] [--repeat 20] [--variants seed p45]
+    .venv/bin/python benchmarks/model_latency.py [--sizes 640 320] [--repeat 20] [--variants default p345]
 
 Each model is built from its YAML (untrained: latency does not depend on the weights) with the same number of
 classes, fused as for inference, and timed on a batch-1 input: the network forward only, without pre- or
@@ -8,7 +8,7 @@ post-processing. Models of one task and size are timed in alternation, round aft
 speed does not favour either; the median is reported. ONNX Runtime times a static export of the same model.
 
 GFLOPs come from torch.utils.flop_counter, which counts every matrix product and convolution, with a formula
-registered here for the CPU kernel of scaled_dot_product_attention, which it otherwise skips (BRA-YOLO11n at 320:
+registered here for the CPU kernel of scaled_dot_product_attention, which it otherwise skips (P3/P4/P5 BRA at 320:
 2.88 GFLOPs without, 3.16 with; Ultralytics 8.4's own count, from ultralytics-thop, also gives 3.16).
 Target: the default BRA model within 1.3x the plain one.
 """
@@ -35,7 +35,8 @@ from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 from app.runtime import ROOT
 
 NC = 2  # the glove models' classes
-VARIANTS = {"seed": "yolo11n-bra.yaml", "p45": "yolo11n-bra-p45.yaml"}
+LABELS = {"default": "P4/P5, default", "p345": "P3/P4/P5, seed"}
+VARIANTS = {"default": "yolo11n-bra.yaml", "p345": "yolo11n-bra-p345.yaml"}
 
 
 def config(task: str, variant: str) -> str:
@@ -116,7 +117,7 @@ def main() -> None:
                     runs = {n: partial(s.run, None, {s.get_inputs()[0].name: x.numpy()}) for n, s in sessions.items()}
                     ort_ms = time_rounds(runs, args.repeat)
                 for n, m in models.items():
-                    label = "YOLO11n" if n == "plain" else f"BRA-YOLO11n ({n}{', default' if n == 'seed' else ''})"
+                    label = "YOLO11n" if n == "plain" else f"BRA-YOLO11n ({LABELS[n]})"
                     params = sum(p.numel() for p in m.parameters()) / 1e6
                     ort_cells = f"{ort_ms[n]:.1f} | {ort_ms[n] / ort_ms['plain']:.2f}x" if ort_ms else "- | -"
                     print(f"| {task} | {imgsz} | {label} | {params:.2f} | {flops_all(m, imgsz):.2f} | "

@@ -25,8 +25,8 @@ from app.runtime import ROOT
 
 CONFIGS = {
     "plain": "yolo11n{seg}.yaml",
-    "seed": str(ROOT / "models" / "yolo11n{seg}-bra.yaml"),
-    "p45": str(ROOT / "models" / "yolo11n{seg}-bra-p45.yaml"),
+    "default": str(ROOT / "models" / "yolo11n{seg}-bra.yaml"),  # BRA on P4/P5
+    "p345": str(ROOT / "models" / "yolo11n{seg}-bra-p345.yaml"),  # the seed placement
 }
 
 
@@ -83,7 +83,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     for name, ts in times.items():
         s = statistics.median(ts)
-        label = "YOLO11n" if name == "plain" else f"BRA-YOLO11n ({name}{', default' if name == 'seed' else ''})"
+        label = "YOLO11n" if name == "plain" else f"BRA-YOLO11n ({name})"
         print(f"| {label} | {s:.2f} | {args.batch / s:.1f} | {s / plain:.2f}x |")
 
 

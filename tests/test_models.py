@@ -24,13 +24,12 @@ def built(request: pytest.FixtureRequest) -> tuple[str, YOLO]:
     return request.param, YOLO(str(MODELS[request.param]))
 
 
-def test_yaml_builds_with_bra_after_each_output_concat(built: tuple[str, YOLO]) -> None:
+def test_yaml_builds_with_bra_after_the_p4_and_p5_concats(built: tuple[str, YOLO]) -> None:
     task, yolo = built
     assert yolo.task == task
     layers = yolo.model.model
     bra = [(i, m.dim) for i, m in enumerate(layers) if isinstance(m, BiLevelRoutingAttention)]
-    # n scale: P3 concat 128+128, P4 concat 64+128, P5 concat 128+256 channels
-    assert bra == [(16, 256), (20, 192), (24, 384)]
+    assert bra == [(19, 192), (23, 384)]  # n scale: P4 concat 64+128, P5 concat 128+256 channels; none on P3
     for i, _ in bra:
         assert type(layers[i - 1]).__name__ == "Concat"
 
@@ -59,10 +58,11 @@ def test_predict_on_200x200_image(built: tuple[str, YOLO]) -> None:
 
 
 @pytest.mark.parametrize("scale", ["s", "m", "l", "x"])
-def test_every_scale_builds(scale: str) -> None:
-    model = DetectionModel(str(ROOT / f"models/yolo11{scale}-bra.yaml"), verbose=False)
+@pytest.mark.parametrize(("placement", "layers"), [("", 2), ("-p345", 3)])
+def test_every_scale_builds(scale: str, placement: str, layers: int) -> None:
+    model = DetectionModel(str(ROOT / f"models/yolo11{scale}-bra{placement}.yaml"), verbose=False)
     dims = [m.dim for m in _bra_layers(model)]
-    assert len(dims) == 3 and all(d % 8 == 0 for d in dims)
+    assert len(dims) == layers and all(d % 8 == 0 for d in dims)
 
 
 def test_yaml_args_after_dim_reach_the_constructor() -> None:
@@ -84,14 +84,14 @@ def test_bra_row_must_read_the_previous_layer() -> None:
         insert_channel_args(d)
 
 
-@pytest.mark.parametrize("yaml_name", ["yolo11n-bra-p45.yaml", "yolo11n-seg-bra-p45.yaml"])
-def test_p45_candidate_has_bra_on_p4_p5_only_and_the_same_outputs(yaml_name: str) -> None:
+@pytest.mark.parametrize("yaml_name", ["yolo11n-bra.yaml", "yolo11n-seg-bra.yaml"])
+def test_seed_placement_has_bra_after_every_output_concat_and_the_same_outputs(yaml_name: str) -> None:
     yolo = YOLO(str(ROOT / "models" / yaml_name))
-    layers = yolo.model.model
+    seed = YOLO(str(ROOT / "models" / yaml_name.replace("-bra", "-bra-p345")))
+    layers = seed.model.model
     bra = [(i, m.dim) for i, m in enumerate(layers) if isinstance(m, BiLevelRoutingAttention)]
-    assert bra == [(19, 192), (23, 384)]  # the seed's P4 and P5 layers; P3 (80x80 at 640) has none
+    assert bra == [(16, 256), (20, 192), (24, 384)]  # P3 concat 128+128 channels, then P4 and P5 as the default
     assert all(type(layers[i - 1]).__name__ == "Concat" for i, _ in bra)
-    seed = YOLO(str(ROOT / "models" / yaml_name.replace("-p45", "")))
     x = torch.rand(1, 3, 160, 224)
     with torch.no_grad():
         ours, theirs = yolo.model.eval()(x)[0], seed.model.eval()(x)[0]
