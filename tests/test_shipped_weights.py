@@ -1,6 +1,7 @@
-"""The shipped glove model (models/weights/gloves-bra-n.pt) on real content: bare hands in the shared desk clip,
-gloved and bare hands in valid photos, nothing in blank frames. The assertions are the model card's measured
-behaviour (models/README.md), which also lists what this model still gets wrong."""
+"""The shipped glove models on real content: the default BRA model (models/weights/gloves-bra-n.pt) and the plain
+YOLO11n baseline trained at the same schedule (gloves-n.pt). Bare hands in the shared desk clip, gloved and bare
+hands in valid photos, nothing in blank frames. The assertions are the model card's measured behaviour
+(models/README.md), which also lists what these models still get wrong."""
 
 from __future__ import annotations
 
@@ -12,22 +13,23 @@ import pytest
 
 from app.engine import DetectionEngine, EngineSettings
 from app.nn import BiLevelRoutingAttention
-from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
 
 SETTINGS = EngineSettings(conf=0.25, imgsz=320)  # the training size, where the card's valid scores were measured
 PHOTOS_PER_CLASS = 8  # valid photos holding exactly one hand of the class, first by name
 
 
-@pytest.fixture(scope="module")
-def engine() -> DetectionEngine:
-    return DetectionEngine(DEFAULT_WEIGHTS, SETTINGS)
+@pytest.fixture(scope="module", params=["gloves-bra-n.pt", "gloves-n.pt"])
+def engine(request: pytest.FixtureRequest) -> DetectionEngine:
+    return DetectionEngine(WEIGHTS_DIR / request.param, SETTINGS)
 
 
 def test_weights_are_stripped_and_describe_the_glove_classes(engine: DetectionEngine) -> None:
     assert engine.weights.stat().st_size < 15 * 2**20
     assert engine.model.ckpt.get("optimizer") is None  # stripped: for inference and fine-tuning
     assert engine.task == "detect" and engine.names == {0: "gloved_hand", 1: "bare_hand"}
-    assert any(isinstance(m, BiLevelRoutingAttention) for m in engine.model.model.modules())
+    has_bra = any(isinstance(m, BiLevelRoutingAttention) for m in engine.model.model.modules())
+    assert has_bra == ("bra" in engine.weights.name)  # the baseline is plain YOLO11n
 
 
 @pytest.mark.parametrize("value", [0, 127])  # a white frame is a known false "gloved_hand" (models/README.md)
@@ -48,13 +50,17 @@ def _frames(clip: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
+DESK_FRAMES_WITH_BARE_HAND = {"gloves-bra-n.pt": 9, "gloves-n.pt": 2}  # of 12; measured 12 and 2 (models/README.md)
+
+
 def test_bare_hand_found_in_desk_clip_frames(engine: DetectionEngine, shared_data: Path) -> None:
     """The clip shows one bare hand over a desk throughout (720x720: run at 640, where the hand is large enough).
-    The card lists the false gloved_hand boxes this model also puts on the desk."""
+    A hand from another source: the card lists how weak both models still are on it, and the false gloved_hand
+    boxes the BRA model puts on the desk."""
     frames = _frames(shared_data / "videos" / "hand_desk.mp4", 12)
     at_640 = EngineSettings(conf=0.25, imgsz=640)
     found = [{d.class_name for d in engine.predict(f, annotate=False, settings=at_640).detections} for f in frames]
-    assert sum("bare_hand" in classes for classes in found) >= 9, found
+    assert sum("bare_hand" in classes for classes in found) >= DESK_FRAMES_WITH_BARE_HAND[engine.weights.name], found
 
 
 def _single_hand_photos(shared_data: Path, class_id: int) -> list[tuple[Path, np.ndarray]]:
