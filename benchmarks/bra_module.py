@@ -47,8 +47,9 @@ def build(impl: str, dim: int) -> torch.nn.Module:
 
 def matmul_floor(batch: int, dim: int, h: int, w: int, n_win: int = 7, heads: int = 8, topk: int = 4):
     """A forward of the layer's matrix products only, on ready-laid-out random tensors (BiFormer defaults)."""
-    hp, wp = -(-h // n_win) * n_win, -(-w // n_win) * n_win  # padded to whole windows, as both layers do
-    tokens, windows, per_win = batch * hp * wp, batch * n_win * n_win, (hp // n_win) * (wp // n_win)
+    hp, wp = -(-h // n_win) * n_win, -(-w // n_win) * n_win  # attention runs on whole, padded windows
+    # The projections need only the real tokens: a padded (zero) token projects to the bias alone.
+    tokens, windows, per_win = batch * h * w, batch * n_win * n_win, (hp // n_win) * (wp // n_win)
     qkv, wo = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
     x = torch.randn(tokens, dim)
     q = torch.randn(windows, heads, per_win, dim // heads)

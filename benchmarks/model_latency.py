@@ -8,8 +8,7 @@ post-processing. Models of one task and size are timed in alternation, round aft
 speed does not favour either; the median is reported. ONNX Runtime times a static export of the same model.
 
 GFLOPs come from torch.utils.flop_counter, which counts every matrix product and convolution, with a formula
-registered here for the CPU kernel of scaled_dot_product_attention, which it otherwise skips (P3/P4/P5 BRA at 320:
-2.88 GFLOPs without, 3.16 with; Ultralytics 8.4's own count, from ultralytics-thop, also gives 3.16).
+registered here for the CPU kernel of scaled_dot_product_attention, which it otherwise skips.
 Target: the default BRA model within 1.3x the plain one.
 """
 
@@ -74,8 +73,13 @@ def onnx_session(model: torch.nn.Module, cfg: str, imgsz: int, folder: Path) -> 
     yolo = YOLO(cfg)  # carries the task; its model is replaced by the one being timed
     yolo.model = model
     yolo.save(pt)
+    threads = torch.get_num_threads()
     onnx_file = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, simplify=True, verbose=False)
-    return ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    torch.set_num_threads(threads)  # Ultralytics' device selection sets cores - 1, which would slow later timings
+    options = ort.SessionOptions()
+    # Without this each session's threads spin for a while after a run, taking the cores from the next model timed.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
 
 
 def time_rounds(runners: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:

@@ -50,7 +50,7 @@ def _frames(clip: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-DESK_FRAMES_WITH_BARE_HAND = {"gloves-bra-n.pt": 9, "gloves-n.pt": 2}  # of 12; measured 12 and 2 (models/README.md)
+DESK_FRAMES_WITH_BARE_HAND = {"gloves-bra-n.pt": 9, "gloves-n.pt": 2}  # of 12; measured 11 and 2 (models/README.md)
 
 
 def test_bare_hand_found_in_desk_clip_frames(engine: DetectionEngine, shared_data: Path) -> None:
@@ -94,7 +94,7 @@ def test_labelled_hands_found_in_valid_photos(engine: DetectionEngine, shared_da
         detections = engine.predict(cv2.imread(str(image)), annotate=False).detections
         if not any(d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5 for d in detections):
             missed.append(f"{image.name}: {detections}")
-    assert len(missed) <= 1, missed  # recall on valid is 0.76 (gloved) and 0.91 (bare) at this threshold
+    assert len(missed) <= 1, missed  # valid recall 0.82 / 0.87 gloved, 0.85 / 0.94 bare (BRA / plain)
 
 
 def test_default_weights_path_is_the_shipped_bra_model() -> None:

@@ -153,14 +153,16 @@ class BiLevelRoutingAttention(nn.Module):
         if (pad_b or pad_r) and not self.auto_pad:
             raise ValueError(f"map {H}x{W} is not divisible by n_win={nw}; use auto_pad=True")
 
-        x = x.permute(0, 2, 3, 1)  # B, H, W, C
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         Hp, Wp = H + pad_b, W + pad_r
         wh, ww = Hp // nw, Wp // nw  # window size
         P = nw * nw
 
-        qkv = self.qkv(x)  # B, Hp, Wp, 2*C_qk + C
+        qkv = self.qkv(x.permute(0, 2, 3, 1))  # B, H, W, 2*C_qk + C
+        if pad_b or pad_r:
+            # Padding after the projection spares it the padded tokens. BiFormer pads the input with zeros, so
+            # its padded tokens project to the bias alone: pad with that.
+            bias = self.qkv.qkv.bias
+            qkv = F.pad(qkv - bias, (0, 0, 0, pad_r, 0, pad_b)) + bias  # B, Hp, Wp, 2*C_qk + C
         lepe = self._lepe(qkv[..., 2 * self.qk_dim :])  # B, Hp, Wp, C
         qkv = qkv.view(B, nw, wh, nw, ww, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, P, wh * ww, -1)
         q, kv = qkv.split([self.qk_dim, self.qk_dim + C], dim=-1)  # B, P, wh*ww, *
@@ -184,8 +186,8 @@ class BiLevelRoutingAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k_sel, v_sel, scale=self.scale)  # B*P, heads, wh*ww, d_v
 
         out = out.transpose(1, 2).reshape(B, nw, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
-        out = self.wo(out + lepe)
-        return out[:, :H, :W].permute(0, 3, 1, 2).contiguous()  # B, C, H, W
+        out = self.wo(out[:, :H, :W] + lepe[:, :H, :W])  # cropped first: the projection is per token
+        return out.permute(0, 3, 1, 2).contiguous()  # B, C, H, W
 
     def _lepe(self, v: Tensor) -> Tensor:
         """Locally-enhanced positional encoding: a depthwise conv over the value map (B, H, W, C)."""
