@@ -4,7 +4,7 @@
 
 For each shape: median latency of forward and of forward+backward, peak memory, and the largest output difference
 (fp32), ours vs `tests/reference_bra.py`, with their ratios. The forward is also set against its arithmetic floor:
-the layer's matrix products alone (qkv and output projections, attention over ready-gathered keys) through the
+the layer's matrix products alone (projections of the real tokens, attention over ready-gathered keys) through the
 same PyTorch kernels, with no layout change, routing, gather or LePE. reference / floor bounds the speed-up any
 rewrite that computes the same output the same way can reach. Peak memory is the growth of resident memory during
 one forward+backward, in a fresh subprocess per implementation and shape (PyTorch's CPU allocator keeps no peak
