@@ -155,37 +155,55 @@ class BiLevelRoutingAttention(nn.Module):
 
         Hp, Wp = H + pad_b, W + pad_r
         wh, ww = Hp // nw, Wp // nw  # window size
-        P = nw * nw
+        P, qk = nw * nw, self.qk_dim
 
         qkv = self.qkv(x.permute(0, 2, 3, 1))  # B, H, W, 2*C_qk + C
         if pad_b or pad_r:
             # Padding after the projection spares it the padded tokens. BiFormer pads the input with zeros, so
             # its padded tokens project to the bias alone: pad with that.
             bias = self.qkv.qkv.bias
-            qkv = F.pad(qkv - bias, (0, 0, 0, pad_r, 0, pad_b)) + bias  # B, Hp, Wp, 2*C_qk + C
-        lepe = self._lepe(qkv[..., 2 * self.qk_dim :])  # B, Hp, Wp, C
-        qkv = qkv.view(B, nw, wh, nw, ww, -1).permute(0, 1, 3, 2, 4, 5).reshape(B, P, wh * ww, -1)
-        q, kv = qkv.split([self.qk_dim, self.qk_dim + C], dim=-1)  # B, P, wh*ww, *
+            if pad_r:
+                qkv = torch.cat([qkv, bias.expand(B, H, pad_r, -1)], dim=2)
+            if pad_b:
+                qkv = torch.cat([qkv, bias.expand(B, pad_b, Wp, -1)], dim=1)  # B, Hp, Wp, 2*C_qk + C
+        lepe = self._lepe(qkv[..., 2 * qk :])  # B, Hp, Wp, C
+
+        def windows(t: Tensor) -> Tensor:
+            """B, Hp, Wp, heads*d -> B, heads, P, wh*ww, d: one copy, after which attention needs no other."""
+            t = t.view(B, nw, wh, nw, ww, heads, -1).permute(0, 5, 1, 3, 2, 4, 6)
+            return t.reshape(B, heads, P, wh * ww, -1)
+
+        q, k, v = windows(qkv[..., :qk]), windows(qkv[..., qk : 2 * qk]), windows(qkv[..., 2 * qk :])
 
         # Coarse level: route each query window to its top-k key windows on mean-pooled q/k.
-        r_weight, r_index = self.router(q.mean(dim=2), kv[..., : self.qk_dim].mean(dim=2))  # B, P, k
-        k = r_index.shape[-1]
+        def pooled(t: Tensor) -> Tensor:  # B, heads, P, wh*ww, d -> B, P, heads*d
+            return t.mean(dim=3).transpose(1, 2).reshape(B, P, -1)
 
-        # Fine level: gather the routed windows' keys/values (indexing copies only what is kept).
-        kv = self._downsample(kv, B, P, wh, ww)  # B, P, T, C_qk + C
-        T = kv.shape[2]
-        batch = torch.arange(B, device=x.device).view(B, 1, 1)
-        kv_sel = kv[batch, r_index]  # B, P, k, T, C_qk + C
+        r_weight, r_index = self.router(pooled(q), pooled(k))  # B, P, topk
+        topk = r_index.shape[-1]
+
+        # Fine level: gather the routed windows' keys/values for every head (indexing copies only what is kept).
+        k, v = self._downsample(k, wh, ww), self._downsample(v, wh, ww)  # B, heads, P, T, d
+        T = k.shape[3]
+        index = (
+            torch.arange(B, device=x.device).view(B, 1, 1, 1),
+            torch.arange(heads, device=x.device).view(1, heads, 1, 1),
+            r_index.unsqueeze(1),  # B, 1, P, topk
+        )
+        k_sel, v_sel = k[index], v[index]  # B, heads, P, topk, T, d
         if self.soft_routing:
-            kv_sel = kv_sel * r_weight.view(B, P, k, 1, 1)
-        k_sel, v_sel = kv_sel.split([self.qk_dim, C], dim=-1)
+            k_sel = k_sel * r_weight.view(B, 1, P, topk, 1, 1)
+            v_sel = v_sel * r_weight.view(B, 1, P, topk, 1, 1)
 
-        q = q.reshape(B * P, wh * ww, heads, -1).transpose(1, 2)  # B*P, heads, wh*ww, d_qk
-        k_sel = k_sel.reshape(B * P, k * T, heads, -1).transpose(1, 2)  # B*P, heads, k*T, d_qk
-        v_sel = v_sel.reshape(B * P, k * T, heads, -1).transpose(1, 2)  # B*P, heads, k*T, d_v
-        out = F.scaled_dot_product_attention(q, k_sel, v_sel, scale=self.scale)  # B*P, heads, wh*ww, d_v
+        # Heads and windows share the batch dimension of a 4-D attention: B, heads*P, tokens, d.
+        out = F.scaled_dot_product_attention(
+            q.reshape(B, heads * P, wh * ww, -1),
+            k_sel.reshape(B, heads * P, topk * T, -1),
+            v_sel.reshape(B, heads * P, topk * T, -1),
+            scale=self.scale,
+        )  # B, heads*P, wh*ww, d_v
 
-        out = out.transpose(1, 2).reshape(B, nw, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+        out = out.view(B, heads, nw, nw, wh, ww, -1).permute(0, 2, 4, 3, 5, 1, 6).reshape(B, Hp, Wp, C)
         out = self.wo(out[:, :H, :W] + lepe[:, :H, :W])  # cropped first: the projection is per token
         return out.permute(0, 3, 1, 2).contiguous()  # B, C, H, W
 
@@ -195,13 +213,13 @@ class BiLevelRoutingAttention(nn.Module):
             return torch.zeros_like(v)
         return self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
-    def _downsample(self, kv: Tensor, B: int, P: int, wh: int, ww: int) -> Tensor:
-        """Pool each key/value window (B, P, wh*ww, C) to fewer tokens, per `kv_downsample_mode`."""
+    def _downsample(self, t: Tensor, wh: int, ww: int) -> Tensor:
+        """Pool each key or value window (B, heads, P, wh*ww, d) to fewer tokens, per `kv_downsample_mode`."""
         mode = self.kv_downsample_mode
         if mode == "identity":
-            return kv
-        c = kv.shape[-1]
-        win = kv.reshape(B * P, wh, ww, c).permute(0, 3, 1, 2)  # B*P, C, wh, ww
+            return t
+        B, heads, P, _, d = t.shape
+        win = t.reshape(-1, wh, ww, d).permute(0, 3, 1, 2)  # B*heads*P, d, wh, ww
         if mode in ("avgpool", "maxpool"):
             # Windows smaller than the ratio (tiny maps) pool whole instead of failing.
             kernel = (min(self.kv_downsample_ratio, wh), min(self.kv_downsample_ratio, ww))
@@ -210,7 +228,7 @@ class BiLevelRoutingAttention(nn.Module):
         else:
             pool = F.adaptive_avg_pool2d if mode == "ada_avgpool" else F.adaptive_max_pool2d
             win = pool(win, self.kv_per_win)
-        return win.flatten(2).transpose(1, 2).reshape(B, P, -1, c)
+        return win.flatten(2).transpose(1, 2).reshape(B, heads, P, -1, d)
 
     def extra_repr(self) -> str:
         return (
