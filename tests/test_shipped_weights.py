@@ -32,7 +32,7 @@ def test_weights_are_stripped_and_describe_the_glove_classes(engine: DetectionEn
     assert has_bra == ("bra" in engine.weights.name)  # the baseline is plain YOLO11n
 
 
-@pytest.mark.parametrize("value", [0, 127])  # a white frame is a known false "gloved_hand" (models/README.md)
+@pytest.mark.parametrize("value", [0, 127, 255])
 def test_blank_frames_have_no_detections(engine: DetectionEngine, value: int) -> None:
     assert engine.predict(np.full((480, 640, 3), value, np.uint8), annotate=False).detections == []
 
@@ -50,7 +50,7 @@ def _frames(clip: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-DESK_FRAMES_WITH_BARE_HAND = {"gloves-bra-n.pt": 9, "gloves-n.pt": 2}  # of 12; measured 11 and 2 (models/README.md)
+DESK_FRAMES_WITH_BARE_HAND = {"gloves-bra-n.pt": 4, "gloves-n.pt": 7}  # of 12; measured 5 and 9 (models/README.md)
 
 
 def test_bare_hand_found_in_desk_clip_frames(engine: DetectionEngine, shared_data: Path) -> None:
@@ -84,6 +84,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
 
 
+MISSED_AT_MOST = {"gloves-bra-n.pt": 2, "gloves-n.pt": 1}  # of 8 per class; valid recall at 320 in models/README.md
+
+
 @pytest.mark.parametrize("class_name", ["gloved_hand", "bare_hand"])
 def test_labelled_hands_found_in_valid_photos(engine: DetectionEngine, shared_data: Path, class_name: str) -> None:
     class_id = {"gloved_hand": 0, "bare_hand": 1}[class_name]
@@ -94,7 +97,7 @@ def test_labelled_hands_found_in_valid_photos(engine: DetectionEngine, shared_da
         detections = engine.predict(cv2.imread(str(image)), annotate=False).detections
         if not any(d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5 for d in detections):
             missed.append(f"{image.name}: {detections}")
-    assert len(missed) <= 1, missed  # valid recall 0.82 / 0.87 gloved, 0.85 / 0.94 bare (BRA / plain)
+    assert len(missed) <= MISSED_AT_MOST[engine.weights.name], missed
 
 
 def test_default_weights_path_is_the_shipped_bra_model() -> None:
