@@ -94,6 +94,7 @@ def evaluate(args: argparse.Namespace) -> int:
             result = run_evaluation(weights, data, imgsz=imgsz, device=args.device, model=models[weights])
             print(f"\n{weights} on {data} at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
             print(result.markdown())
+            print(f"Confusion matrix {result.matrix_summary()}.")
             results.append(result.to_dict())
     except (EngineError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)

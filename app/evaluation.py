@@ -6,9 +6,38 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ultralytics import YOLO
+from ultralytics.models.yolo.detect import DetectionValidator
+from ultralytics.utils.metrics import ConfusionMatrix
 
 from .data import DatasetError, list_images, load_dataset_yaml, write_resolved_yaml
+from .engine import EngineSettings
 from .runtime import RUNS_DIR
+
+MATRIX_CONF = EngineSettings.conf  # the console's default: the confusion matrix shows what an operator sees
+
+
+class _MatrixAtConf(ConfusionMatrix):
+    """A confusion matrix that counts only boxes above its own `conf`, whatever confidence the validator runs at
+    (0.001 for mAP, where every weak box would count as a false positive)."""
+
+    def __init__(self, conf: float, names: dict[int, str], save_matches: bool = False) -> None:
+        super().__init__(names=names, save_matches=save_matches)
+        self.conf = conf
+
+    def process_batch(self, detections: dict, batch: dict, conf: float = 0.25, iou_thres: float = 0.45) -> None:
+        """Count `detections` against `batch`; the validator's `conf` is ignored for this matrix's own."""
+        super().process_batch(detections, batch, conf=self.conf, iou_thres=iou_thres)
+
+
+def _validator_with_matrix_at(base: type[DetectionValidator], conf: float) -> type[DetectionValidator]:
+    """`base` (the task's validator: detect or segment), its confusion matrix counted at `conf`."""
+
+    class Validator(base):
+        def init_metrics(self, model) -> None:
+            super().init_metrics(model)
+            self.confusion_matrix = _MatrixAtConf(conf, model.names, self.confusion_matrix.matches is not None)
+
+    return Validator
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,18 @@ class Evaluation:
     ms_per_image: float  # the validator's inference time, batch 16, on the device it ran on
     classes: list[ClassScore]
     plots_dir: str
+    matrix_conf: float  # the confidence the confusion matrix counts boxes at
+    confusion_matrix: list[list[int]]  # [predicted][true] over the dataset's classes, then background
+
+    def matrix_summary(self) -> str:
+        """What the confusion matrix says, in words: hands found, classes swapped, boxes on the background."""
+        m, nc = self.confusion_matrix, len(self.confusion_matrix) - 1
+        found = sum(m[i][i] for i in range(nc))
+        swapped = sum(m[i][j] for i in range(nc) for j in range(nc) if i != j)
+        truth = sum(m[i][j] for i in range(nc + 1) for j in range(nc))
+        background = sum(m[i][nc] for i in range(nc))
+        return (f"at confidence {self.matrix_conf}: {found} of {truth} labelled objects found with the right class, "
+                f"{swapped} with the wrong one, {background} boxes on the background")  # fmt: skip
 
     def markdown(self) -> str:
         """A Markdown table: all classes, then one row per class."""
@@ -59,10 +100,11 @@ def evaluate(
     batch: int = 16,
     plots_dir: Path | None = None,
     model: YOLO | None = None,
+    matrix_conf: float = MATRIX_CONF,
 ) -> Evaluation:
-    """Validate `weights` on the `val` split of the dataset YAML `data`; plots (PR curve, confusion matrix) go
-    to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`). `model`, if given, is `weights` already
-    loaded (the CLI's checked engine), so the file is not read again.
+    """Validate `weights` on the `val` split of the dataset YAML `data`; plots (PR curve, confusion matrix at
+    `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`). `model`, if given, is
+    `weights` already loaded (the CLI's checked engine), so the file is not read again.
 
     Raises:
         DatasetError: The dataset YAML is unusable.
@@ -74,6 +116,7 @@ def evaluate(
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{imgsz}"
     model = model or YOLO(str(weights))
     metrics = model.val(
+        validator=_validator_with_matrix_at(model.task_map[model.task]["validator"], matrix_conf),
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,
         batch=batch,
@@ -101,4 +144,6 @@ def evaluate(
         ms_per_image=float(metrics.speed.get("inference", 0.0)),
         classes=classes,
         plots_dir=str(metrics.save_dir),
+        matrix_conf=matrix_conf,
+        confusion_matrix=metrics.confusion_matrix.matrix.astype(int).tolist(),
     )

@@ -144,7 +144,10 @@ def test_evaluate_on_val_and_scenes_writes_scores(trained_models: dict, tmp_path
         assert sum(c["instances"] for c in result["classes"]) == instances
         assert all(0 <= result[k] <= 1 for k in ("precision", "recall", "map50", "map50_95"))
         assert (Path(result["plots_dir"]) / "confusion_matrix.png").is_file()
-    assert "| all | " in capsys.readouterr().out
+        # [predicted][true]: each labelled object is counted once, found (any class) or missed (background row)
+        assert sum(sum(row[:-1]) for row in result["confusion_matrix"]) == instances
+    printed = capsys.readouterr().out
+    assert "| all | " in printed and printed.count("Confusion matrix at confidence 0.25: ") == 2
 
 
 def test_evaluate_bad_inputs_exit_2(trained_models: dict, tmp_path: Path, capsys) -> None:

@@ -1,0 +1,47 @@
+"""Evaluation scores and the confusion matrix counted at the console's confidence rather than the validator's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ultralytics.utils.metrics import ConfusionMatrix
+
+from app.evaluation import MATRIX_CONF, _MatrixAtConf, evaluate
+
+NAMES = {0: "gloved_hand", 1: "bare_hand"}
+
+
+def test_matrix_counts_only_boxes_at_its_own_confidence() -> None:
+    detections = {  # a confident glove on the labelled glove, a weak bare hand on the background
+        "bboxes": torch.tensor([[10.0, 10, 50, 50], [200, 200, 240, 240]]),
+        "conf": torch.tensor([0.9, 0.3]),
+        "cls": torch.tensor([0.0, 1.0]),
+    }
+    batch = {"bboxes": torch.tensor([[12.0, 11, 50, 52], [100, 10, 140, 50]]), "cls": torch.tensor([0.0, 1.0])}
+    ours, validators = _MatrixAtConf(0.5, NAMES), ConfusionMatrix(names=NAMES)
+    for matrix in (ours, validators):
+        matrix.process_batch(detections, batch, conf=0.001)  # what the validator passes while measuring mAP
+    # [predicted][true], background last: the glove found, the bare hand missed; the weak box counts only at 0.001
+    assert ours.matrix.astype(int).tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 0]]
+    assert validators.matrix.astype(int).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+
+
+def test_scores_do_not_depend_on_the_matrix_confidence(trained_models: dict, tmp_path: Path) -> None:
+    weights, data = trained_models["segment"]  # the segment validator gets the same matrix as the detect one
+    loose = evaluate(weights, data, imgsz=96, device="cpu", plots_dir=tmp_path / "loose", matrix_conf=0.001)
+    strict = evaluate(weights, data, imgsz=96, device="cpu", plots_dir=tmp_path / "strict", matrix_conf=1.0)
+    assert MATRIX_CONF == 0.25 and (loose.matrix_conf, strict.matrix_conf) == (0.001, 1.0)
+    assert (strict.map50, strict.map50_95) == pytest.approx((loose.map50, loose.map50_95))
+    nc = len(strict.confusion_matrix) - 1
+    instances = sum(c.instances for c in strict.classes)
+    # The one-epoch model's boxes are all weak: many at 0.001, none at 1, where every labelled object is a miss.
+    assert sum(row[nc] for row in loose.confusion_matrix[:nc]) > 0
+    assert all(v == 0 for row in strict.confusion_matrix[:nc] for v in row)
+    assert sum(strict.confusion_matrix[nc][:nc]) == instances
+    assert (
+        strict.matrix_summary() == f"at confidence 1.0: 0 of {instances} labelled objects found with the right "
+        "class, 0 with the wrong one, 0 boxes on the background"
+    )
+    assert (Path(strict.plots_dir) / "confusion_matrix.png").is_file()
