@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 import app  # noqa: F401  (offline environment, BRA registration)
+from app.errors import TrainingError
 from app.runtime import RUNS_DIR
-from app.training import TrainingError, TrainOptions, prepare, train
+from app.training import TrainOptions, prepare, train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainOptions:

@@ -17,18 +17,19 @@ from pathlib import Path
 
 from ultralytics.utils.tqdm import TQDM
 
-from .data import DatasetError, load_dataset_yaml
-from .engine import DetectionEngine, EngineError, EngineSettings
+from .data import load_dataset_yaml
+from .engine import DetectionEngine, EngineSettings
+from .errors import DatasetError, ModelError, ModelExportError, PolicyError, RecordsError, SourceError
 from .evaluation import evaluate as run_evaluation
-from .excel import ExportError, export_workbook
-from .export import OnnxExportError, export_onnx, onnx_parity
+from .excel import export_workbook
+from .export import export_onnx, onnx_parity
 from .outputs import atomic_write
 from .pipeline import DetectionRun
-from .policy import PolicyError, SafetyPolicy
+from .policy import SafetyPolicy
 from .records import RecordStore
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
-from .sources import SourceError, open_source
+from .sources import open_source
 
 PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime against PyTorch, raw outputs (pixels and scores)
 
@@ -73,7 +74,7 @@ def export(args: argparse.Namespace) -> int:
         if args.dynamic:
             shapes += [(2, 3, args.imgsz, args.imgsz), (1, 3, args.imgsz + 64, args.imgsz + 32)]  # multiples of 32
         diff = onnx_parity(model, onnx_file, shapes)
-    except (EngineError, OnnxExportError) as e:
+    except (ModelError, ModelExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"exported {onnx_file} ({'dynamic' if args.dynamic else f'static {args.imgsz}'}); "
@@ -96,7 +97,7 @@ def evaluate(args: argparse.Namespace) -> int:
             print(result.markdown())
             print(f"Confusion matrix {result.matrix_summary()}.")
             results.append(result.to_dict())
-    except (EngineError, DatasetError) as e:
+    except (ModelError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
@@ -116,7 +117,7 @@ def detect(args: argparse.Namespace) -> int:
         source = open_source(args.source, stride=args.stride)
         store = RecordStore(args.db or args.save_dir / "records.sqlite")
         run = DetectionRun(engine, source, policy, store, exports_dir=args.save_dir)
-    except (EngineError, PolicyError, SourceError) as e:
+    except (ModelError, PolicyError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -137,7 +138,7 @@ def detect(args: argparse.Namespace) -> int:
     if args.excel:
         try:
             print(f"  workbook: {export_workbook(store, args.excel, run_id=run.summary.run_id)}")
-        except ExportError as e:
+        except RecordsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
     if run.summary.warnings:

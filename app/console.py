@@ -10,11 +10,12 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from .errors import ServiceError
 from .pipeline import DetectionRun, RunSummary
 from .policy import FrameStatus, SafetyEvent
 from .records import DetectionRecord
 from .results import FrameResult
-from .service import NO_WEIGHTS_HELP, ConsoleError, DetectionService, LiveSession, RunOptions
+from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
 IMAGE_SIZES = [320, 416, 480, 640, 800, 960]
 LIVE_TIME_LIMIT_S = 300  # per stream: one user cannot hold the queue for ever
@@ -214,7 +215,7 @@ def _call(fn, *args, **kwargs):
     """Run a service call; its user-facing errors become visible Gradio errors."""
     try:
         return fn(*args, **kwargs)
-    except ConsoleError as e:
+    except ServiceError as e:
         raise gr.Error(str(e), duration=None) from e
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 
+from .errors import DatasetError
 from .outputs import atomic_write
 from .runtime import ROOT, RUNTIME_DIR
 
@@ -25,10 +26,6 @@ OPTIONAL_SPLITS = ("test",)
 MAX_EXAMPLES = 5  # offending lines quoted per kind of problem
 # Roboflow names each exported copy of a photo `<photo>.rf.<hash>.<ext>`: copies share `<photo>`.
 _ROBOFLOW_COPY = re.compile(r"^(?P<photo>.+)\.rf\.[0-9a-f]+$")
-
-
-class DatasetError(ValueError):
-    """The dataset YAML or the data it points at cannot be used; the message says why."""
 
 
 @dataclass
@@ -40,12 +37,15 @@ class DatasetSpec:
         root: The dataset root that relative split paths hang from.
         names: Class names by id.
         splits: Image sources per split (`train`, `val`, optional `test`), each a folder or a `.txt` list.
+        train_repeat: Times each train source's images are seen per epoch (the YAML's `train_repeat`, one whole
+            number per train source; all 1 by default), so a small set is not drowned by a large one.
     """
 
     yaml_file: Path
     root: Path
     names: dict[int, str]
     splits: dict[str, list[Path]]
+    train_repeat: list[int] = field(default_factory=list)
 
     @property
     def nc(self) -> int:
@@ -137,7 +137,8 @@ def load_dataset_yaml(yaml_file: str | Path) -> DatasetSpec:
         if value:
             entries = value if isinstance(value, list) else [value]
             splits[split] = [_resolve_split(root, str(v)) for v in entries]
-    return DatasetSpec(yaml_file=yaml_file, root=root, names=names, splits=splits)
+    repeat = _parse_train_repeat(yaml_file, data.get("train_repeat"), len(splits["train"]))
+    return DatasetSpec(yaml_file=yaml_file, root=root, names=names, splits=splits, train_repeat=repeat)
 
 
 def check_dataset(spec: DatasetSpec, task: str = "detect") -> DatasetReport:
@@ -199,15 +200,20 @@ def write_resolved_yaml(spec: DatasetSpec, out_dir: Path = RUNTIME_DIR / "data",
     """Write the spec as a YAML with absolute paths for Ultralytics' trainer, and return its path.
 
     Only keys we understand are written: a `download` key in the user's YAML (which Ultralytics would
-    execute as Python) never reaches the trainer. With `dedupe_train`, the train split becomes a list file
-    holding one image per source photo (see `unique_photos`).
+    execute as Python) never reaches the trainer. With `dedupe_train` (one image per source photo, see
+    `unique_photos`) or a `train_repeat` other than 1, the train split becomes a list file; Ultralytics keeps
+    repeated lines, so a source repeated twice is sampled twice as often.
     """
     data: dict[str, Any] = {"path": str(spec.root), "names": spec.names, "nc": spec.nc}
     for split, sources in spec.splits.items():
         data[split] = [str(s) for s in sources] if len(sources) > 1 else str(sources[0])
     stem = spec.yaml_file.stem + ("-unique" if dedupe_train else "")
-    if dedupe_train:
-        photos = unique_photos([img for source in spec.splits["train"] for img in list_images(source)])
+    repeat = spec.train_repeat or [1] * len(spec.splits["train"])
+    if dedupe_train or any(n != 1 for n in repeat):
+        photos: list[Path] = []
+        for source, times in zip(spec.splits["train"], repeat, strict=True):
+            images = list_images(source)
+            photos += (unique_photos(images) if dedupe_train else images) * times
         data["train"] = str(atomic_write(out_dir / f"{stem}-train.txt", "".join(f"{p}\n" for p in photos).encode()))
     return atomic_write(out_dir / f"{stem}.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
 
@@ -239,6 +245,17 @@ def _parse_names(yaml_file: Path, data: dict) -> dict[int, str]:
     if nc is not None and nc != len(names):
         raise DatasetError(f"{yaml_file}: nc is {nc} but 'names' lists {len(names)} classes")
     return names
+
+
+def _parse_train_repeat(yaml_file: Path, value: Any, n_sources: int) -> list[int]:
+    if value is None:
+        return [1] * n_sources
+    values = value if isinstance(value, list) else [value]
+    if len(values) != n_sources or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise DatasetError(
+            f"{yaml_file}: train_repeat must list one whole number >= 1 per train source ({n_sources}), got {value!r}"
+        )
+    return values
 
 
 def _resolve_root(yaml_file: Path, path: Any) -> Path:

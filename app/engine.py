@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from ultralytics import YOLO
 
-from .export import OnnxExportError, read_onnx_info
+from .errors import ModelError, ModelExportError
+from .export import read_onnx_info
 from .results import FrameResult, from_ultralytics
 from .sources import Frame
 
@@ -29,9 +30,6 @@ _CHECKPOINT_ENTRY = re.compile(
     r"\.data/version|data/\d+)$"
 )
 
-
-class EngineError(ValueError):
-    """The model or a setting cannot be used; the message says why in one line."""
 
 
 @dataclass
@@ -58,12 +56,12 @@ class EngineSettings:
 
     def check(self, names: dict[int, str]) -> None:
         if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
-            raise EngineError(f"confidence and IoU must be in 0..1, got conf={self.conf}, iou={self.iou}")
+            raise ModelError(f"confidence and IoU must be in 0..1, got conf={self.conf}, iou={self.iou}")
         if self.imgsz < 32:
-            raise EngineError(f"image size must be >= 32, got {self.imgsz}")
+            raise ModelError(f"image size must be >= 32, got {self.imgsz}")
         unknown = [c for c in self.classes or [] if c not in names]
         if unknown:
-            raise EngineError(f"unknown class ids {unknown}; this model has {len(names)} classes")
+            raise ModelError(f"unknown class ids {unknown}; this model has {len(names)} classes")
 
 
 class DetectionEngine:
@@ -78,9 +76,9 @@ class DetectionEngine:
     def __init__(self, weights: str | Path, settings: EngineSettings | None = None) -> None:
         self.weights = Path(weights)
         if not self.weights.is_file():
-            raise EngineError(f"{self.weights}: model file not found")
+            raise ModelError(f"{self.weights}: model file not found")
         if self.weights.suffix not in (".pt", ".onnx"):
-            raise EngineError(f"{self.weights.name}: expected a .pt checkpoint or an .onnx export")
+            raise ModelError(f"{self.weights.name}: expected a .pt checkpoint or an .onnx export")
         task, self.fixed_imgsz = None, None  # an ONNX export with a static input runs at its own size only
         if self.weights.suffix == ".onnx":
             task, self.fixed_imgsz = _onnx_task_and_size(self.weights)
@@ -91,13 +89,13 @@ class DetectionEngine:
             self.model = YOLO(str(self.weights), task=task)
         except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
             if "references types outside" in str(e):  # the safe unpickler met a class off the allow-list
-                raise EngineError(
+                raise ModelError(
                     f"{self.weights.name}: not a YOLO checkpoint we can load safely: it refers to code outside the "
                     "allowed model classes, so it was not loaded"
                 ) from e
-            raise EngineError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
+            raise ModelError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
         if self.model.task not in SUPPORTED_TASKS:
-            raise EngineError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
+            raise ModelError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
         self._names = dict(self.model.names)  # read once: for exports Ultralytics builds a predictor per access
         self.settings = settings or EngineSettings()
         self.settings.check(self.names)
@@ -122,7 +120,7 @@ class DetectionEngine:
             elif key in by_name:
                 ids.append(by_name[key])
             else:
-                raise EngineError(f"unknown class {n!r}; this model has: {', '.join(self.names.values())}")
+                raise ModelError(f"unknown class {n!r}; this model has: {', '.join(self.names.values())}")
         return ids
 
     def update(self, **changes: object) -> None:
@@ -168,8 +166,8 @@ def _onnx_task_and_size(path: Path) -> tuple[str, tuple[int, int] | None]:
     _check_size(path)
     try:
         info = read_onnx_info(path)
-    except OnnxExportError as e:
-        raise EngineError(str(e)) from e
+    except ModelExportError as e:
+        raise ModelError(str(e)) from e
     return info.task, info.input_hw
 
 
@@ -178,29 +176,29 @@ def check_checkpoint_archive(path: Path) -> None:
     `MAX_CHECKPOINT_BYTES` (packed or unpacked), truncated or not a zip, or holding entries torch never writes.
 
     Raises:
-        EngineError: Saying which of these it is.
+        ModelError: Saying which of these it is.
     """
     if path.stat().st_size == 0:
-        raise EngineError(f"{path.name}: empty file, not a checkpoint")
+        raise ModelError(f"{path.name}: empty file, not a checkpoint")
     _check_size(path)
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError) as e:
-        raise EngineError(f"{path.name}: not a YOLO checkpoint (truncated, damaged or another format)") from e
+        raise ModelError(f"{path.name}: not a YOLO checkpoint (truncated, damaged or another format)") from e
     unexpected = [e.filename for e in entries if not _CHECKPOINT_ENTRY.match(e.filename)]
     if unexpected or len({e.filename.split("/", 1)[0] for e in entries}) != 1:
         shown = ", ".join(unexpected[:3]) or "several top-level folders"
-        raise EngineError(f"{path.name}: the archive holds entries torch.save never writes ({shown}); not loaded")
+        raise ModelError(f"{path.name}: the archive holds entries torch.save never writes ({shown}); not loaded")
     if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
-        raise EngineError(f"{path.name}: unpacks to more than {MAX_CHECKPOINT_BYTES // 2**20} MB; not loaded")
+        raise ModelError(f"{path.name}: unpacks to more than {MAX_CHECKPOINT_BYTES // 2**20} MB; not loaded")
 
 
 def _check_size(path: Path) -> None:
     """Refuse model files over `MAX_CHECKPOINT_BYTES` before reading them."""
     size = path.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
-        raise EngineError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+        raise ModelError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
 
 
 def file_sha256(path: Path) -> str:

@@ -9,8 +9,9 @@ from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
 
-from .data import DatasetError, list_images, load_dataset_yaml, write_resolved_yaml
+from .data import list_images, load_dataset_yaml, write_resolved_yaml
 from .engine import EngineSettings
+from .errors import DatasetError
 from .runtime import RUNS_DIR
 
 MATRIX_CONF = EngineSettings.conf  # the console's default: the confusion matrix shows what an operator sees

@@ -21,6 +21,7 @@ import xlsxwriter
 from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
+from .errors import RecordsError
 from .outputs import FORMULA_PREFIXES
 from .records import DetectionRecord, EventRecord, RecordStore, RunRecord
 
@@ -28,9 +29,6 @@ DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
 WIDTH_SAMPLE = 2000  # rows read to fit column widths
 
-
-class ExportError(ValueError):
-    """Nothing to export, or the selection is invalid."""
 
 
 def export_workbook(
@@ -49,12 +47,12 @@ def export_workbook(
     if run_id is not None:
         run = store.run(run_id)
         if run is None:
-            raise ExportError(f"no run {run_id!r} in {store.path}")
+            raise RecordsError(f"no run {run_id!r} in {store.path}")
         runs = [run]
     else:
         runs = store.runs(start=start, end=end, source=source)
     if not runs:
-        raise ExportError("no runs in the selected range")
+        raise RecordsError("no runs in the selected range")
     detections = store.detections(run_id=run_id, start=start, end=end, source=source)
     events = store.events(run_id=run_id, start=start, end=end, source=source)
 

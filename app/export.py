@@ -14,9 +14,7 @@ import torch
 from ultralytics import YOLO
 from ultralytics.nn.modules import Detect
 
-
-class OnnxExportError(ValueError):
-    """The checkpoint could not be exported, or the export is not usable; the message says why."""
+from .errors import ModelExportError
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ def export_onnx(
         model = model or YOLO(str(weights))
         exported = Path(model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
-        raise OnnxExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
+        raise ModelExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
     if out is not None and exported.resolve() != Path(out).resolve():
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
@@ -53,17 +51,17 @@ def read_onnx_info(path: str | Path) -> OnnxInfo:
     """Read the metadata Ultralytics writes into an export (protobuf only: nothing is executed).
 
     Raises:
-        OnnxExportError: The file is not an ONNX model with Ultralytics' metadata.
+        ModelExportError: The file is not an ONNX model with Ultralytics' metadata.
     """
     import onnx  # imported here: the engine imports this module, and only .onnx models need onnx (~0.4 s)
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends
-        raise OnnxExportError(f"{Path(path).name}: not an ONNX model ({type(e).__name__})") from e
+        raise ModelExportError(f"{Path(path).name}: not an ONNX model ({type(e).__name__})") from e
     meta = {p.key: p.value for p in model.metadata_props}
     if "task" not in meta or "names" not in meta:
-        raise OnnxExportError(f"{Path(path).name}: an ONNX model without Ultralytics' task / names metadata")
+        raise ModelExportError(f"{Path(path).name}: an ONNX model without Ultralytics' task / names metadata")
     names = _parse_names(meta["names"])
     dims = model.graph.input[0].type.tensor_type.shape.dim
     h, w = (d.dim_value if d.HasField("dim_value") else None for d in dims[2:4])
@@ -95,10 +93,10 @@ def onnx_parity(
             expected = _flatten(model(x))
         got = session.run(None, {name: x.numpy()})
         if len(expected) != len(got):
-            raise OnnxExportError(f"ONNX gives {len(got)} outputs, PyTorch {len(expected)}")
+            raise ModelExportError(f"ONNX gives {len(got)} outputs, PyTorch {len(expected)}")
         for ref, out in zip(expected, got, strict=True):
             if ref.shape != out.shape:
-                raise OnnxExportError(f"output shape {out.shape} differs from PyTorch's {ref.shape} at input {shape}")
+                raise ModelExportError(f"output shape {out.shape} differs from PyTorch's {ref.shape} at input {shape}")
             worst = max(worst, float(np.abs(ref - out).max()))
     return worst
 
@@ -113,5 +111,5 @@ def _parse_names(text: str) -> dict[int, str]:
     try:
         names = ast.literal_eval(text)
     except (ValueError, SyntaxError) as e:
-        raise OnnxExportError(f"unreadable class names in ONNX metadata: {text[:80]!r}") from e
+        raise ModelExportError(f"unreadable class names in ONNX metadata: {text[:80]!r}") from e
     return {int(k): str(v) for k, v in dict(names).items()}

@@ -19,15 +19,13 @@ import cv2
 import numpy as np
 import yaml
 
+from .errors import PolicyError
 from .results import Detection, FrameResult
 
 POLICY_DIR = Path(__file__).parent / "policies"
 RULES = ("gloves_required", "gloves_forbidden")
 ROLES = ("glove", "bare_hand", "other")
 
-
-class PolicyError(ValueError):
-    """The policy file or its fit to the model is wrong; the message says how."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import yaml
 from ultralytics.data.utils import img2label_paths
 
 from .data import DatasetSpec, list_images
+from .errors import DatasetError
 from .outputs import atomic_write, write_jpeg
 from .sources import read_image
 
@@ -52,7 +53,7 @@ def build_scene_set(spec: DatasetSpec, out_dir: Path, split: str = "val", config
     rng = random.Random(config.seed)
     photos = [img for source in spec.splits[split] for img in list_images(source)]
     if not photos:
-        raise ValueError(f"split {split!r} of {spec.yaml_file} holds no images")
+        raise DatasetError(f"split {split!r} of {spec.yaml_file} holds no images")
     pool = list(photos)  # backgrounds may come from any photo of the split
     rng.shuffle(photos)
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DetectionEngine, EngineError, EngineSettings
+from .engine import DetectionEngine, EngineSettings
+from .errors import ModelError, PolicyError, ServiceError
 from .excel import export_workbook
 from .outputs import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
-from .policy import PolicyError, SafetyPolicy, list_policies
+from .policy import SafetyPolicy, list_policies
 from .records import RecordStore, RunRecord
 from .results import FrameResult
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
@@ -35,9 +36,6 @@ NO_WEIGHTS_HELP = (
 
 MODEL_SUFFIXES = (".pt", ".onnx")  # checkpoints and ONNX exports (python -m app export)
 
-
-class ConsoleError(ValueError):
-    """A user-facing problem (bad upload, no model, unknown policy); the message is shown as it is."""
 
 
 @dataclass
@@ -98,7 +96,7 @@ class LiveSession:
     def process(self, image_bgr: np.ndarray) -> RunUpdate:
         with self._lock:
             if self.closed:
-                raise ConsoleError("this live run has ended; start the camera again")
+                raise ServiceError("this live run has ended; start the camera again")
             self.source.push(image_bgr)
             self.last_frame_at = time.monotonic()
             return next(self._updates)
@@ -141,7 +139,7 @@ class DetectionService:
         """Check an uploaded model and keep it beside the other uploads (named by its content hash)."""
         uploaded = Path(uploaded)
         if uploaded.suffix not in MODEL_SUFFIXES:
-            raise ConsoleError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt) or an .onnx export")
+            raise ServiceError(f"{uploaded.name}: upload a .pt checkpoint (a trained best.pt) or an .onnx export")
         info = self.model_info(uploaded)
         kept = self.uploads_dir / f"{uploaded.stem}-{info.sha256[:8]}{uploaded.suffix}"
         if not kept.exists():
@@ -168,15 +166,15 @@ class DetectionService:
             # Engines are shared between users: each run gets its own copy of the settings.
             run_engine = _EngineView(engine, settings)
             return DetectionRun(run_engine, source, policy, self.store, exports_dir=self.exports_dir)
-        except (EngineError, PolicyError) as e:
-            raise ConsoleError(str(e)) from e
+        except (ModelError, PolicyError) as e:
+            raise ServiceError(str(e)) from e
 
     def detect_file(self, path: str | Path, options: RunOptions, stride: int = 1) -> DetectionRun:
         """A run over an uploaded image or video (iterate it for progress and partial results)."""
         try:
             source = open_source(Path(path), stride=stride)
         except ValueError as e:
-            raise ConsoleError(str(e)) from e
+            raise ServiceError(str(e)) from e
         return self.start(source, options)
 
     def live(self, options: RunOptions) -> LiveSession:
@@ -194,22 +192,22 @@ class DetectionService:
                 self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None
             )
         except ValueError as e:
-            raise ConsoleError(str(e)) from e
+            raise ServiceError(str(e)) from e
 
     def _engine(self, weights: str | Path | None, dedicated: bool = False) -> DetectionEngine:
         """The cached engine for a checkpoint (or a fresh one), with load errors as console errors."""
         if not weights:
-            raise ConsoleError(NO_WEIGHTS_HELP)
+            raise ServiceError(NO_WEIGHTS_HELP)
         path = Path(weights)
         if not path.is_file():
-            raise ConsoleError(f"model file not found: {path}")
+            raise ServiceError(f"model file not found: {path}")
         key = (str(path.resolve()), path.stat().st_mtime_ns)
         with self._lock:
             if dedicated or key not in self._engines:
                 try:
                     engine = DetectionEngine(path)
-                except EngineError as e:
-                    raise ConsoleError(str(e)) from e
+                except ModelError as e:
+                    raise ServiceError(str(e)) from e
                 if dedicated:
                     return engine
                 self._engines[key] = engine

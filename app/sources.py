@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 
+from .errors import SourceError
+
 MAX_PIXELS = 50_000_000  # larger images (decompression bombs) are refused before decoding
 
-
-class SourceError(ValueError):
-    """The source cannot be read at all; the message says why in one line."""
 
 
 @dataclass

@@ -15,15 +15,14 @@ from typing import Any
 import torch
 from ultralytics import YOLO
 
-from .data import DatasetError, DatasetReport, check_dataset, load_dataset_yaml, write_resolved_yaml
+from .augment import TRAINERS
+from .data import DatasetReport, check_dataset, load_dataset_yaml, write_resolved_yaml
+from .errors import DatasetError, TrainingError
 from .runtime import RUNS_DIR
 
 TASKS = ("detect", "segment")
 _DEVICE_PATTERN = re.compile(r"^(cpu|mps|\d+(,\d+)*)$")
 
-
-class TrainingError(ValueError):
-    """Bad training options or data: nothing was trained. The message says what to change."""
 
 
 @dataclass
@@ -154,10 +153,11 @@ def prepare(opts: TrainOptions) -> tuple[YOLO, DatasetReport | None]:
 def train(opts: TrainOptions, yolo: YOLO, report: DatasetReport | None) -> TrainResult:
     """Train a model returned by `prepare`, copy its best checkpoint if asked, and return the result."""
     if opts.resume:
-        yolo.train(resume=True)
+        yolo.train(resume=True, trainer=TRAINERS[yolo.task])
     else:
         name = opts.name or f"{Path(opts.model).stem}-{report.spec.yaml_file.stem}"
         yolo.train(
+            trainer=TRAINERS[yolo.task],
             data=str(write_resolved_yaml(report.spec, dedupe_train=opts.dedupe)),
             epochs=opts.epochs,
             imgsz=opts.imgsz,

@@ -10,13 +10,13 @@ import yaml
 from conftest import BANDSAW_NAMES, make_polygon_dataset, to_box_labels
 
 from app.data import (
-    DatasetError,
     check_dataset,
     list_images,
     load_dataset_yaml,
     unique_photos,
     write_resolved_yaml,
 )
+from app.errors import DatasetError
 from app.runtime import ROOT
 
 

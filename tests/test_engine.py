@@ -16,14 +16,14 @@ import yaml
 from ultralytics import YOLO
 from ultralytics.engine.results import Results
 
-from app.engine import DetectionEngine, EngineError, EngineSettings
+from app.engine import DetectionEngine, EngineSettings
+from app.errors import ModelError, SourceError
 from app.outputs import VideoWriter
 from app.results import from_ultralytics
 from app.sources import (
     MAX_PIXELS,
     BadItem,
     Frame,
-    SourceError,
     StreamSource,
     VideoSource,
     open_source,
@@ -91,7 +91,7 @@ def test_engine_rejects_unusable_weights(kind: str, tmp_path: Path) -> None:
         torch.save({"weight": torch.zeros(3)}, path)
     elif kind == "classify":
         YOLO("yolo11n-cls.yaml").save(path)
-    with pytest.raises(EngineError, match=message):
+    with pytest.raises(ModelError, match=message):
         DetectionEngine(path)
 
 
@@ -137,11 +137,11 @@ def test_class_filter_and_settings_checks(detector: DetectionEngine) -> None:
         assert {d.class_id for d in detector.predict(image).detections} <= {0, 4}
     finally:
         detector.update(classes=None)
-    with pytest.raises(EngineError, match="unknown class 'mitten'"):
+    with pytest.raises(ModelError, match="unknown class 'mitten'"):
         detector.class_ids(["mitten"])
-    with pytest.raises(EngineError, match=r"confidence and IoU must be in 0\.\.1"):
+    with pytest.raises(ModelError, match=r"confidence and IoU must be in 0\.\.1"):
         detector.update(conf=1.5)
-    with pytest.raises(EngineError, match="unknown class ids"):
+    with pytest.raises(ModelError, match="unknown class ids"):
         detector.update(classes=[42])
     assert detector.settings.conf == LOW.conf  # a rejected change leaves the settings as they were
 
@@ -302,7 +302,7 @@ def test_checkpoints_that_run_code_are_refused_without_running_it(where: str, tm
     payload = _Marker(marker)
     ckpt = {"model": payload} if where == "top" else {"model": None, "train_args": {"x": [1, {"y": payload}]}}
     torch.save(ckpt, tmp_path / "evil.pt")
-    with pytest.raises(EngineError, match="not a YOLO checkpoint"):
+    with pytest.raises(ModelError, match="not a YOLO checkpoint"):
         DetectionEngine(tmp_path / "evil.pt")
     assert not marker.exists()
 
@@ -316,7 +316,7 @@ def real_checkpoint(trained_models: dict) -> bytes:
 def test_truncated_checkpoints_are_refused(keep: float, real_checkpoint: bytes, tmp_path: Path) -> None:
     path = tmp_path / "cut.pt"
     path.write_bytes(real_checkpoint[: int(len(real_checkpoint) * keep)])
-    with pytest.raises(EngineError, match="truncated, damaged or another format"):
+    with pytest.raises(ModelError, match="truncated, damaged or another format"):
         DetectionEngine(path)
 
 
@@ -326,7 +326,7 @@ def test_archives_with_unexpected_entries_are_refused_unread(entry: str, real_ch
     path.write_bytes(real_checkpoint)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(entry, b"import os; os.system('touch marker')")
-    with pytest.raises(EngineError, match=r"entries torch\.save never writes"):
+    with pytest.raises(ModelError, match=r"entries torch\.save never writes"):
         DetectionEngine(path)
     (tmp_path / "original.pt").write_bytes(real_checkpoint)
     assert DetectionEngine(tmp_path / "original.pt").task == "detect"  # the same archive without the extra loads
@@ -336,5 +336,5 @@ def test_oversized_checkpoints_are_refused_before_reading(tmp_path: Path) -> Non
     path = tmp_path / "big.pt"
     with open(path, "wb") as f:  # sparse: 201 MB on paper, nothing on disk
         f.truncate(201 * 2**20)
-    with pytest.raises(EngineError, match="over the 200 MB limit"):
+    with pytest.raises(ModelError, match="over the 200 MB limit"):
         DetectionEngine(path)

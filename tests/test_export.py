@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from app.cli import main as cli_main
-from app.engine import DetectionEngine, EngineError, EngineSettings
+from app.engine import DetectionEngine, EngineSettings
+from app.errors import ModelError
 from app.export import export_onnx, onnx_parity, read_onnx_info
 from app.service import DetectionService
 
@@ -104,11 +105,11 @@ def test_console_lists_and_accepts_onnx(exports: dict, tmp_path: Path) -> None:
 
 def test_onnx_files_that_are_not_yolo_exports_are_refused(tmp_path: Path) -> None:
     (tmp_path / "garbage.onnx").write_bytes(b"\x08\x07garbage" * 50)
-    with pytest.raises(EngineError, match="not an ONNX model"):
+    with pytest.raises(ModelError, match="not an ONNX model"):
         DetectionEngine(tmp_path / "garbage.onnx")
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "plain", [x], [y])
     onnx.save(helper.make_model(graph), tmp_path / "plain.onnx")
-    with pytest.raises(EngineError, match="without Ultralytics' task"):
+    with pytest.raises(ModelError, match="without Ultralytics' task"):
         DetectionEngine(tmp_path / "plain.onnx")

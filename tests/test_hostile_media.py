@@ -15,8 +15,9 @@ from hostile_media import Case, make_cases
 
 from app.cli import main as cli_main
 from app.engine import DetectionEngine, EngineSettings
-from app.service import ConsoleError, DetectionService, RunOptions
-from app.sources import BadItem, SourceError, open_source
+from app.errors import ServiceError, SourceError
+from app.service import DetectionService, RunOptions
+from app.sources import BadItem, open_source
 
 FRAMES = 3  # frames checked per video
 
@@ -95,7 +96,7 @@ def test_console_service_answers_every_case(cases: list[Case], weights: Path, tm
     for case in cases:
         try:
             run = service.detect_file(case.path, options, stride=4)
-        except ConsoleError as e:
+        except ServiceError as e:
             if case.expect == "ok" or case.message not in str(e):
                 problems.append(f"{case.name}: refused ({e}), expected {case.expect}")
             continue
@@ -121,7 +122,7 @@ import app
 from pathlib import Path
 from hostile_media import make_cases
 from app.engine import DetectionEngine, EngineSettings
-from app.sources import SourceError, open_source
+from app.sources import open_source
 engine = DetectionEngine({str(weights)!r}, EngineSettings(imgsz=96))
 engine.predict(__import__("numpy").zeros((48, 64, 3), "uint8"))
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -20,7 +20,8 @@ from playwright.sync_api import sync_playwright
 from test_engine import make_video
 
 from app.engine import DetectionEngine, EngineSettings
-from app.excel import ExportError, export_workbook
+from app.errors import RecordsError
+from app.excel import export_workbook
 from app.pipeline import DetectionRun
 from app.policy import SafetyPolicy
 from app.records import RecordStore
@@ -190,7 +191,7 @@ def test_date_range_and_source_queries(engine: DetectionEngine, tmp_path: Path) 
     assert len(store.detections(start="2000-01-01")) == first.detections + second.detections
     ws = load_workbook(export_workbook(store, tmp_path / "all.xlsx", start="2000-01-01"))["Detections"]
     assert ws.max_row - 1 == first.detections + second.detections
-    with pytest.raises(ExportError, match="no runs"):
+    with pytest.raises(RecordsError, match="no runs"):
         export_workbook(store, tmp_path / "none.xlsx", start="2999-01-01")
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import BANDSAW_NAMES
 
-from app.policy import PolicyError, SafetyMonitor, SafetyPolicy, list_policies
+from app.errors import PolicyError
+from app.policy import SafetyMonitor, SafetyPolicy, list_policies
 from app.results import Detection, FrameResult
 
 GLOVE_NAMES = {0: "gloved_hand", 1: "bare_hand"}

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.service import NO_WEIGHTS_HELP, ConsoleError, DetectionService, RunOptions
+from app.errors import ServiceError
+from app.service import NO_WEIGHTS_HELP, DetectionService, RunOptions
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def service(tmp_path: Path) -> DetectionService:
 
 def test_without_weights_the_console_says_how_to_get_them(service: DetectionService) -> None:
     assert service.available_models() == [] and service.default_model() is None
-    with pytest.raises(ConsoleError, match="No trained weights") as e:
+    with pytest.raises(ServiceError, match="No trained weights") as e:
         service.live(RunOptions(weights=None))
     assert str(e.value) == NO_WEIGHTS_HELP and "train.py" in NO_WEIGHTS_HELP
 
@@ -33,13 +34,13 @@ def test_uploaded_checkpoint_is_checked_kept_and_listed(service: DetectionServic
 
 def test_bad_uploads_are_refused(service: DetectionService, tmp_path: Path) -> None:
     (tmp_path / "model.zip").write_bytes(b"x")
-    with pytest.raises(ConsoleError, match=r"upload a \.pt checkpoint"):
+    with pytest.raises(ServiceError, match=r"upload a \.pt checkpoint"):
         service.add_upload(tmp_path / "model.zip")
     (tmp_path / "model.onnx").write_bytes(b"x")
-    with pytest.raises(ConsoleError, match="not an ONNX model"):
+    with pytest.raises(ServiceError, match="not an ONNX model"):
         service.add_upload(tmp_path / "model.onnx")
     (tmp_path / "best.pt").write_bytes(b"garbage")
-    with pytest.raises(ConsoleError, match="not a YOLO checkpoint"):
+    with pytest.raises(ServiceError, match="not a YOLO checkpoint"):
         service.add_upload(tmp_path / "best.pt")
     assert service.available_models() == []
 
@@ -53,7 +54,7 @@ def test_live_session_records_every_pushed_frame(service: DetectionService, trai
     assert [u.frame.frame_index for u in updates] == [0, 1, 2]
     summary = live.finish()
     assert live.finish() is summary  # a second Stop is harmless
-    with pytest.raises(ConsoleError, match="live run has ended"):
+    with pytest.raises(ServiceError, match="live run has ended"):
         live.process(frames[0])
     record = service.store.run(summary.run_id)
     assert (record.kind, record.frames, record.status) == ("stream", 3, "stopped")
@@ -70,7 +71,7 @@ def test_runs_keep_their_own_settings_on_a_shared_model(service: DetectionServic
     assert loose.process(image).frame.detections and not strict.process(image).frame.detections
     assert service.store.run(strict.finish().run_id).conf == 0.9
     loose.finish()
-    with pytest.raises(ConsoleError, match="unknown class 'mitten'"):
+    with pytest.raises(ServiceError, match="unknown class 'mitten'"):
         service.live(RunOptions(weights=weights, classes=["mitten"]))
-    with pytest.raises(ConsoleError, match="classes the model does not have"):
+    with pytest.raises(ServiceError, match="classes the model does not have"):
         service.live(RunOptions(weights=weights, policy="gloves"))
