@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-no-auth", action="store_true", help="serve beyond this machine without a login")
     p.add_argument("--exports", type=Path, default=EXPORTS_DIR, help="where runs, records and workbooks go")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of .pt models to offer")
-    p.add_argument("--conf", type=float, default=0.25, help="initial confidence threshold")
+    p.add_argument("--conf", type=float, default=None, help="initial confidence threshold (default: each model's)")
+    p.add_argument("--db", type=Path, default=None, help="records file (default: EXPORTS/records.sqlite)")
     return p.parse_args(argv)
 
 
@@ -57,7 +58,7 @@ def check_access(args: argparse.Namespace) -> tuple[str, str] | None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     auth = check_access(args)
-    service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir)
+    service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir, db=args.db)
     ui = build_console(service, default_conf=args.conf)
     ui.queue(default_concurrency_limit=2).launch(
         server_name=args.host,

@@ -1,10 +1,11 @@
-"""`python -m app detect ...`: the headless monitor over the same engine the console uses;
-`python -m app evaluate ...`: accuracy of checkpoints on a dataset's val split and on its scene check;
+"""`python -m app detect ...`: the headless monitor, a thin layer over the same service the console uses;
+`python -m app evaluate ...`: accuracy of checkpoints on the val (or test) split of one or more datasets;
+`python -m app calibrate ...`: store a checkpoint's best inference size and confidence in it;
 `python -m app export ...`: an ONNX export that the engine, CLI and console run like a checkpoint.
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
-weights, bad policy) reported in one line before anything is processed; 3 a damaged input (a video cut off
-part-way) whose readable part was processed and saved.
+weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
+video cut off part-way) whose readable part was processed and saved.
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from pathlib import Path
 
 from ultralytics.utils.tqdm import TQDM
 
+from .calibration import calibrate as run_calibration
 from .data import load_dataset_yaml
-from .engine import DetectionEngine, EngineSettings
-from .errors import DatasetError, ModelError, ModelExportError, PolicyError, RecordsError, SourceError
+from .engine import DetectionEngine
+from .errors import GloveSafetyError, SourceError
+from .evaluation import Evaluation
 from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
 from .export import export_onnx, onnx_parity
 from .outputs import atomic_write
-from .pipeline import DetectionRun
-from .policy import SafetyPolicy
-from .records import RecordStore
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
-from .sources import open_source
+from .service import DetectionService, RunOptions
 
 PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime against PyTorch, raw outputs (pixels and scores)
 
@@ -40,24 +40,34 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="run detection on an image, folder, video, camera or stream")
     d.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect / segment .pt or .onnx export")
     d.add_argument("--source", required=True, help="image, folder, video file, camera index or rtsp/http URL")
-    d.add_argument("--conf", type=float, default=0.25, help="confidence threshold (0..1)")
-    d.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (0..1)")
+    d.add_argument("--conf", type=float, default=None, help="confidence threshold, 0..1 (default: the model's)")
+    d.add_argument("--iou", type=float, default=None, help="NMS IoU threshold, 0..1 (default: the model's)")
     d.add_argument("--classes", nargs="+", default=None, help="keep only these class names or ids")
-    d.add_argument("--imgsz", type=int, default=640, help="inference size in pixels")
+    d.add_argument("--imgsz", type=int, default=None, help="inference size in pixels (default: the model's)")
     d.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     d.add_argument("--track", action="store_true", help="track objects across frames (unique counts)")
     d.add_argument("--stride", type=int, default=1, help="process every n-th video frame")
     d.add_argument("--policy", default=None, help="safety policy YAML or a name from app/policies/")
+    d.add_argument("--zone", default=None, help="danger zone overriding the policy's: x,y pairs in 0..1, e.g. "
+                   "'0.3,0.2 0.7,0.2 0.5,0.9'")  # fmt: skip
     d.add_argument("--excel", type=Path, default=None, help="also write this run's workbook (.xlsx)")
     d.add_argument("--save-dir", type=Path, default=EXPORTS_DIR, help="where run folders are written")
     d.add_argument("--db", type=Path, default=None, help="SQLite records file (default: SAVE_DIR/records.sqlite)")
-    e = sub.add_parser("evaluate", help="mAP, precision and recall of checkpoints on a dataset's val split")
+    e = sub.add_parser("evaluate", help="mAP, precision and recall of checkpoints on datasets' val (or test) split")
     e.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoints to compare")
-    e.add_argument("--data", type=Path, default=Path("datasets/gloves.yaml"), help="dataset YAML")
+    e.add_argument("--data", type=Path, nargs="+", default=[Path("datasets/gloves-scenes.yaml")],
+                   help="dataset YAMLs (select models on gloves-scenes' val first)")  # fmt: skip
+    e.add_argument("--split", choices=["val", "test"], default="val", help="which split (test: once, at the end)")
     e.add_argument("--imgsz", type=int, nargs="+", default=[640], help="inference sizes to evaluate at")
-    e.add_argument("--scenes", action="store_true", help="also evaluate on scenes composed from val (app.scenes)")
+    e.add_argument("--scenes", action="store_true",
+                   help="an extra, never for selection: the first dataset's val photos pasted into scenes")  # fmt: skip
     e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     e.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
+    c = sub.add_parser("calibrate", help="store the best inference size and confidence in a checkpoint")
+    c.add_argument("--weights", type=Path, required=True, help="detect / segment .pt checkpoint (rewritten in place)")
+    c.add_argument("--data", type=Path, default=Path("datasets/gloves-scenes.yaml"), help="dataset YAML (its val)")
+    c.add_argument("--imgsz", type=int, nargs="+", default=[320, 416, 480, 640], help="candidate sizes")
+    c.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     x = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
     x.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
     x.add_argument("--imgsz", type=int, default=640, help="input size (static), or the trace size (dynamic)")
@@ -67,60 +77,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> int:
-    try:
-        model = DetectionEngine(args.weights).model  # the same checks (and safe loading) as a detection run
-        onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out, model=model)
-        shapes = [(1, 3, args.imgsz, args.imgsz)]
-        if args.dynamic:
-            shapes += [(2, 3, args.imgsz, args.imgsz), (1, 3, args.imgsz + 64, args.imgsz + 32)]  # multiples of 32
-        diff = onnx_parity(model, onnx_file, shapes)
-    except (ModelError, ModelExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = DetectionEngine(args.weights).model  # the same checks (and safe loading) as a detection run
+    onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out, model=model)
+    shapes = [(1, 3, args.imgsz, args.imgsz)]
+    if args.dynamic:
+        shapes += [(2, 3, args.imgsz, args.imgsz), (1, 3, args.imgsz + 64, args.imgsz + 32)]  # multiples of 32
+    diff = onnx_parity(model, onnx_file, shapes)
     print(f"exported {onnx_file} ({'dynamic' if args.dynamic else f'static {args.imgsz}'}); "
           f"max |PyTorch - ONNX Runtime| over inputs {shapes}: {diff:.2e}")  # fmt: skip
     return 0 if diff <= PARITY_TOLERANCE else 1
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    try:
-        sets = [args.data]
-        if args.scenes:
-            out = RUNTIME_DIR / "data" / f"{args.data.stem}-scenes"
-            sets.append(build_scene_set(load_dataset_yaml(args.data), out))
-        # The same checks (and safe loading) as a detection run; the checked models are the ones evaluated.
-        models = {weights: DetectionEngine(weights).model for weights in args.weights}
-        results = []
-        for weights, data, imgsz in itertools.product(args.weights, sets, args.imgsz):
-            result = run_evaluation(weights, data, imgsz=imgsz, device=args.device, model=models[weights])
-            print(f"\n{weights} on {data} at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
-            print(result.markdown())
-            print(f"Confusion matrix {result.matrix_summary()}.")
-            results.append(result.to_dict())
-    except (ModelError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sets = list(args.data)
+    if args.scenes:
+        out = RUNTIME_DIR / "data" / f"{args.data[0].stem}-scenes"
+        sets.append(build_scene_set(load_dataset_yaml(args.data[0]), out))
+    for data in sets:  # every dataset checked before the first (long) evaluation
+        load_dataset_yaml(data)
+    # The same checks (and safe loading) as a detection run; the checked models are the ones evaluated.
+    models = {weights: DetectionEngine(weights).model for weights in args.weights}
+    results = []
+    for weights, data, imgsz in itertools.product(args.weights, sets, args.imgsz):
+        result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, device=args.device, model=models[weights])
+        print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
+        print(result.markdown())
+        print(f"Confusion matrix {result.matrix_summary()}.")
+        results.append(result)
+    print("\nAll results (select on the scenes' val split; synthetic scenes are an extra, never for selection):")
+    print(summary_table(results))
     if args.json:
-        atomic_write(args.json, json.dumps(results, indent=2).encode())
+        atomic_write(args.json, json.dumps([r.to_dict() for r in results], indent=2).encode())
+    return 0
+
+
+def summary_table(results: list[Evaluation]) -> str:
+    """One Markdown table: a row per model, dataset, split and size, with per-class mAP50."""
+    names = sorted({c.name for r in results for c in r.classes})
+    lines = ["| weights | data | split | imgsz | mAP50 | mAP50-95 | " + " | ".join(f"{n} AP50" for n in names)
+             + " | best F1 | at conf |", "|---" * (8 + len(names)) + "|"]  # fmt: skip
+    for r in results:
+        per_class = {c.name: c.map50 for c in r.classes}
+        cells = [f"{per_class[n]:.3f}" if n in per_class else "-" for n in names]
+        lines.append(f"| {Path(r.weights).name} | {Path(r.data).stem} | {r.split} | {r.imgsz} | {r.map50:.3f} | "
+                     f"{r.map50_95:.3f} | {' | '.join(cells)} | {r.best_f1:.3f} | {r.best_f1_conf:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    defaults, results = run_calibration(args.weights, args.data, args.imgsz, device=args.device)
+    print(summary_table(results))
+    print(f"stored in {args.weights}: {defaults.as_dict()} (best mAP50 on {args.data} val, confidence at best F1)")
     return 0
 
 
 def detect(args: argparse.Namespace) -> int:
-    try:
-        engine = DetectionEngine(args.weights)
-        settings = EngineSettings(
-            conf=args.conf, iou=args.iou, imgsz=args.imgsz, device=args.device, track=args.track,
-            classes=engine.class_ids(args.classes) if args.classes else None,
-        )  # fmt: skip
-        engine.update(**settings.__dict__)
-        policy = SafetyPolicy.load(args.policy) if args.policy else None
-        source = open_source(args.source, stride=args.stride)
-        store = RecordStore(args.db or args.save_dir / "records.sqlite")
-        run = DetectionRun(engine, source, policy, store, exports_dir=args.save_dir)
-    except (ModelError, PolicyError, SourceError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
+    service = DetectionService(exports_dir=args.save_dir, db=args.db)
+    options = RunOptions(
+        weights=args.weights, conf=args.conf, iou=args.iou, imgsz=args.imgsz, classes=tuple(args.classes or ()),
+        track=args.track, policy=args.policy, zone=args.zone, device=args.device,
+    )  # fmt: skip
+    run = service.detect_file(args.source, options, stride=args.stride)
+    source = run.source
     bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame")
     try:
         for update in run:
@@ -136,17 +154,20 @@ def detect(args: argparse.Namespace) -> int:
         bar.close()
     print(run.summary.text())
     if args.excel:
-        try:
-            print(f"  workbook: {export_workbook(store, args.excel, run_id=run.summary.run_id)}")
-        except RecordsError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        print(f"  workbook: {export_workbook(service.store, args.excel, run_id=run.summary.run_id)}")
     if run.summary.warnings:
         print(f"error: damaged input: {run.summary.warnings[0]}", file=sys.stderr)
         return 3
     return 0
 
 
+COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"evaluate": evaluate, "export": export}.get(args.command, detect)(args)
+    try:
+        return COMMANDS[args.command](args)
+    except GloveSafetyError as e:  # the user's to fix: one line; anything else is a bug and keeps its traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2

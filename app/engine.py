@@ -10,7 +10,7 @@ import re
 import threading
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,48 +32,93 @@ _CHECKPOINT_ENTRY = re.compile(
 
 
 
-@dataclass
-class EngineSettings:
-    """What a user tunes per run (console sliders, CLI flags).
+DEFAULT_CONF = 0.25
+"""Confidence for a model that stores no calibrated default (Ultralytics' own predict default)."""
+DEFAULT_IOU = 0.7
+"""NMS IoU for a model that stores no calibrated default (Ultralytics' own)."""
+DEFAULT_IMGSZ = 640
+"""Inference size for a model that stores neither a default nor its training size."""
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The settings a model runs best at: its inference size, confidence and NMS IoU.
+
+    Calibrated values live in the checkpoint under a `defaults` key (`{"imgsz": ..., "conf": ..., "iou": ...}`,
+    written by `python -m app calibrate`); a model without them runs at its training size and `DEFAULT_CONF`.
+    """
+
+    imgsz: int = DEFAULT_IMGSZ
+    conf: float = DEFAULT_CONF
+    iou: float = DEFAULT_IOU
+    calibrated: bool = False
+
+    @classmethod
+    def of(cls, stored: object, train_imgsz: object) -> ModelDefaults:
+        """From a checkpoint's `defaults` entry (if valid) or else its training size."""
+        if isinstance(stored, dict):
+            try:
+                imgsz, conf, iou = int(stored["imgsz"]), float(stored["conf"]), float(stored["iou"])
+            except (KeyError, TypeError, ValueError):
+                pass
+            else:
+                if imgsz >= 32 and 0 < conf < 1 and 0 < iou <= 1:
+                    return cls(imgsz, conf, iou, calibrated=True)
+        size = train_imgsz[0] if isinstance(train_imgsz, (list, tuple)) and train_imgsz else train_imgsz
+        return cls(imgsz=size if isinstance(size, int) and size >= 32 else DEFAULT_IMGSZ)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What inference uses for one run; immutable, made once per run by `DetectionEngine.settings`.
 
     Attributes:
         conf: Minimum confidence, 0..1.
         iou: NMS IoU threshold, 0..1.
         classes: Class ids to keep, or None for all.
-        imgsz: Inference size in pixels (multiple of 32).
+        imgsz: Inference size in pixels (multiple of 32): the size actually used, also for fixed-size exports.
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
         track: Follow objects across video frames (ByteTrack), giving each a track id.
         tracker: Tracker settings YAML: Ultralytics' `bytetrack.yaml` or a path to a tuned copy.
     """
 
-    conf: float = 0.25
-    iou: float = 0.7
-    classes: list[int] | None = None
-    imgsz: int = 640
+    conf: float = DEFAULT_CONF
+    iou: float = DEFAULT_IOU
+    classes: tuple[int, ...] | None = None
+    imgsz: int = DEFAULT_IMGSZ
     device: str | None = None
     track: bool = False
     tracker: str = TRACKER
 
-    def check(self, names: dict[int, str]) -> None:
+    def check(self, names: dict[int, str]) -> RunSettings:
+        """These settings, if valid for a model with these class names; else `ModelError` saying why."""
         if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
             raise ModelError(f"confidence and IoU must be in 0..1, got conf={self.conf}, iou={self.iou}")
         if self.imgsz < 32:
             raise ModelError(f"image size must be >= 32, got {self.imgsz}")
-        unknown = [c for c in self.classes or [] if c not in names]
+        unknown = [c for c in self.classes or () if c not in names]
         if unknown:
             raise ModelError(f"unknown class ids {unknown}; this model has {len(names)} classes")
+        return self
 
 
 class DetectionEngine:
     """A detect or segment model (ours with BRA, or plain YOLO) ready to run on frames.
 
+    The engine holds the model only; each run brings its own `RunSettings`, so one engine serves concurrent
+    runs (calls are serialised: Ultralytics keeps one predictor per model). Tracking keeps state in that
+    predictor, so a tracking run needs an engine of its own.
+
     Example:
         >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")
-        >>> frame = engine.predict(cv2.imread("hand.jpg"))
+        >>> frame = engine.predict(cv2.imread("hand.jpg"), engine.settings(conf=0.4))
         >>> [d.class_name for d in frame.detections]
     """
 
-    def __init__(self, weights: str | Path, settings: EngineSettings | None = None) -> None:
+    def __init__(self, weights: str | Path) -> None:
         self.weights = Path(weights)
         if not self.weights.is_file():
             raise ModelError(f"{self.weights}: model file not found")
@@ -97,9 +142,12 @@ class DetectionEngine:
         if self.model.task not in SUPPORTED_TASKS:
             raise ModelError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
         self._names = dict(self.model.names)  # read once: for exports Ultralytics builds a predictor per access
-        self.settings = settings or EngineSettings()
-        self.settings.check(self.names)
-        self.lock = threading.Lock()  # for callers that share one engine between threads (the console)
+        ckpt = getattr(self.model, "ckpt", None) or {}
+        train_imgsz = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
+        self.defaults = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, train_imgsz)
+        if self.fixed_imgsz:
+            self.defaults = replace(self.defaults, imgsz=self.fixed_imgsz[0])
+        self._lock = threading.Lock()  # one Ultralytics predictor per model: calls must not interleave
 
     @property
     def task(self) -> str:
@@ -109,7 +157,7 @@ class DetectionEngine:
     def names(self) -> dict[int, str]:
         return dict(self._names)
 
-    def class_ids(self, names: Sequence[str | int]) -> list[int]:
+    def class_ids(self, names: Sequence[str | int]) -> tuple[int, ...]:
         """Map class names (or ids given as strings) to ids, e.g. for a `--classes bare_hand` filter."""
         by_name = {n.lower(): i for i, n in self.names.items()}
         ids = []
@@ -121,43 +169,59 @@ class DetectionEngine:
                 ids.append(by_name[key])
             else:
                 raise ModelError(f"unknown class {n!r}; this model has: {', '.join(self.names.values())}")
-        return ids
+        return tuple(ids)
 
-    def update(self, **changes: object) -> None:
-        """Change settings between runs (or frames), checked as at construction."""
-        settings = EngineSettings(**{**self.settings.__dict__, **changes})
-        settings.check(self.names)
-        if settings.track != self.settings.track:
-            self.reset()
-        self.settings = settings
+    def settings(
+        self,
+        conf: float | None = None,
+        iou: float | None = None,
+        imgsz: int | None = None,
+        classes: Sequence[str | int] | None = None,
+        device: str | None = None,
+        track: bool = False,
+        tracker: str = TRACKER,
+    ) -> RunSettings:
+        """Checked settings for a run: the model's defaults where a value is None, the size a fixed-size export
+        needs, classes by name or id (None or empty = all)."""
+        d = self.defaults
+        return RunSettings(
+            conf=d.conf if conf is None else float(conf),
+            iou=d.iou if iou is None else float(iou),
+            classes=self.class_ids(classes) if classes else None,
+            imgsz=self.fixed_imgsz[0] if self.fixed_imgsz else d.imgsz if imgsz is None else int(imgsz),
+            device=device,
+            track=track,
+            tracker=tracker,
+        ).check(self.names)
 
     def reset(self) -> None:
         """Forget tracks: call at the start of each new video or stream."""
-        predictor = self.model.predictor
-        for tracker in getattr(predictor, "trackers", None) or []:
-            tracker.reset()
+        with self._lock:
+            for tracker in getattr(self.model.predictor, "trackers", None) or []:
+                tracker.reset()
 
     def predict(
-        self, frame: Frame | np.ndarray, annotate: bool = True, settings: EngineSettings | None = None
+        self, frame: Frame | np.ndarray, settings: RunSettings | None = None, annotate: bool = True
     ) -> FrameResult:
         """Run the model on one BGR frame and return typed results (with the annotated frame if asked).
 
-        `settings` overrides the engine's own for this call (a console run sharing the model with others).
+        `settings` default to the model's own (`self.settings()`).
         """
         if isinstance(frame, np.ndarray):
             frame = Frame(frame, 0, 0.0, "")
-        s = settings or self.settings
-        imgsz = self.fixed_imgsz or s.imgsz
-        kwargs = {"conf": s.conf, "iou": s.iou, "classes": s.classes, "imgsz": imgsz, "verbose": False}
+        s = settings or self.settings()
+        kwargs = {"conf": s.conf, "iou": s.iou, "classes": list(s.classes) if s.classes else None, "imgsz": s.imgsz,
+                  "verbose": False}  # fmt: skip
         if s.device is not None:
             kwargs["device"] = s.device
-        if s.track:
-            result = self.model.track(frame.image, persist=True, tracker=s.tracker, **kwargs)[0]
-        else:
-            result = self.model.predict(frame.image, **kwargs)[0]
+        with self._lock:
+            if s.track:
+                result = self.model.track(frame.image, persist=True, tracker=s.tracker, **kwargs)[0]
+            else:
+                result = self.model.predict(frame.image, **kwargs)[0]
+            annotated = result.plot() if annotate else None
         out = from_ultralytics(result, frame.index, frame.timestamp, frame.name)
-        if annotate:
-            out.annotated = result.plot()
+        out.annotated = annotated
         return out
 
 

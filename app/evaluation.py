@@ -10,11 +10,11 @@ from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
 
 from .data import list_images, load_dataset_yaml, write_resolved_yaml
-from .engine import EngineSettings
+from .engine import DEFAULT_CONF
 from .errors import DatasetError
 from .runtime import RUNS_DIR
 
-MATRIX_CONF = EngineSettings.conf  # the console's default: the confusion matrix shows what an operator sees
+MATRIX_CONF = DEFAULT_CONF  # the console's default: the confusion matrix shows what an operator sees
 
 
 class _MatrixAtConf(ConfusionMatrix):
@@ -60,12 +60,15 @@ class Evaluation:
     weights: str
     data: str
     imgsz: int
+    split: str
     images: int
     precision: float
     recall: float
     map50: float
     map50_95: float
     ms_per_image: float  # the validator's inference time, batch 16, on the device it ran on
+    best_f1: float  # the mean over classes of F1, at the confidence where that mean peaks
+    best_f1_conf: float  # that confidence: the calibrated default
     classes: list[ClassScore]
     plots_dir: str
     matrix_conf: float  # the confidence the confusion matrix counts boxes at
@@ -97,13 +100,14 @@ def evaluate(
     weights: str | Path,
     data: str | Path,
     imgsz: int = 640,
+    split: str = "val",
     device: str | None = None,
     batch: int = 16,
     plots_dir: Path | None = None,
     model: YOLO | None = None,
     matrix_conf: float = MATRIX_CONF,
 ) -> Evaluation:
-    """Validate `weights` on the `val` split of the dataset YAML `data`; plots (PR curve, confusion matrix at
+    """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`; plots (PR curve, confusion matrix at
     `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`). `model`, if given, is
     `weights` already loaded (the CLI's checked engine), so the file is not read again.
 
@@ -111,15 +115,21 @@ def evaluate(
         DatasetError: The dataset YAML is unusable.
     """
     spec = load_dataset_yaml(data)
-    images = sum(len(list_images(source)) for source in spec.splits.get("val", []) if source.exists())
+    if split not in ("val", "test"):
+        raise DatasetError(f"split must be val or test, got {split!r}")
+    if split not in spec.splits:
+        raise DatasetError(f"{data} has no {split} split")
+    sources = spec.splits[split]
+    images = sum(len(list_images(source)) for source in sources if source.exists())
     if not images:
-        raise DatasetError(f"{data}: its val split ({', '.join(map(str, spec.splits.get('val', [])))}) has no images")
-    plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{imgsz}"
+        raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
+    plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}"
     model = model or YOLO(str(weights))
     metrics = model.val(
         validator=_validator_with_matrix_at(model.task_map[model.task]["validator"], matrix_conf),
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,
+        split=split,
         batch=batch,
         device=device,
         plots=True,
@@ -128,6 +138,8 @@ def evaluate(
         exist_ok=True,
         verbose=False,
     )
+    mean_f1 = metrics.box.f1_curve.mean(0)  # F1 per confidence (0..1, 1000 steps), averaged over classes
+    best = int(mean_f1.argmax())
     classes = []
     for i, cls in enumerate(metrics.ap_class_index):
         p, r, ap50, ap = metrics.box.class_result(i)
@@ -137,12 +149,15 @@ def evaluate(
         weights=str(weights),
         data=str(data),
         imgsz=imgsz,
+        split=split,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),
         map50=float(metrics.box.map50),
         map50_95=float(metrics.box.map),
         ms_per_image=float(metrics.speed.get("inference", 0.0)),
+        best_f1=float(mean_f1[best]),
+        best_f1_conf=round(float(metrics.box.px[best]), 3),
         classes=classes,
         plots_dir=str(metrics.save_dir),
         matrix_conf=matrix_conf,

@@ -23,7 +23,8 @@ from xlsxwriter.worksheet import Worksheet
 
 from .errors import RecordsError
 from .outputs import FORMULA_PREFIXES
-from .records import DetectionRecord, EventRecord, RecordStore, RunRecord
+from .records import RecordStore
+from .schema import DATETIME, FLAG, PERCENT, DetectionRow, EventRow, Row, RunRow
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -66,8 +67,8 @@ def export_workbook(
             f"run {runs[0].id}" if len(runs) == 1 else f"{len(runs)} runs, {start or 'first'} to {end or 'last'}"
         )
         _summary_sheet(wb, fmt, runs, detections, events, selection)
-        _detections_sheet(wb, fmt, detections)
-        _events_sheet(wb, fmt, events)
+        _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
+        _rows_sheet(wb, fmt, "Events", events, EventRow)
     tmp.replace(path)  # atomic: a reader never opens half a workbook
     return path
 
@@ -83,9 +84,9 @@ class _Formats:
 def _summary_sheet(
     wb: Workbook,
     fmt: _Formats,
-    runs: list[RunRecord],
-    detections: list[DetectionRecord],
-    events: list[EventRecord],
+    runs: list[RunRow],
+    detections: list[DetectionRow],
+    events: list[EventRow],
     selection: str,
 ) -> None:
     ws = wb.add_worksheet("Summary")
@@ -126,37 +127,36 @@ def _summary_sheet(
     ws.write(r + 1, 0, "Violation events", fmt.header)
     ws.write_row(r + 1, 1, [len(events), "still open", sum(not e.closed for e in events)])
     r += 3
-    header = ["Run", "Source", "Started", "Ended", "Status", "Frames", "Model", "Model SHA-256", "Task",
-              "Confidence", "IoU", "Image size", "Classes", "Tracking", "Policy"]  # fmt: skip
-    ws.write_row(r, 0, header, fmt.header)
+    columns = RunRow.columns()
+    ws.write_row(r, 0, [c.title for c in columns], fmt.header)
+    formats = _column_formats(fmt, columns)
     for i, run in enumerate(runs, start=r + 1):
-        values = [run.id, run.source, _local(run.started_at), _local(run.ended_at), run.status, run.frames,
-                  run.model, run.model_sha256, run.task, run.conf, run.iou, run.imgsz, run.classes or "all",
-                  "yes" if run.tracking else "no", run.policy or "none"]  # fmt: skip
-        _write_row(ws, fmt, i, values, {2: fmt.datetime, 3: fmt.datetime, 9: fmt.percent, 10: fmt.percent})
+        _write_row(ws, fmt, i, _cells(run, columns), formats)
 
 
-def _detections_sheet(wb: Workbook, fmt: _Formats, detections: list[DetectionRecord]) -> None:
-    header = ["Run", "Item", "Frame", "Video time (s)", "Detected at (local)", "Class ID", "Class", "Confidence",
-              "x1", "y1", "x2", "y2", "Track ID", "Mask area (px)"]  # fmt: skip
-    rows = [
-        (d.run_id, d.item, d.frame_index, d.video_time, _local(d.detected_at), d.class_id, d.class_name,
-         d.confidence, d.x1, d.y1, d.x2, d.y2, d.track_id, d.mask_area)
-        for d in detections
-    ]  # fmt: skip
-    _table(wb.add_worksheet("Detections"), fmt, header, rows, {4: fmt.datetime, 7: fmt.percent})
+def _rows_sheet(wb: Workbook, fmt: _Formats, name: str, rows: Sequence[Row], row_type: type[Row]) -> None:
+    """A sheet of stored rows, every column of the row class, headed by its titles."""
+    columns = row_type.columns()
+    _table(wb.add_worksheet(name), fmt, [c.title for c in columns], [_cells(r, columns) for r in rows],
+           _column_formats(fmt, columns))  # fmt: skip
 
 
-def _events_sheet(wb: Workbook, fmt: _Formats, events: list[EventRecord]) -> None:
-    header = ["Event", "Run", "Item", "Reason", "Class", "Start frame", "End frame", "Start (s)", "End (s)",
-              "Duration (s)", "Peak confidence", "Status", "Snapshot", "Recorded at (local)"]  # fmt: skip
-    rows = [
-        (e.id, e.run_id, e.item, e.reason, e.class_name, e.start_frame, e.end_frame, e.start_time, e.end_time,
-         round(e.end_time - e.start_time, 3), e.peak_confidence, "closed" if e.closed else "open", e.snapshot,
-         _local(e.recorded_at))
-        for e in events
-    ]  # fmt: skip
-    _table(wb.add_worksheet("Events"), fmt, header, rows, {10: fmt.percent, 13: fmt.datetime})
+def _cells(row: Row, columns: list) -> list:
+    """A row's values as cells: times as local date-times, yes / no for flags."""
+    cells = []
+    for c in columns:
+        value = getattr(row, c.name)
+        if c.kind == DATETIME:
+            value = _local(value)
+        elif c.kind == FLAG:
+            value = "yes" if value else "no"
+        cells.append(value)
+    return cells
+
+
+def _column_formats(fmt: _Formats, columns: list) -> dict:
+    return {i: {PERCENT: fmt.percent, DATETIME: fmt.datetime}[c.kind] for i, c in enumerate(columns)
+            if c.kind in (PERCENT, DATETIME)}  # fmt: skip
 
 
 def _table(ws: Worksheet, fmt: _Formats, header: list[str], rows: list[Sequence], formats: dict) -> None:

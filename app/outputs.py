@@ -1,8 +1,8 @@
 """Files a run leaves for people: annotated images or a browser-playable video, detections as CSV and JSON,
 and the events with their snapshots, all under `exports/<date>/<run-id>/`.
 
-Every file is written to a temporary name and renamed when complete, so a reader (or a crash) never sees half
-a file; the video is renamed when the run closes.
+Images, snapshots and event lists are written to a temporary name and renamed when complete; detections are
+appended as whole lines (see `RunWriter`); the video is renamed when the run closes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import threading
-from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,12 +21,9 @@ import cv2
 import numpy as np
 
 from .policy import SafetyEvent
-from .results import Detection, FrameResult
+from .results import FrameResult
+from .schema import TEXT, DetectionRow, EventRow
 
-CSV_FIELDS = [
-    "item", "frame_index", "video_time", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2",
-    "track_id", "mask_area",
-]  # fmt: skip
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -128,18 +124,34 @@ class VideoWriter:
 
 
 class RunWriter:
-    """Collects a run's outputs in its folder and writes the summary files when the run closes."""
+    """A run's files, written as frames arrive, so memory does not grow with the run's length.
+
+    `detections.csv` and `detections.jsonl` are appended frame by frame under their final names, each frame's
+    rows in one write of whole lines: a reader (or a crash) sees a valid file at every moment, ending with the
+    last frame written. `events.json` is rewritten atomically when an event changes. The annotated video keeps
+    its temporary name until the run closes (an MP4's index is only written then).
+    """
 
     def __init__(self, run_dir: Path, video_fps: float | None = None) -> None:
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         self.video = VideoWriter(run_dir / "annotated.mp4", video_fps) if video_fps is not None else None
-        self.rows: list[dict] = []
         self.images: list[Path] = []
+        self._columns = DetectionRow.file_columns()
+        self._text_columns = {c.name for c in self._columns if c.kind == TEXT}
+        self._csv = open(run_dir / "detections.csv", "wb", buffering=0)  # noqa: SIM115 (closed in close())
+        self._jsonl = open(run_dir / "detections.jsonl", "wb", buffering=0)  # noqa: SIM115
+        self._csv.write(self._csv_lines([[c.name for c in self._columns]]))
 
-    def add(self, frame: FrameResult, image: np.ndarray | None) -> None:
-        """Record a frame's detections and its annotated image (a video frame, or a JPEG per still image)."""
-        self.rows += [_row(frame, d) for d in frame.detections]
+    def add(self, frame: FrameResult, rows: list[DetectionRow], image: np.ndarray | None) -> None:
+        """Append a frame's detection rows and its annotated image (a video frame, or a JPEG per still image)."""
+        if rows:
+            dicts = [r.as_dict(self._columns) for r in rows]
+            cells = [[safe_text(v) if k in self._text_columns and v else v for k, v in d.items()] for d in dicts]
+            self._csv.write(self._csv_lines(cells))
+            self._jsonl.write(
+                "".join(json.dumps(_json_row(d), ensure_ascii=False) + "\n" for d in dicts).encode("utf-8")
+            )
         if image is None:
             return
         if self.video is not None:
@@ -156,23 +168,22 @@ class RunWriter:
         write_jpeg(self.run_dir / name, event.snapshot)
         return name
 
-    def close(self, events: list[SafetyEvent]) -> Path | None:
-        """Write detections.csv / .json and events.json; finish the video. Returns the video path, if any."""
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(
-            {**r, "item": safe_text(r["item"]), "class_name": safe_text(r["class_name"])} for r in self.rows
-        )
-        atomic_write(self.run_dir / "detections.csv", buf.getvalue().encode("utf-8"))
-        atomic_write(self.run_dir / "detections.json", json.dumps(self.rows, ensure_ascii=False).encode("utf-8"))
-        event_rows = [
-            {k: v for k, v in asdict(e).items() if k != "snapshot"}
-            | {"snapshot": snapshot_name(e) if e.snapshot is not None else None}
-            for e in events
-        ]
-        atomic_write(self.run_dir / "events.json", json.dumps(event_rows, ensure_ascii=False, indent=1).encode())
+    def write_events(self, events: list[EventRow]) -> None:
+        """Replace `events.json` with the run's events as they stand."""
+        rows = [e.as_dict(EventRow.file_columns()) for e in events]
+        atomic_write(self.run_dir / "events.json", json.dumps(rows, ensure_ascii=False, indent=1).encode("utf-8"))
+
+    def close(self) -> Path | None:
+        """Close the detection files and finish the video. Returns the video path, if any."""
+        self._csv.close()
+        self._jsonl.close()
         return self.video.close() if self.video is not None else None
+
+    @staticmethod
+    def _csv_lines(rows: list[list]) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        return buf.getvalue().encode("utf-8")
 
 
 def snapshot_name(event: SafetyEvent) -> str:
@@ -180,17 +191,6 @@ def snapshot_name(event: SafetyEvent) -> str:
     return f"events/event_{event.start_frame:06d}.jpg"
 
 
-def _row(frame: FrameResult, d: Detection) -> dict:
-    x1, y1, x2, y2 = (round(v, 1) for v in d.xyxy)
-    return {
-        "item": frame.source,
-        "frame_index": frame.frame_index,
-        "video_time": round(frame.timestamp, 3),
-        "class_id": d.class_id,
-        "class_name": d.class_name,
-        "confidence": round(d.confidence, 4),
-        "x1": x1, "y1": y1, "x2": x2, "y2": y2,
-        "track_id": d.track_id,
-        "mask_area": None if d.mask_area is None else round(d.mask_area, 1),
-        "polygon": None if d.polygon is None else [[round(x, 1), round(y, 1)] for x, y in d.polygon],
-    }  # fmt: skip
+def _json_row(row: dict) -> dict:
+    """A detection row for JSON: the polygon as a nested list rather than JSON text."""
+    return {**row, "polygon": json.loads(row["polygon"])} if row.get("polygon") else row

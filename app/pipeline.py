@@ -2,7 +2,8 @@
 
 The CLI iterates a `DetectionRun` with a progress bar; the console iterates the same object to show partial
 results. Either way every frame is in the database as soon as it is processed, and the run's files are
-complete when the iteration ends (also when it is stopped early or fails).
+complete when the iteration ends (also when it is stopped early or fails); detections are appended to the run's
+files as they come, so a run of a whole shift holds no more in memory than a short one.
 """
 
 from __future__ import annotations
@@ -14,44 +15,54 @@ from datetime import datetime
 from pathlib import Path
 
 from .annotate import draw_safety
-from .engine import DetectionEngine
+from .engine import DetectionEngine, RunSettings
 from .outputs import RunWriter
-from .policy import FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
-from .records import RecordStore, RunRecord, utc_now
+from .policy import FrameStatus, SafetyMonitor, SafetyPolicy
+from .records import RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
-from .sources import BadItem, Source, VideoSource
+from .schema import DetectionRow, EventRow, RunRow
+from .sources import BadItem, Source
 
 
 @dataclass
 class RunUpdate:
-    """Progress after one item: a processed frame (with its safety status) or a skipped file."""
+    """Progress after one item: a processed frame (with its rows and safety status) or a skipped file."""
 
     done: int
     total: int | None
     frame: FrameResult | None = None
     status: FrameStatus | None = None
+    rows: list[DetectionRow] = field(default_factory=list)
     skipped: BadItem | None = None
 
 
 @dataclass
 class RunSummary:
-    """What a finished run produced and where it is."""
+    """What a run produced and where it is (updated as it goes; final when the iteration ends)."""
 
-    run_id: str
-    source: str
-    kind: str
+    record: RunRow
     output_dir: Path
-    status: str = "running"
-    frames: int = 0
     detections: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     tracks: dict[str, int] = field(default_factory=dict)  # unique track ids per class (tracking runs)
-    events: list[SafetyEvent] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
     skipped: list[BadItem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     video: Path | None = None
     images: list[Path] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def frames(self) -> int:
+        return self.record.frames
 
     @property
     def violations(self) -> int:
@@ -60,13 +71,16 @@ class RunSummary:
     def text(self) -> str:
         """A few lines for a terminal or a log."""
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing"
+        r = self.record
         lines = [
-            f"Run {self.run_id} ({self.status}): {self.frames} frame(s) of {self.source}",
+            f"Run {r.id} ({r.status}): {r.frames} frame(s) of {r.source}",
+            f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, IoU {r.iou:g}, "
+            f"policy {r.policy or 'none'}",
             f"  detections: {counts}",
         ]
         if self.tracks:
             lines.append("  unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(self.tracks.items())))
-        lines.append(f"  violation events: {self.violations}")
+        lines.append(f"  violation events: {self.violations}" if r.policy else "  no safety policy: no verdict")
         lines += [f"  skipped {b.name}: {b.reason}" for b in self.skipped]
         lines += [f"  warning: {w}" for w in self.warnings]
         lines.append(f"  saved to {self.output_dir}")
@@ -74,10 +88,14 @@ class RunSummary:
 
 
 class DetectionRun:
-    """Process one source with an engine, an optional safety policy, a records store and run files.
+    """Process one source with an engine, settings, an optional safety policy, a records store and run files.
+
+    This is the one way a run is put together: the CLI, the console's service and the benchmarks all make one.
+    `settings` are fixed for the run and recorded as they are (the values inference used).
 
     Example:
-        >>> run = DetectionRun(engine, open_source("clip.mp4"), SafetyPolicy.load("gloves"), RecordStore())
+        >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")
+        >>> run = DetectionRun(engine, open_source("clip.mp4"), engine.settings(), SafetyPolicy.load("gloves"))
         >>> for update in run:
         ...     print(update.done, update.total, update.status.label)
         >>> print(run.summary.text())
@@ -87,24 +105,27 @@ class DetectionRun:
         self,
         engine: DetectionEngine,
         source: Source,
+        settings: RunSettings | None = None,
         policy: SafetyPolicy | None = None,
         store: RecordStore | None = None,
         exports_dir: Path = EXPORTS_DIR,
     ) -> None:
+        self.settings = (settings or engine.settings()).check(engine.names)
         if policy is not None:
             policy.check(engine.names)
         self.engine, self.source, self.policy, self.store = engine, source, policy, store
-        self.monitor = SafetyMonitor(policy, still_images=source.kind in ("image", "folder")) if policy else None
+        self.monitor = SafetyMonitor(policy, still_images=source.still) if policy else None
         run_id = RecordStore.new_run_id()
         output_dir = Path(exports_dir) / datetime.now().strftime("%Y-%m-%d") / run_id
-        self.summary = RunSummary(run_id=run_id, source=source.description, kind=source.kind, output_dir=output_dir)
+        self.summary = RunSummary(record=self._record(run_id, output_dir), output_dir=output_dir)
         self._track_ids: dict[str, set[int]] = {}
+        self._event_index: dict[int, int] = {}  # event id -> its place in summary.events
 
     def __iter__(self) -> Iterator[RunUpdate]:
-        s, engine = self.summary, self.engine
-        writer = RunWriter(s.output_dir, video_fps=self.source.fps if self.source.kind in ("video", "stream") else None)
+        s, engine, record = self.summary, self.engine, self.summary.record
+        writer = RunWriter(s.output_dir, video_fps=None if self.source.still else self.source.fps)
         if self.store is not None:
-            self.store.start_run(self._record())
+            self.store.start_run(record)
         engine.reset()
         done = 0
         try:
@@ -114,36 +135,35 @@ class DetectionRun:
                     s.skipped.append(item)
                     yield RunUpdate(done, self.source.total, skipped=item)
                     continue
-                frame = engine.predict(item)
+                frame = engine.predict(item, self.settings)
                 status = self.monitor.process(frame) if self.monitor else None
                 if frame.annotated is not None:
                     draw_safety(frame.annotated, status, self.policy.zone if self.policy else None)
+                now = utc_now()
+                rows = [DetectionRow.of(record.id, frame, d, now) for d in frame.detections]
                 self._count(frame)
-                writer.add(frame, frame.annotated)
+                writer.add(frame, rows, frame.annotated)
                 if self.store is not None:
-                    self.store.add_frame(s.run_id, frame)
+                    self.store.add_frame(record.id, rows)
                 self._save_events(writer)
-                yield RunUpdate(done, self.source.total, frame=frame, status=status)
-            s.status = "completed"
+                yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows)
+            record.status = "completed"
         except GeneratorExit:
-            s.status = "stopped"
+            record.status = "stopped"
             raise
         except BaseException:
-            s.status = "failed"
+            record.status = "failed"
             raise
         finally:
             if self.monitor is not None:
                 self.monitor.finish()
                 self._save_events(writer)
-                s.events = self.monitor.events
-            s.video = writer.close(s.events)
+            s.video = writer.close()
             s.images = writer.images
-            if isinstance(self.source, VideoSource) and self.source.truncated:
-                s.warnings.append(
-                    f"video ended after {self.source.frames_read} of {self.source.frame_count} frames (truncated file?)"
-                )
+            s.warnings += self.source.warnings
+            record.ended_at = utc_now()
             if self.store is not None:
-                self.store.finish_run(s.run_id, s.status)
+                self.store.finish_run(record.id, record.status)
             s.tracks = {k: len(v) for k, v in self._track_ids.items()}
 
     def run(self) -> RunSummary:
@@ -154,7 +174,7 @@ class DetectionRun:
 
     def _count(self, frame: FrameResult) -> None:
         s = self.summary
-        s.frames += 1
+        s.record.frames += 1
         s.detections += len(frame.detections)
         for d in frame.detections:
             s.counts[d.class_name] = s.counts.get(d.class_name, 0) + 1
@@ -164,19 +184,36 @@ class DetectionRun:
     def _save_events(self, writer: RunWriter) -> None:
         if self.monitor is None:
             return
-        for event in self.monitor.take_changes():
+        changed = self.monitor.take_changes()
+        events = self.summary.events
+        for event in changed:
             # The snapshot is written when the event opens (so a crash still leaves one) and again when it
-            # closes, when its peak-confidence frame is final.
-            snapshot = writer.snapshot(event) if event.id is None or event.closed else None
+            # closes, when its peak-confidence frame is final; then the image is let go (a shift has many events).
+            index = self._event_index.get(event.id) if event.id is not None else None
+            snapshot = writer.snapshot(event) if index is None or event.closed else None
+            row = EventRow.of(self.summary.run_id, event, snapshot, utc_now())
+            if index is not None:
+                old = events[index]
+                row.id, row.recorded_at, row.snapshot = old.id, old.recorded_at, snapshot or old.snapshot
             if self.store is not None:
-                self.store.save_event(self.summary.run_id, event, snapshot)
+                self.store.save_event(row)
+            elif index is None:
+                row.id = len(events) + 1
+            event.id = row.id
+            if index is None:
+                self._event_index[row.id] = len(events)
+                events.append(row)
             else:
-                event.id = event.id or len(self.monitor.events)
+                events[index] = row
+            if event.closed:
+                event.snapshot = None
+        if changed:
+            writer.write_events(events)
 
-    def _record(self) -> RunRecord:
-        e, s, p = self.engine, self.engine.settings, self.policy
-        return RunRecord(
-            id=self.summary.run_id,
+    def _record(self, run_id: str, output_dir: Path) -> RunRow:
+        e, s, p = self.engine, self.settings, self.policy
+        return RunRow(
+            id=run_id,
             source=self.source.description,
             kind=self.source.kind,
             model=str(e.weights),
@@ -185,10 +222,10 @@ class DetectionRun:
             conf=s.conf,
             iou=s.iou,
             imgsz=s.imgsz,
-            classes=json.dumps(s.classes) if s.classes is not None else None,
+            classes=json.dumps(list(s.classes)) if s.classes is not None else None,
             tracking=s.track,
             policy=p.name if p else None,
             policy_json=json.dumps(p.__dict__) if p else None,
-            output_dir=str(self.summary.output_dir),
+            output_dir=str(output_dir),
             started_at=utc_now(),
         )

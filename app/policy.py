@@ -12,8 +12,10 @@ closes once no violation has been seen for `cooldown_s` seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -23,8 +25,51 @@ from .errors import PolicyError
 from .results import Detection, FrameResult
 
 POLICY_DIR = Path(__file__).parent / "policies"
-RULES = ("gloves_required", "gloves_forbidden")
 ROLES = ("glove", "bare_hand", "other")
+POLICY_KEYS = ("name", "description", "rule", "roles", "zone", "min_frames", "cooldown_s")
+
+
+class Rule:
+    """A safety rule: which detections violate it. A new rule is a subclass here plus its name in a policy YAML.
+
+    Attributes:
+        name: The `rule:` value in a policy file.
+        needs: The role the model must have at least one class for (else the rule can never fire).
+    """
+
+    name: ClassVar[str]
+    needs: ClassVar[str]
+
+    def reason(self, role: str, in_zone: bool, zoned: bool) -> str | None:
+        """Why a detection with this role violates the rule (None if it does not); `in_zone` is True when there
+        is no zone (`zoned` False) or the box touches it."""
+        raise NotImplementedError
+
+
+class GlovesRequired(Rule):
+    """A bare hand (in the zone, if one is set) is a violation."""
+
+    name, needs = "gloves_required", "bare_hand"
+
+    def reason(self, role: str, in_zone: bool, zoned: bool) -> str | None:
+        if role == "bare_hand" and in_zone:
+            return "bare hand in zone" if zoned else "bare hand"
+        return None
+
+
+class GlovesForbidden(Rule):
+    """A glove in the danger zone (anywhere, if no zone is set) is a violation: a blade can catch a glove."""
+
+    name, needs = "gloves_forbidden", "glove"
+
+    def reason(self, role: str, in_zone: bool, zoned: bool) -> str | None:
+        if role == "glove" and in_zone:
+            return "glove in danger zone" if zoned else "glove at machine"
+        return None
+
+
+RULES: dict[str, Rule] = {r.name: r for r in (GlovesRequired(), GlovesForbidden())}
+"""Every rule by its YAML name."""
 
 
 
@@ -51,16 +96,20 @@ class SafetyPolicy:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise PolicyError(f"policy {self.name!r}: rule must be one of {RULES}, got {self.rule!r}")
+            raise PolicyError(f"policy {self.name!r}: rule must be one of {', '.join(RULES)}, got {self.rule!r}")
         bad = {r for r in self.roles.values() if r not in ROLES}
         if bad:
-            raise PolicyError(f"policy {self.name!r}: unknown roles {sorted(bad)}; use {ROLES}")
-        if self.zone is not None and (
-            len(self.zone) < 3 or any(len(p) != 2 or not all(0 <= v <= 1 for v in p) for p in self.zone)
-        ):
-            raise PolicyError(f"policy {self.name!r}: zone needs >= 3 (x, y) points with values in 0..1")
-        if self.min_frames < 1 or self.cooldown_s < 0:
-            raise PolicyError(f"policy {self.name!r}: min_frames must be >= 1 and cooldown_s >= 0")
+            raise PolicyError(f"policy {self.name!r}: unknown roles {sorted(bad)}; use {', '.join(ROLES)}")
+        if self.zone is not None:
+            check_zone(self.zone, f"policy {self.name!r}: zone")
+        if not isinstance(self.min_frames, int) or self.min_frames < 1:
+            raise PolicyError(f"policy {self.name!r}: min_frames must be a whole number >= 1, got {self.min_frames!r}")
+        if not isinstance(self.cooldown_s, (int, float)) or self.cooldown_s < 0:
+            raise PolicyError(f"policy {self.name!r}: cooldown_s must be a number of seconds >= 0")
+
+    @property
+    def rule_check(self) -> Rule:
+        return RULES[self.rule]
 
     @classmethod
     def load(cls, path: str | Path) -> SafetyPolicy:
@@ -76,21 +125,27 @@ class SafetyPolicy:
             raise PolicyError(f"{path.name} is not valid YAML: {e}") from e
         if not isinstance(data, dict) or "rule" not in data or "roles" not in data:
             raise PolicyError(f"{path.name}: a policy needs 'rule' and 'roles' keys")
-        roles = {str(n): role for role, names in (data.get("roles") or {}).items() for n in (names or [])}
+        unknown = sorted(set(map(str, data)) - set(POLICY_KEYS))
+        if unknown:
+            raise PolicyError(f"{path.name}: unknown keys {', '.join(unknown)}; a policy has {', '.join(POLICY_KEYS)}")
+        roles_in = data.get("roles")
+        if not isinstance(roles_in, dict) or not all(isinstance(v, list | None) for v in roles_in.values()):
+            raise PolicyError(f"{path.name}: roles must map each role to a list of class names")
+        roles = {str(n): str(role) for role, names in roles_in.items() for n in (names or [])}
         zone = data.get("zone")
         return cls(
             name=str(data.get("name") or path.stem),
-            rule=data["rule"],
+            rule=str(data["rule"]),
             roles=roles,
-            zone=tuple(tuple(float(v) for v in p) for p in zone) if zone else None,
-            min_frames=int(data.get("min_frames", 3)),
-            cooldown_s=float(data.get("cooldown_s", 2.0)),
+            zone=check_zone(zone, f"{path.name}: zone") if zone else None,
+            min_frames=_number(data, "min_frames", 3, int, path.name),
+            cooldown_s=_number(data, "cooldown_s", 2.0, float, path.name),
             description=str(data.get("description", "")),
         )
 
-    def with_zone(self, zone: list[tuple[float, float]] | None) -> SafetyPolicy:
+    def with_zone(self, zone: Sequence[Sequence[float]] | None) -> SafetyPolicy:
         """The same policy with another danger zone (e.g. drawn by the operator)."""
-        return SafetyPolicy(**{**self.__dict__, "zone": tuple(map(tuple, zone)) if zone else None})
+        return replace(self, zone=check_zone(zone, "danger zone") if zone else None)
 
     def check(self, names: dict[int, str]) -> None:
         """Insist that every class the policy names exists in the model, and that the rule has its role."""
@@ -101,9 +156,17 @@ class SafetyPolicy:
                 f"policy {self.name!r} names classes the model does not have: {', '.join(unknown)} "
                 f"(model classes: {', '.join(names.values())})"
             )
-        needed = "bare_hand" if self.rule == "gloves_required" else "glove"
+        needed = self.rule_check.needs
         if needed not in self.roles.values():
             raise PolicyError(f"policy {self.name!r}: rule {self.rule} needs at least one class with role {needed}")
+
+    def fits(self, names: dict[int, str]) -> bool:
+        """Whether `check` accepts this model (a console offers only the policies that fit)."""
+        try:
+            self.check(names)
+        except PolicyError:
+            return False
+        return True
 
     def role(self, class_name: str) -> str:
         lowered = {n.lower(): r for n, r in self.roles.items()}
@@ -168,17 +231,13 @@ class SafetyMonitor:
         """The verdict for one frame under the policy, without touching events."""
         status = FrameStatus()
         zone = self._zone_mask(frame.width, frame.height)
+        rule = self.policy.rule_check
         for d in frame.detections:
-            role = self.policy.role(d.class_name)
             in_zone = zone is None or _box_touches(zone, d.xyxy)
-            if self.policy.rule == "gloves_required" and role == "bare_hand" and in_zone:
-                status.violations.append(d)
-                reason = "bare hand" + (" in zone" if zone is not None else "")
-            elif self.policy.rule == "gloves_forbidden" and role == "glove" and in_zone:
-                status.violations.append(d)
-                reason = "glove in danger zone" if zone is not None else "glove at machine"
-            else:
+            reason = rule.reason(self.policy.role(d.class_name), in_zone, zone is not None)
+            if reason is None:
                 continue
+            status.violations.append(d)
             if reason not in status.reasons:
                 status.reasons.append(reason)
         return status
@@ -263,6 +322,41 @@ def _box_touches(mask: np.ndarray, xyxy: tuple[float, float, float, float]) -> b
     x1, y1 = max(int(xyxy[0]), 0), max(int(xyxy[1]), 0)
     x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
     return x2 > x1 and y2 > y1 and bool(mask[y1:y2, x1:x2].any())
+
+
+def check_zone(zone: object, what: str) -> tuple[tuple[float, float], ...]:
+    """A zone as a tuple of (x, y) points in 0..1, or `PolicyError` naming `what` is wrong with it."""
+    try:
+        points = tuple((float(x), float(y)) for x, y in zone)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        example = "[[0.3, 0.2], [0.7, 0.2], [0.5, 0.9]]"
+        raise PolicyError(f"{what}: write it as a list of x, y points, e.g. {example}") from None
+    if len(points) < 3 or not all(0 <= v <= 1 for p in points for v in p):
+        raise PolicyError(f"{what}: needs at least three x, y points with values between 0 and 1")
+    return points
+
+
+def parse_zone(text: str | None) -> tuple[tuple[float, float], ...] | None:
+    """A zone typed as `x,y` pairs separated by spaces (`0.3,0.2 0.7,0.2 0.5,0.9`); None for empty text."""
+    if not text or not text.strip():
+        return None
+    try:
+        points = [tuple(float(v) for v in pair.split(",")) for pair in text.split()]
+    except ValueError:
+        example = "0.3,0.2 0.7,0.2 0.5,0.9"
+        raise PolicyError(f"danger zone: write points as x,y pairs separated by spaces, e.g. {example}") from None
+    if any(len(p) != 2 for p in points):
+        raise PolicyError("danger zone: each point is one x,y pair, e.g. 0.3,0.2")
+    return check_zone(points, "danger zone")
+
+
+def _number(data: dict, key: str, default: float, kind: type, where: str) -> Any:
+    """A numeric policy value, or `PolicyError` naming the key (YAML reads `three` as text)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+        want = "a whole number" if kind is int else "a number"
+        raise PolicyError(f"{where}: {key} must be {want}, got {value!r}")
+    return kind(value)
 
 
 def list_policies() -> list[Path]:

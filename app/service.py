@@ -1,30 +1,30 @@
-"""What the operator console can do, without any Gradio: models, image / video / live runs, history, exports.
+"""The detection service: what the console and the CLI do, without any UI: models, runs (files, folders, videos,
+streams, browser cameras), history and workbooks.
 
-The console (`app/console.py`) only turns widgets into calls here and results into widgets; everything a user can
-do in the browser can be done (and is tested) through this class.
+The console (`app/console.py`) and the CLI (`app/cli.py`) only turn their inputs into calls here and results into
+output; everything a user can do can be done (and is tested) through this module.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .engine import DetectionEngine, EngineSettings
-from .errors import ModelError, PolicyError, ServiceError
+from .engine import DetectionEngine, ModelDefaults
+from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .outputs import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
-from .policy import SafetyPolicy, list_policies
-from .records import RecordStore, RunRecord
-from .results import FrameResult
+from .policy import SafetyPolicy, list_policies, parse_zone
+from .records import RecordStore
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
-from .sources import Frame, Source, open_source
+from .schema import RunRow
+from .sources import LiveSource, Source, open_source
 
 NO_WEIGHTS_HELP = (
     "No trained weights in models/weights/. Train them with:\n"
@@ -32,89 +32,133 @@ NO_WEIGHTS_HELP = (
     "--export-to models/weights/gloves-bra-n.pt\n"
     "or upload a best.pt in the Model tab."
 )
-
-
 MODEL_SUFFIXES = (".pt", ".onnx")  # checkpoints and ONNX exports (python -m app export)
+LIVE_GAP_S = 5.0
+"""A camera pause longer than this ends the live run; the next frame starts a new one."""
+LIVE_TIME_LIMIT_S = 8 * 3600.0
+"""A live run is saved and ended after this long (one shift); the next frame starts a new one."""
 
 
-
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
-    """The controls of one console run."""
+    """What a user asks for one run (console controls, CLI flags); None means the model's own default.
 
-    weights: str | None
-    conf: float = 0.25
-    iou: float = 0.7
-    classes: list[str] = field(default_factory=list)
-    imgsz: int = 640
+    Attributes:
+        weights: Model file (.pt or .onnx).
+        conf, iou, imgsz: Thresholds and inference size; None takes the model's calibrated defaults.
+        classes: Class names or ids to keep (empty = all).
+        track: Follow objects across frames (unique counts).
+        policy: A shipped policy name or a policy YAML path, or None for no verdicts.
+        zone: Danger zone overriding the policy's own: (x, y) points in 0..1, or text `x,y x,y x,y`.
+        device: `cpu`, `0`, ... or None for Ultralytics' choice.
+    """
+
+    weights: str | Path | None
+    conf: float | None = None
+    iou: float | None = None
+    imgsz: int | None = None
+    classes: tuple[str, ...] = ()
     track: bool = False
-    policy: str | None = None  # a shipped policy name, or None for none
-    zone: list[tuple[float, float]] | None = None  # overrides the policy's danger zone
+    policy: str | Path | None = None
+    zone: str | tuple[tuple[float, float], ...] | None = None
+    device: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelInfo:
+    """A model as the console presents it."""
+
     path: Path
     task: str
     names: dict[int, str]
     sha256: str
+    defaults: ModelDefaults
+
+    @property
+    def short_name(self) -> str:
+        """`gloves-bra-n.pt (detect: gloved_hand, bare_hand; 416 px)`: what the operator reads."""
+        return f"{self.path.name} ({self.task}: {', '.join(self.names.values())}; {self.defaults.imgsz} px)"
 
     def describe(self) -> str:
-        return f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}"
-
-
-class LiveSource(Source):
-    """Frames pushed one at a time (a browser webcam); a run pulls exactly the frame just pushed."""
-
-    kind = "stream"
-
-    def __init__(self, description: str = "browser camera", fps: float = 10.0) -> None:
-        self.description, self.fps = description, fps
-        self._pending: deque[Frame] = deque()
-        self._start = time.monotonic()
-        self._index = 0
-
-    def push(self, image: np.ndarray) -> None:
-        self._pending.append(Frame(image, self._index, time.monotonic() - self._start, self.description))
-        self._index += 1
-
-    def frames(self) -> Iterator[Frame]:
-        while self._pending:
-            yield self._pending.popleft()
+        d = self.defaults
+        source = "calibrated with the model" if d.calibrated else "the model's training size and the usual 0.25"
+        return (
+            f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
+            f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source})"
+        )
 
 
 class LiveSession:
-    """One user's webcam stream as a recorded run: each pushed frame is processed, saved and recorded."""
+    """One browser camera watched as recorded runs.
 
-    def __init__(self, run: DetectionRun, source: LiveSource) -> None:
-        self.run, self.source = run, source
-        self._updates = iter(run)
+    Each pushed frame is processed, saved and recorded. A pause longer than `gap_s` (the camera was stopped),
+    a run older than `time_limit_s` or changed options save the run, and the next frame starts a new one.
+    `stop()` saves the run and ignores frames until the camera pauses (is stopped by the user), so a stream
+    still running when Stop is pressed does not start another run.
+    """
+
+    def __init__(
+        self, service: DetectionService, options: RunOptions, gap_s: float = LIVE_GAP_S,
+        time_limit_s: float = LIVE_TIME_LIMIT_S, clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.service, self.options = service, options
+        self.gap_s, self.time_limit_s, self.clock = gap_s, time_limit_s, clock
+        self.run: DetectionRun | None = None
+        self.saved: list[RunSummary] = []  # runs this session has finished, oldest first
+        self.stopped = False
+        self._source: LiveSource | None = None
+        self._updates: Iterator[RunUpdate] | None = None
+        self._started_at = self._last_frame_at = 0.0
         self._lock = threading.Lock()  # a frame may still be in flight when the user presses Stop
-        self.closed = False
-        self.last_frame_at = time.monotonic()
 
-    def process(self, image_bgr: np.ndarray) -> RunUpdate:
+    def process(self, image_bgr: np.ndarray, options: RunOptions | None = None) -> RunUpdate | None:
+        """Process one camera frame (under new options, if given); None when it was ignored (after Stop, until
+        the camera pauses)."""
         with self._lock:
-            if self.closed:
-                raise ServiceError("this live run has ended; start the camera again")
-            self.source.push(image_bgr)
-            self.last_frame_at = time.monotonic()
+            now = self.clock()
+            paused = now - self._last_frame_at > self.gap_s
+            self._last_frame_at = now
+            if self.stopped and not paused:
+                return None
+            self.stopped = False
+            changed = options is not None and options != self.options
+            if self.run is not None and (paused or changed or now - self._started_at > self.time_limit_s):
+                self._finish()
+            self.options = options or self.options
+            if self.run is None:
+                self._source = LiveSource()
+                self.run = self.service.open_run(self._source, self.options)
+                self._updates = iter(self.run)
+                self._started_at = now
+            self._source.push(image_bgr)
             return next(self._updates)
 
-    def finish(self) -> RunSummary:
+    def stop(self) -> RunSummary | None:
+        """Save the current run (None if there is none) and ignore frames until the camera pauses."""
         with self._lock:
-            if not self.closed:
-                self.closed = True
-                self._updates.close()  # closes the run: video, files, database row
-        return self.run.summary
+            self.stopped = True
+            return self._finish()
+
+    def _finish(self) -> RunSummary | None:
+        if self.run is None:
+            return None
+        self._updates.close()  # closes the run: video, files, database row
+        summary, self.run, self._updates, self._source = self.run.summary, None, None, None
+        self.saved.append(summary)
+        return summary
 
 
 class DetectionService:
-    """Shared by all console users: the records store and a cache of loaded engines (one per checkpoint)."""
+    """What the console and the CLI do, without any UI: models, runs, live cameras, history and workbooks.
 
-    def __init__(self, exports_dir: Path = EXPORTS_DIR, weights_dir: Path = WEIGHTS_DIR) -> None:
+    Shared by all console users: the records store and a cache of loaded engines (one per model file).
+    """
+
+    def __init__(
+        self, exports_dir: Path = EXPORTS_DIR, weights_dir: Path = WEIGHTS_DIR, db: Path | None = None
+    ) -> None:
         self.exports_dir, self.weights_dir = Path(exports_dir), Path(weights_dir)
-        self.store = RecordStore(self.exports_dir / "records.sqlite")
+        self.store = RecordStore(db or self.exports_dir / "records.sqlite")
         self.uploads_dir = self.exports_dir / "uploaded-models"
         self._engines: dict[tuple[str, int], DetectionEngine] = {}
         self._lock = threading.Lock()
@@ -131,9 +175,9 @@ class DetectionService:
         models = self.available_models()
         return models[0] if models else None
 
-    def model_info(self, weights: str | Path) -> ModelInfo:
-        engine = self._engine(weights)
-        return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256)
+    def model_info(self, weights: str | Path | None) -> ModelInfo:
+        engine = self.engine(weights)
+        return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256, engine.defaults)
 
     def add_upload(self, uploaded: str | Path) -> ModelInfo:
         """Check an uploaded model and keep it beside the other uploads (named by its content hash)."""
@@ -146,43 +190,47 @@ class DetectionService:
             atomic_write(kept, uploaded.read_bytes())
         return self.model_info(kept)
 
-    @staticmethod
-    def policies() -> list[str]:
-        return [p.stem for p in list_policies()]
+    def policies(self, weights: str | Path | None = None) -> list[str]:
+        """Shipped policy names; with a model, only those whose classes and rule fit it."""
+        names = [p.stem for p in list_policies()]
+        if weights is None:
+            return names
+        model_names = self.engine(weights).names
+        return [n for n in names if SafetyPolicy.load(n).fits(model_names)]
 
     # runs
-    def start(self, source: Source, options: RunOptions) -> DetectionRun:
-        """A ready run for a source under the user's options (not started)."""
+    def open_run(self, source: Source, options: RunOptions) -> DetectionRun:
+        """A ready run for a source under the user's options (iterate it, or call `run()`)."""
         # Tracker state lives in the model's predictor: a tracking run gets a model of its own.
-        engine = self._engine(options.weights, dedicated=options.track)
+        engine = self.engine(options.weights, dedicated=options.track)
         try:
-            settings = EngineSettings(
-                conf=options.conf, iou=options.iou, imgsz=options.imgsz, track=options.track,
-                classes=engine.class_ids(options.classes) if options.classes else None,
+            settings = engine.settings(
+                conf=options.conf, iou=options.iou, imgsz=options.imgsz, classes=options.classes,
+                device=options.device, track=options.track,
             )  # fmt: skip
             policy = SafetyPolicy.load(options.policy) if options.policy else None
-            if policy is not None and options.zone:
-                policy = policy.with_zone(options.zone)
-            # Engines are shared between users: each run gets its own copy of the settings.
-            run_engine = _EngineView(engine, settings)
-            return DetectionRun(run_engine, source, policy, self.store, exports_dir=self.exports_dir)
-        except (ModelError, PolicyError) as e:
+            zone = parse_zone(options.zone) if isinstance(options.zone, str) else options.zone
+            if policy is not None and zone:
+                policy = policy.with_zone(zone)
+            return DetectionRun(engine, source, settings, policy, self.store, exports_dir=self.exports_dir)
+        except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 
-    def detect_file(self, path: str | Path, options: RunOptions, stride: int = 1) -> DetectionRun:
-        """A run over an uploaded image or video (iterate it for progress and partial results)."""
+    def detect_file(self, path: str | Path | int, options: RunOptions, stride: int = 1) -> DetectionRun:
+        """A run over an image, folder, video, camera index or stream URL."""
         try:
-            source = open_source(Path(path), stride=stride)
-        except ValueError as e:
+            source = open_source(path, stride=stride)
+        except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
-        return self.start(source, options)
+        return self.open_run(source, options)
 
     def live(self, options: RunOptions) -> LiveSession:
-        source = LiveSource()
-        return LiveSession(self.start(source, options), source)
+        """A browser camera session (runs start with its first frame)."""
+        self.engine(options.weights)  # a bad model is reported now, not on the first frame
+        return LiveSession(self, options)
 
     # history
-    def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRecord]:
+    def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRow]:
         return self.store.runs(start=start or None, end=end or None, source=source or None)
 
     def workbook(self, run_id: str | None = None, start: str | None = None, end: str | None = None) -> Path:
@@ -191,11 +239,11 @@ class DetectionService:
             return export_workbook(
                 self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None
             )
-        except ValueError as e:
+        except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 
-    def _engine(self, weights: str | Path | None, dedicated: bool = False) -> DetectionEngine:
-        """The cached engine for a checkpoint (or a fresh one), with load errors as console errors."""
+    def engine(self, weights: str | Path | None, dedicated: bool = False) -> DetectionEngine:
+        """The cached engine for a model file (or a fresh one), with load errors as `ServiceError`."""
         if not weights:
             raise ServiceError(NO_WEIGHTS_HELP)
         path = Path(weights)
@@ -206,35 +254,9 @@ class DetectionService:
             if dedicated or key not in self._engines:
                 try:
                     engine = DetectionEngine(path)
-                except ModelError as e:
+                except GloveSafetyError as e:
                     raise ServiceError(str(e)) from e
                 if dedicated:
                     return engine
                 self._engines[key] = engine
             return self._engines[key]
-
-
-class _EngineView:
-    """An engine with one run's own settings: the model is shared, the thresholds and tracker state are not."""
-
-    def __init__(self, engine: DetectionEngine, settings: EngineSettings) -> None:
-        settings.check(engine.names)
-        self._engine, self.settings = engine, settings
-        self.weights, self.sha256 = engine.weights, engine.sha256
-        self._lock = engine.lock
-
-    @property
-    def task(self) -> str:
-        return self._engine.task
-
-    @property
-    def names(self) -> dict[int, str]:
-        return self._engine.names
-
-    def reset(self) -> None:
-        with self._lock:
-            self._engine.reset()
-
-    def predict(self, frame: Frame, annotate: bool = True) -> FrameResult:
-        with self._lock:  # one Ultralytics predictor per model: calls must not interleave
-            return self._engine.predict(frame, annotate, self.settings)

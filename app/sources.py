@@ -10,6 +10,7 @@ import io
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +45,33 @@ class BadItem:
 
 
 class Source:
-    """Base class: `frames()` yields what the source holds; `total` is the frame count where known."""
+    """Base class: `frames()` yields what the source holds.
+
+    Attributes:
+        kind: A word for people and the records (`image`, `folder`, `video`, `stream`).
+        still: Unrelated still images (each frame stands alone: no video, no consecutive-frame events).
+        live: Frames arrive in real time (a camera or stream: no end is known, frames may be dropped).
+        seekable: Frames can be read again from the start (files).
+        total: Frames it will yield, where known.
+        fps: Frames per second of a video or stream (0 for stills).
+        description: The source as people name it (file name, camera, URL).
+    """
 
     kind = "source"
+    still = False
+    live = False
+    seekable = True
     total: int | None = None
     fps: float = 0.0
     description: str = ""
 
     def frames(self) -> Iterator[Frame | BadItem]:
         raise NotImplementedError
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems found while reading that did not stop the run (a cut-off video)."""
+        return []
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -112,6 +131,7 @@ def _check_image_size(data: np.ndarray, name: str) -> None:
 
 class ImageSource(Source):
     kind = "image"
+    still = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -125,6 +145,7 @@ class ImageSource(Source):
 
 class FolderSource(Source):
     kind = "folder"
+    still = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -193,6 +214,12 @@ class VideoSource(Source):
         """True when fewer frames decoded than the container announced (a cut-off file)."""
         return self.frame_count is not None and 0 < self.frames_read < self.frame_count - 1
 
+    @property
+    def warnings(self) -> list[str]:
+        if not self.truncated:
+            return []
+        return [f"video ended after {self.frames_read} of {self.frame_count} frames (truncated file?)"]
+
 
 def _check_frame_size(name: str, w: float, h: float) -> None:
     if w * h > MAX_PIXELS:
@@ -203,6 +230,8 @@ class StreamSource(Source):
     """A camera index or an RTSP/HTTP URL. Reconnects after a dropped connection; `stop()` ends it cleanly."""
 
     kind = "stream"
+    live = True
+    seekable = False
 
     def __init__(self, spec: str | int, reconnect_delay: float = 1.0, max_reconnects: int = 5) -> None:
         self.spec = spec
@@ -240,6 +269,28 @@ class StreamSource(Source):
                 if failures > self.max_reconnects:
                     return  # the stream ended for good (or a file URL reached its end)
                 self._stop.wait(self.reconnect_delay)
+
+
+class LiveSource(Source):
+    """Frames pushed one at a time (a browser webcam); a run pulls exactly the frames pushed so far."""
+
+    kind = "stream"
+    live = True
+    seekable = False
+
+    def __init__(self, description: str = "browser camera", fps: float = 10.0) -> None:
+        self.description, self.fps = description, fps
+        self._pending: deque[Frame] = deque()
+        self._start = time.monotonic()
+        self._index = 0
+
+    def push(self, image: np.ndarray) -> None:
+        self._pending.append(Frame(image, self._index, time.monotonic() - self._start, self.description))
+        self._index += 1
+
+    def frames(self) -> Iterator[Frame]:
+        while self._pending:
+            yield self._pending.popleft()
 
 
 def open_source(spec: str | Path | int, stride: int = 1) -> Source:

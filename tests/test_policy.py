@@ -8,7 +8,7 @@ import pytest
 from conftest import BANDSAW_NAMES
 
 from app.errors import PolicyError
-from app.policy import SafetyMonitor, SafetyPolicy, list_policies
+from app.policy import SafetyMonitor, SafetyPolicy, list_policies, parse_zone
 from app.results import Detection, FrameResult
 
 GLOVE_NAMES = {0: "gloved_hand", 1: "bare_hand"}
@@ -133,7 +133,14 @@ def test_policy_naming_unknown_classes_is_refused() -> None:
     [
         ("rule: gloves_optional\nroles: {glove: [a]}\n", "rule must be one of"),
         ("rule: gloves_required\nroles: {mitten: [a]}\n", "unknown roles"),
-        ("rule: gloves_required\nroles: {bare_hand: [a]}\nzone: [[0, 0], [2, 0], [1, 1]]\n", "zone needs"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\nzone: [[0, 0], [2, 0], [1, 1]]\n", "zone: needs at least"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\nzone: [[0, 0], [1, x], [1, 1]]\n", "zone: write it as"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\nmin_frames: three\n", "min_frames must be a whole"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\nmin_frames: -2\n", "min_frames must be a whole"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\ncooldown_s: -1\n", "cooldown_s must be"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\ncooldown_s: soon\n", "cooldown_s must be a number"),
+        ("rule: gloves_required\nroles: {bare_hand: [a]}\nmin_frame: 2\n", "unknown keys min_frame"),
+        ("rule: gloves_required\nroles: [bare_hand]\n", "roles must map"),
         ("rule: gloves_required\n", "needs 'rule' and 'roles'"),
         ("rule: [unclosed\n", "not valid YAML"),
     ],
@@ -142,6 +149,29 @@ def test_bad_policy_files(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(PolicyError, match=message):
         SafetyPolicy.load(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0.1,0.1 0.5", "each point is one x,y pair"), ("a,b c,d e,f", "write points as x,y pairs"),
+     ("0,0 1,0", "at least three"), ("0,0 1.5,0 1,1", "between 0 and 1")],
+)  # fmt: skip
+def test_typed_zones_are_checked(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_zone(text)
+
+
+def test_typed_zone_is_parsed() -> None:
+    assert parse_zone("0.3,0.2 0.7,0.2 0.5,0.9") == ((0.3, 0.2), (0.7, 0.2), (0.5, 0.9))
+    assert parse_zone("  ") is None
+
+
+def test_policy_fits_only_models_with_its_classes() -> None:
+    assert SafetyPolicy.load("gloves").fits(GLOVE_NAMES) and not SafetyPolicy.load("bandsaw").fits(GLOVE_NAMES)
+
+
+def test_shipped_policy_names_are_their_file_names() -> None:
+    assert [SafetyPolicy.load(p).name for p in list_policies()] == [p.stem for p in list_policies()]
 
 
 def test_zone_can_be_replaced_by_the_operator() -> None:

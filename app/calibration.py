@@ -1,0 +1,45 @@
+"""Calibrated defaults: the inference size and confidence a model runs best at, stored in its checkpoint.
+
+The console and the CLI start every run from a model's `defaults` (see `engine.ModelDefaults`), so an uploaded
+`best.pt` brings its own. They are chosen on a held-apart validation split of real images: the size with the
+best mAP50, then the confidence where the mean F1 over classes peaks at that size.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from ultralytics.nn.tasks import torch_safe_load
+
+from .engine import DEFAULT_IOU, DetectionEngine, ModelDefaults
+from .errors import ModelError
+from .evaluation import Evaluation, evaluate
+from .outputs import atomic_write
+
+
+def calibrate(
+    weights: str | Path, data: str | Path, sizes: Sequence[int], device: str | None = None, iou: float = DEFAULT_IOU
+) -> tuple[ModelDefaults, list[Evaluation]]:
+    """Evaluate `weights` on `data`'s val split at each size, store the best defaults in the checkpoint and
+    return them with the evaluations."""
+    weights = Path(weights)
+    if weights.suffix != ".pt":
+        raise ModelError(f"{weights.name}: calibrate a .pt checkpoint (exports take their defaults from it)")
+    model = DetectionEngine(weights).model  # the same checks (and safe loading) as a detection run
+    results = [evaluate(weights, data, imgsz=size, device=device, model=model) for size in sizes]
+    best = max(results, key=lambda r: r.map50)
+    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=iou, calibrated=True)
+    store_defaults(weights, defaults)
+    return defaults, results
+
+
+def store_defaults(weights: Path, defaults: ModelDefaults) -> None:
+    """Write `defaults` into the checkpoint dict under `defaults` (atomically: a reader never sees half a file)."""
+    ckpt, _ = torch_safe_load(str(weights))  # the allow-listed unpickler (ULTRALYTICS_SAFE_LOAD, set by app)
+    ckpt["defaults"] = defaults.as_dict()
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write(weights, buf.getvalue())

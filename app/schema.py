@@ -1,0 +1,172 @@
+"""The rows a run leaves behind, defined once: a run, each detection, each violation event.
+
+Each row is a dataclass whose fields carry their column: SQL type, a heading for people, how Excel formats it
+and whether the console's table shows it. The SQLite tables (`records.py`), the CSV / JSON-lines files
+(`outputs.py`), the console's tables and the workbook's sheets (`excel.py`) are all derived from these classes,
+so a new field is one line here. Values are rounded once, when a row is made, so every place shows the same
+number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .policy import SafetyEvent
+from .results import Detection, FrameResult
+
+TEXT, NUMBER, PERCENT, DATETIME, FLAG = "text", "number", "percent", "datetime", "flag"  # how a column is shown
+
+
+def column(
+    sql: str, title: str, *, kind: str = NUMBER, console: bool = True, files: bool = True, default: Any = None
+) -> Any:
+    """A dataclass field with its column description (see `Column`); `default=...` makes it required."""
+    meta = {"sql": sql, "title": title, "kind": kind, "console": console, "files": files}
+    if default is ...:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a row class.
+
+    Attributes:
+        name: The field name: SQL column, CSV heading and JSON key.
+        sql: SQL type and constraints (portable SQL: SQLite and PostgreSQL read the same).
+        title: Heading for people (console table, workbook).
+        kind: `text`, `number`, `percent`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
+        console: Shown in the console's tables.
+        files: Written to the run's CSV / JSON-lines files.
+    """
+
+    name: str
+    sql: str
+    title: str
+    kind: str
+    console: bool
+    files: bool
+
+
+class Row:
+    """Base of the row classes: their columns, in declaration order, and a row as a dict."""
+
+    table: ClassVar[str]
+
+    @classmethod
+    def columns(cls) -> list[Column]:
+        return [Column(f.name, **f.metadata) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def console_columns(cls) -> list[Column]:
+        return [c for c in cls.columns() if c.console]
+
+    @classmethod
+    def file_columns(cls) -> list[Column]:
+        return [c for c in cls.columns() if c.files]
+
+    def as_dict(self, columns: list[Column] | None = None) -> dict[str, Any]:
+        return {c.name: getattr(self, c.name) for c in columns or self.columns()}
+
+    def console_values(self) -> list[Any]:
+        return [getattr(self, c.name) for c in self.console_columns()]
+
+
+@dataclass
+class RunRow(Row):
+    """One run: a source processed with one model and one set of settings (what inference actually used)."""
+
+    table: ClassVar[str] = "runs"
+
+    id: str = column("TEXT PRIMARY KEY", "Run", kind=TEXT, default=...)
+    source: str = column("TEXT NOT NULL", "Source", kind=TEXT, default=...)
+    kind: str = column("TEXT NOT NULL", "Kind", kind=TEXT, default=...)
+    model: str = column("TEXT NOT NULL", "Model", kind=TEXT, default=...)
+    model_sha256: str = column("TEXT NOT NULL", "Model SHA-256", kind=TEXT, console=False, default=...)
+    task: str = column("TEXT NOT NULL", "Task", kind=TEXT, default=...)
+    conf: float = column("REAL NOT NULL", "Confidence", kind=PERCENT, default=...)
+    iou: float = column("REAL NOT NULL", "IoU", kind=PERCENT, default=...)
+    imgsz: int = column("INTEGER NOT NULL", "Image size", default=...)
+    classes: str | None = column("TEXT", "Classes", kind=TEXT, console=False)  # JSON list of ids; None = all
+    tracking: bool = column("INTEGER NOT NULL", "Tracking", kind=FLAG, default=False)
+    policy: str | None = column("TEXT", "Policy", kind=TEXT)
+    policy_json: str | None = column("TEXT", "Policy settings", kind=TEXT, console=False)
+    output_dir: str | None = column("TEXT", "Saved in", kind=TEXT, console=False)
+    started_at: str = column("TEXT NOT NULL", "Started", kind=DATETIME, default="")
+    ended_at: str | None = column("TEXT", "Ended", kind=DATETIME)
+    status: str = column("TEXT NOT NULL", "Status", kind=TEXT, default="running")
+    frames: int = column("INTEGER NOT NULL DEFAULT 0", "Frames", default=0)
+
+
+@dataclass
+class DetectionRow(Row):
+    """One detection as stored, written to the run's files, shown and exported."""
+
+    table: ClassVar[str] = "detections"
+
+    run_id: str = column("TEXT NOT NULL REFERENCES runs(id)", "Run", kind=TEXT, console=False, default=...)
+    item: str = column("TEXT NOT NULL", "Item", kind=TEXT, default=...)
+    frame_index: int = column("INTEGER NOT NULL", "Frame", default=...)
+    video_time: float = column("REAL NOT NULL", "Time (s)", default=...)
+    detected_at: str = column("TEXT NOT NULL", "Detected at", kind=DATETIME, console=False, default=...)
+    class_id: int = column("INTEGER NOT NULL", "Class ID", console=False, default=...)
+    class_name: str = column("TEXT NOT NULL", "Class", kind=TEXT, default=...)
+    confidence: float = column("REAL NOT NULL", "Confidence", kind=PERCENT, default=...)
+    x1: float = column("REAL NOT NULL", "x1", default=...)
+    y1: float = column("REAL NOT NULL", "y1", default=...)
+    x2: float = column("REAL NOT NULL", "x2", default=...)
+    y2: float = column("REAL NOT NULL", "y2", default=...)
+    track_id: int | None = column("INTEGER", "Track")
+    mask_area: float | None = column("REAL", "Mask (px)")
+    polygon: str | None = column("TEXT", "Polygon", kind=TEXT, console=False)  # JSON [[x, y], ...] in pixels
+    id: int | None = column("INTEGER PRIMARY KEY", "ID", console=False, files=False)
+
+    @classmethod
+    def of(cls, run_id: str, frame: FrameResult, d: Detection, detected_at: str) -> DetectionRow:
+        """The row of one detection: the only place a `Detection` becomes columns (and is rounded)."""
+        x1, y1, x2, y2 = (round(v, 1) for v in d.xyxy)
+        return cls(
+            run_id=run_id, item=frame.source, frame_index=frame.frame_index, video_time=round(frame.timestamp, 3),
+            detected_at=detected_at, class_id=d.class_id, class_name=d.class_name,
+            confidence=round(d.confidence, 4), x1=x1, y1=y1, x2=x2, y2=y2, track_id=d.track_id,
+            mask_area=None if d.mask_area is None else round(d.mask_area, 1),
+            polygon=None if d.polygon is None else json.dumps([[round(x, 1), round(y, 1)] for x, y in d.polygon]),
+        )  # fmt: skip
+
+
+@dataclass
+class EventRow(Row):
+    """One violation event as stored, written to the run's `events.json`, shown and exported."""
+
+    table: ClassVar[str] = "events"
+
+    run_id: str = column("TEXT NOT NULL REFERENCES runs(id)", "Run", kind=TEXT, console=False, default=...)
+    item: str = column("TEXT NOT NULL", "Item", kind=TEXT, console=False, default=...)
+    reason: str = column("TEXT NOT NULL", "Reason", kind=TEXT, default=...)
+    class_name: str = column("TEXT NOT NULL", "Class", kind=TEXT, default=...)
+    start_frame: int = column("INTEGER NOT NULL", "Start frame", default=...)
+    end_frame: int = column("INTEGER NOT NULL", "End frame", default=...)
+    start_time: float = column("REAL NOT NULL", "Start (s)", default=...)
+    end_time: float = column("REAL NOT NULL", "End (s)", default=...)
+    peak_confidence: float = column("REAL NOT NULL", "Peak", kind=PERCENT, default=...)
+    snapshot: str | None = column("TEXT", "Snapshot", kind=TEXT, console=False)  # path relative to the run folder
+    closed: bool = column("INTEGER NOT NULL", "Closed", kind=FLAG, default=False)
+    recorded_at: str = column("TEXT NOT NULL", "Recorded at", kind=DATETIME, console=False, default="")
+    id: int | None = column("INTEGER PRIMARY KEY", "Event", files=False)
+
+    @classmethod
+    def of(cls, run_id: str, e: SafetyEvent, snapshot: str | None, recorded_at: str) -> EventRow:
+        """The row of one event: the only place a `SafetyEvent` becomes columns (and is rounded)."""
+        return cls(
+            run_id=run_id, item=e.source, reason=e.reason, class_name=e.class_name, start_frame=e.start_frame,
+            end_frame=e.end_frame, start_time=round(e.start_time, 3), end_time=round(e.end_time, 3),
+            peak_confidence=round(e.peak_confidence, 4), snapshot=snapshot, closed=e.closed,
+            recorded_at=recorded_at, id=e.id,
+        )  # fmt: skip
+
+
+ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow)
+"""Every table, in creation order (detections and events refer to runs)."""
