@@ -19,6 +19,7 @@ from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 IMAGE_SIZES = [320, 416, 480, 640, 800, 960]
 STREAM_LIMIT_S = 3600  # one browser stream event; the live run itself is kept by the service's LiveSession
 NO_POLICY = "none"
+MIN_CONF = 0.001  # a typed -1 or 0 would draw every box the model can produce
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _controls() -> Controls:
         policy = gr.Dropdown([NO_POLICY], value=NO_POLICY, label="Safety policy", scale=2, elem_id="policy")
         imgsz = gr.Dropdown(IMAGE_SIZES, value=640, label="Image size", scale=1, elem_id="imgsz")
     with gr.Row():
-        conf = gr.Slider(0.01, 1.0, value=0.25, step=0.01, label="Confidence", elem_id="conf")
+        conf = gr.Slider(MIN_CONF, 1.0, value=0.25, step=0.001, label="Confidence", elem_id="conf")
         iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU (NMS)", elem_id="iou")
         track = gr.Checkbox(False, label="Track objects (unique counts in videos)")
         gr.Checkbox(False, label="Mute the alarm", elem_id="alarm-mute")  # read by views.ALARM_JS in the page
@@ -100,7 +101,7 @@ def _controls() -> Controls:
         zone = gr.Textbox(label="Danger zone (x,y pairs in 0..1; empty = policy's own; click a result to add)",
                           placeholder="0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95", scale=2, elem_id="zone")  # fmt: skip
     # A typed value outside the range is put back inside it (the run clamps it the same way).
-    conf.input(lambda v: views.clamp(v, 0.01, 1.0), conf, conf)
+    conf.input(lambda v: views.clamp(v, MIN_CONF, 1.0), conf, conf)
     iou.input(lambda v: views.clamp(v, 0.05, 1.0), iou, iou)
     return Controls(model, policy, imgsz, conf, iou, track, classes, zone)
 
@@ -239,7 +240,7 @@ def _call(fn, *args, **kwargs):
 
 def _options(model, conf, iou, classes, imgsz, track, policy, zone) -> RunOptions:
     return RunOptions(
-        weights=model, conf=views.clamp(conf, 0.01, 1.0), iou=views.clamp(iou, 0.05, 1.0),
+        weights=model, conf=views.clamp(conf, MIN_CONF, 1.0), iou=views.clamp(iou, 0.05, 1.0),
         classes=tuple(classes or ()), imgsz=int(imgsz), track=bool(track),
         policy=None if policy in (None, NO_POLICY) else policy, zone=zone or None,
     )  # fmt: skip

@@ -25,7 +25,7 @@ import app  # noqa: F401  (first: it sets the offline environment that Ultralyti
 # isort: split
 from ultralytics import YOLO
 
-from app.engine import DetectionEngine, EngineSettings
+from app.engine import DetectionEngine, RunSettings
 from app.pipeline import DetectionRun
 from app.policy import SafetyPolicy
 from app.records import RecordStore
@@ -42,8 +42,11 @@ def bare_fps(model: YOLO, frames: list, imgsz: int, conf: float) -> float:
     return len(frames) / (time.perf_counter() - t)
 
 
-def pipeline_fps(engine: DetectionEngine, source: str, n: int, policy: SafetyPolicy | None, out: Path) -> float:
-    run = DetectionRun(engine, open_source(source), policy, RecordStore(out / "records.sqlite"), exports_dir=out)
+def pipeline_fps(
+    engine: DetectionEngine, settings: RunSettings, source: str, n: int, policy: SafetyPolicy | None, out: Path
+) -> float:
+    store = RecordStore(out / "records.sqlite")
+    run = DetectionRun(engine, open_source(source), settings, policy, store, exports_dir=out)
     t = time.perf_counter()
     updates = iter(run)
     done = sum(1 for _ in itertools.islice(updates, n))
@@ -67,7 +70,8 @@ def main() -> None:
         if weights is None:
             weights = tmp / "untrained-bra-n.pt"
             YOLO(str(ROOT / "models" / "yolo11n-bra.yaml")).save(weights)
-        engine = DetectionEngine(weights, EngineSettings(conf=args.conf, imgsz=args.imgsz))
+        engine = DetectionEngine(weights)
+        settings = engine.settings(conf=args.conf, imgsz=args.imgsz)
         frames = [f.image for f in itertools.islice(open_source(args.source).frames(), args.frames)]
         policy = None
         if args.policy != "none":
@@ -76,7 +80,7 @@ def main() -> None:
 
         bare_fps(engine.model, frames[:5], args.imgsz, args.conf)  # warm-up: predictor set-up, first-call costs
         before = bare_fps(engine.model, frames, args.imgsz, args.conf)
-        full = pipeline_fps(engine, args.source, len(frames), policy, tmp / "exports")
+        full = pipeline_fps(engine, settings, args.source, len(frames), policy, tmp / "exports")
         after = bare_fps(engine.model, frames, args.imgsz, args.conf)
     bare = statistics.mean([before, after])
     print(

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import make_video
 from openpyxl import load_workbook
-from test_engine import make_video
 
 from app.cli import main
 from app.records import RecordStore
@@ -156,3 +156,56 @@ def test_evaluate_bad_inputs_exit_2(trained_models: dict, tmp_path: Path, capsys
     assert main(["evaluate", "--weights", str(weights), "--data", str(tmp_path / "bad.yaml")]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["evaluate", "--weights", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_evaluate_several_datasets_prints_one_table(trained_models: dict, tmp_path: Path, capsys) -> None:
+    weights, data = trained_models["detect"]
+    argv = ["evaluate", "--weights", str(weights), "--data", str(data), str(data), "--imgsz", "64", "96",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out.split("All results")[1].strip().splitlines()[1:]
+    rows = [line for line in table if line.startswith(f"| {weights.name} |")]
+    assert [r.split(" | ")[3] for r in rows] == ["64", "96", "64", "96"]  # every dataset x size, in one table
+    assert all(r.split(" | ")[2] == "val" for r in rows)
+
+
+def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp_path: Path, capsys) -> None:
+    from app.engine import DetectionEngine
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(trained_models["detect"][0].read_bytes())
+    data = trained_models["detect"][1]
+    assert main(["calibrate", "--weights", str(weights), "--data", str(data), "--imgsz", "64", "96",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    defaults = DetectionEngine(weights).defaults
+    assert defaults.calibrated and defaults.imgsz in (64, 96) and 0 < defaults.conf < 1
+    assert f"stored in {weights}: {defaults.as_dict()}" in printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--split", "test"], "has no test split"),
+        (["evaluate", "--data", "{empty}", "--scenes"], "holds no images"),
+        (["detect", "--source", "{image}", "--policy", "{policy}"], "min_frames must be a whole number"),
+        (["detect", "--source", "{image}", "--policy", "bandsaw", "--zone", "0,0 2,0 1,1"], "danger zone"),
+        (["calibrate", "--data", "{empty}"], "has no images"),
+    ],
+)
+def test_user_errors_give_one_line_and_exit_2(trained_models: dict, tmp_path: Path, capsys, argv, message) -> None:
+    weights, data = trained_models["detect"]
+    empty = tmp_path / "empty"
+    for split in ("train", "valid"):
+        (empty / split / "images").mkdir(parents=True)
+    (empty / "data.yaml").write_text("names: [a]\ntrain: train/images\nval: valid/images\n")
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "p.yaml").write_text("rule: gloves_forbidden\nroles: {glove: [hand]}\nmin_frames: three\n")
+    values = {"{empty}": str(empty / "data.yaml"), "{image}": str(tmp_path / "a.jpg"),
+              "{policy}": str(tmp_path / "p.yaml")}  # fmt: skip
+    argv = [values.get(a, a) for a in argv]
+    extra = ["--save-dir", str(tmp_path / "out")] if argv[0] == "detect" else ["--data", str(data)]
+    extra = [] if "--data" in argv else extra
+    assert main([argv[0], "--weights", str(weights), *argv[1:], *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import signal
 import sqlite3
@@ -11,7 +13,7 @@ import time
 from pathlib import Path
 
 import cv2
-from test_engine import make_video
+from helpers import make_video
 
 from app.runtime import ROOT
 
@@ -52,7 +54,13 @@ def test_sigkill_mid_video_loses_nothing_finished(trained_models: dict, tmp_path
     assert indices == list(range(frames)) or indices == list(range(frames + 1))  # at most the frame in flight
 
     run_dir = next(out.glob("*/*"))
-    assert not (run_dir / "annotated.mp4").exists() and not (run_dir / "detections.csv").exists()
+    assert not (run_dir / "annotated.mp4").exists()  # an MP4 is only whole once closed: kept as .part
+    # The detection files are streamed and valid at every moment: whole lines, the frames recorded so far.
+    with open(run_dir / "detections.csv", newline="") as f:
+        csv_frames = {int(r["frame_index"]) for r in csv.DictReader(f)}
+    lines = (run_dir / "detections.jsonl").read_text().splitlines()
+    json_frames = {json.loads(line)["frame_index"] for line in lines}
+    assert csv_frames == json_frames and set(range(frames)) <= csv_frames <= set(range(frames + 1))
     for snapshot in run_dir.glob("events/*.jpg"):  # files under their final names are whole
         assert cv2.imread(str(snapshot)) is not None
 

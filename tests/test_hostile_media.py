@@ -14,7 +14,7 @@ import pytest
 from hostile_media import Case, make_cases
 
 from app.cli import main as cli_main
-from app.engine import DetectionEngine, EngineSettings
+from app.engine import DetectionEngine, RunSettings
 from app.errors import ServiceError, SourceError
 from app.service import DetectionService, RunOptions
 from app.sources import BadItem, open_source
@@ -50,7 +50,8 @@ def check_frame(case: Case, image: np.ndarray) -> str | None:
 
 
 def test_engine_answers_every_case(cases: list[Case], weights: Path) -> None:
-    engine = DetectionEngine(weights, EngineSettings(conf=0.01, imgsz=96))
+    engine = DetectionEngine(weights)
+    settings = RunSettings(conf=0.01, imgsz=96)
     problems = []
     for case in cases:
         try:
@@ -68,7 +69,7 @@ def test_engine_answers_every_case(cases: list[Case], weights: Path) -> None:
         for frame in frames:
             if problem := check_frame(case, frame.image):
                 problems.append(f"{case.name}: {problem}")
-            result = engine.predict(frame)
+            result = engine.predict(frame, settings)
             assert (result.width, result.height) == (frame.image.shape[1], frame.image.shape[0])
             assert result.annotated.shape == frame.image.shape
     assert not problems, "\n".join(problems)
@@ -121,9 +122,10 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 import app
 from pathlib import Path
 from hostile_media import make_cases
-from app.engine import DetectionEngine, EngineSettings
+from app.engine import DetectionEngine
+from app.errors import SourceError
 from app.sources import open_source
-engine = DetectionEngine({str(weights)!r}, EngineSettings(imgsz=96))
+engine = DetectionEngine({str(weights)!r})
 engine.predict(__import__("numpy").zeros((48, 64, 3), "uint8"))
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n = 0

@@ -15,20 +15,19 @@ import cv2
 import numpy as np
 import pytest
 from conftest import BANDSAW_NAMES
+from helpers import CHROMIUM, CHROMIUM_ARGS, make_video
 from openpyxl import load_workbook
 from playwright.sync_api import sync_playwright
-from test_engine import make_video
 
-from app.engine import DetectionEngine, EngineSettings
-from app.errors import RecordsError
+from app.engine import DetectionEngine, RunSettings
+from app.errors import PolicyError, RecordsError
 from app.excel import export_workbook
 from app.pipeline import DetectionRun
 from app.policy import SafetyPolicy
 from app.records import RecordStore
 from app.sources import open_source
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+LOW = RunSettings(conf=0.002, imgsz=96)  # the one-epoch test model only scores low
 # Every class is a glove at this machine, so the near-random detections of the test model raise events.
 ALL_GLOVES = SafetyPolicy(
     name="test-all-gloves",
@@ -41,13 +40,13 @@ ALL_GLOVES = SafetyPolicy(
 
 @pytest.fixture
 def engine(trained_models: dict) -> DetectionEngine:
-    return DetectionEngine(trained_models["detect"][0], EngineSettings(conf=0.002, imgsz=96))
+    return DetectionEngine(trained_models["detect"][0])
 
 
 @pytest.fixture
 def video_run(engine: DetectionEngine, tmp_path: Path) -> tuple[DetectionRun, RecordStore, list]:
     store = RecordStore(tmp_path / "records.sqlite")
-    run = DetectionRun(engine, open_source(make_video(tmp_path / "clip.mp4", frames=16)), ALL_GLOVES, store,
+    run = DetectionRun(engine, open_source(make_video(tmp_path / "clip.mp4", frames=16)), LOW, ALL_GLOVES, store,
                        exports_dir=tmp_path / "exports")  # fmt: skip
     updates = list(run)
     return run, store, updates
@@ -67,7 +66,7 @@ def test_database_files_and_workbook_agree(video_run: tuple, tmp_path: Path) -> 
 
     with open(s.output_dir / "detections.csv", newline="") as f:
         assert [(int(r["frame_index"]), r["class_name"], float(r["confidence"])) for r in csv.DictReader(f)] == returned
-    rows = json.loads((s.output_dir / "detections.json").read_text())
+    rows = [json.loads(line) for line in (s.output_dir / "detections.jsonl").read_text().splitlines()]
     assert [(r["frame_index"], r["class_name"], r["confidence"]) for r in rows] == returned
 
     book = export_workbook(store, tmp_path / "run.xlsx", run_id=s.run_id)
@@ -101,7 +100,7 @@ def test_events_follow_the_policy_and_are_saved_everywhere(video_run: tuple, tmp
     saved = json.loads((s.output_dir / "events.json").read_text())
     assert [(e["start_frame"], e["end_frame"]) for e in saved] == [(e.start_frame, e.end_frame) for e in s.events]
     ws = load_workbook(export_workbook(store, tmp_path / "run.xlsx", run_id=s.run_id))["Events"]
-    assert [(r[5], r[6]) for r in ws.iter_rows(min_row=2, values_only=True)] == [
+    assert [(r[4], r[5]) for r in ws.iter_rows(min_row=2, values_only=True)] == [
         (e.start_frame, e.end_frame) for e in s.events
     ]
 
@@ -123,7 +122,7 @@ def test_output_video_plays_in_chromium(video_run: tuple) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{server.server_port}/play.html")
             page.wait_for_function("document.getElementById('v').readyState === 4", timeout=15000)
@@ -143,7 +142,7 @@ def test_workbook_is_formatted_for_people(video_run: tuple, tmp_path: Path) -> N
     assert wb.sheetnames == ["Summary", "Detections", "Events"]
     ws = wb["Detections"]
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == f"A1:N{run.summary.detections + 1}"
+    assert ws.auto_filter.ref == f"A1:P{run.summary.detections + 1}"
     assert ws["H2"].number_format == "0.0%" and ws["E2"].number_format.startswith("yyyy-mm-dd")
     assert ws["E2"].is_date and ws.column_dimensions["G"].width >= len("Class")
     summary = {r[0]: r for r in wb["Summary"].iter_rows(values_only=True) if r and r[0]}
@@ -161,7 +160,7 @@ def test_formula_like_text_is_never_evaluated(engine: DetectionEngine, tmp_path:
     cv2.imwrite(str(folder / "plain.jpg"), np.full((64, 64, 3), 120, np.uint8))
     (folder / f"{name}.jpg").write_bytes((folder / "plain.jpg").read_bytes())
     store = RecordStore(tmp_path / "r.sqlite")
-    run = DetectionRun(engine, open_source(folder), None, store, exports_dir=tmp_path / "exports")
+    run = DetectionRun(engine, open_source(folder), LOW, None, store, exports_dir=tmp_path / "exports")
     s = run.run()
     assert s.detections > 0 and len(s.images) == 2
     path = export_workbook(store, tmp_path / "x.xlsx", run_id=s.run_id)
@@ -180,8 +179,8 @@ def test_date_range_and_source_queries(engine: DetectionEngine, tmp_path: Path) 
     store = RecordStore(tmp_path / "r.sqlite")
     image = tmp_path / "a.jpg"
     cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
-    first = DetectionRun(engine, open_source(image), None, store, exports_dir=tmp_path / "e").run()
-    second = DetectionRun(engine, open_source(tmp_path), None, store, exports_dir=tmp_path / "e").run()
+    first = DetectionRun(engine, open_source(image), LOW, None, store, exports_dir=tmp_path / "e").run()
+    second = DetectionRun(engine, open_source(tmp_path), LOW, None, store, exports_dir=tmp_path / "e").run()
     runs = store.runs()
     assert [r.id for r in runs] == [second.run_id, first.run_id]
     cut = store.run(second.run_id).started_at
@@ -197,7 +196,7 @@ def test_date_range_and_source_queries(engine: DetectionEngine, tmp_path: Path) 
 
 def test_a_run_stopped_early_is_closed_cleanly(engine: DetectionEngine, tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "r.sqlite")
-    run = DetectionRun(engine, open_source(make_video(tmp_path / "c.mp4", frames=20)), ALL_GLOVES, store,
+    run = DetectionRun(engine, open_source(make_video(tmp_path / "c.mp4", frames=20)), LOW, ALL_GLOVES, store,
                        exports_dir=tmp_path / "e")  # fmt: skip
     for update in run:
         if update.done == 5:
@@ -211,8 +210,6 @@ def test_a_run_stopped_early_is_closed_cleanly(engine: DetectionEngine, tmp_path
 
 
 def test_policy_must_fit_the_model(engine: DetectionEngine, tmp_path: Path) -> None:
-    from app.policy import PolicyError
-
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(PolicyError, match="classes the model does not have"):
-        DetectionRun(engine, open_source(tmp_path / "a.jpg"), SafetyPolicy.load("gloves"), None)
+        DetectionRun(engine, open_source(tmp_path / "a.jpg"), LOW, SafetyPolicy.load("gloves"), None)

@@ -1,15 +1,16 @@
-"""The console's service layer without a browser: models, uploads, no-weights help, live runs, history."""
+"""The service without a browser: models, uploads, no-weights help, live sessions and their life cycle, history."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from app.errors import ServiceError
-from app.service import NO_WEIGHTS_HELP, DetectionService, RunOptions
+from app.service import LIVE_GAP_S, NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
 
 @pytest.fixture
@@ -45,33 +46,98 @@ def test_bad_uploads_are_refused(service: DetectionService, tmp_path: Path) -> N
     assert service.available_models() == []
 
 
-def test_live_session_records_every_pushed_frame(service: DetectionService, trained_models: dict) -> None:
+@pytest.fixture
+def weights(service: DetectionService, trained_models: dict) -> str:
     shutil.copy(trained_models["detect"][0], service.weights_dir / "d.pt")
-    options = RunOptions(weights=str(service.weights_dir / "d.pt"), conf=0.002, imgsz=96, policy=None)
-    live = service.live(options)
-    frames = [np.full((96, 96, 3), v, np.uint8) for v in (30, 90, 150)]
-    updates = [live.process(f) for f in frames]
+    return str(service.weights_dir / "d.pt")
+
+
+class Clock:
+    """A clock the test moves by hand (the live session's pauses and time limit)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+FRAMES = [np.full((96, 96, 3), v, np.uint8) for v in (30, 90, 150)]
+
+
+def test_live_session_records_every_pushed_frame(service: DetectionService, weights: str) -> None:
+    live = service.live(RunOptions(weights=weights, conf=0.002, imgsz=96, policy=None))
+    updates = [live.process(f) for f in FRAMES]
     assert [u.frame.frame_index for u in updates] == [0, 1, 2]
-    summary = live.finish()
-    assert live.finish() is summary  # a second Stop is harmless
-    with pytest.raises(ServiceError, match="live run has ended"):
-        live.process(frames[0])
+    summary = live.stop()
+    assert live.stop() is None  # a second Stop is harmless: nothing left to save
     record = service.store.run(summary.run_id)
     assert (record.kind, record.frames, record.status) == ("stream", 3, "stopped")
     assert service.history("2000-01-01", None)[0].id == summary.run_id
     assert service.workbook(run_id=summary.run_id).is_file()
 
 
-def test_runs_keep_their_own_settings_on_a_shared_model(service: DetectionService, trained_models: dict) -> None:
-    shutil.copy(trained_models["detect"][0], service.weights_dir / "d.pt")
-    weights = str(service.weights_dir / "d.pt")
+def test_stop_while_streaming_saves_once_and_starts_nothing(service: DetectionService, weights: str) -> None:
+    clock = Clock()
+    live = LiveSession(service, RunOptions(weights=weights, conf=0.002, imgsz=96), clock=clock)
+    live.process(FRAMES[0])
+    saved = live.stop()
+    for _ in range(5):  # the browser keeps sending frames for a moment
+        clock.now += 0.2
+        assert live.process(FRAMES[1]) is None
+    assert [r.id for r in service.history(None, None)] == [saved.run_id]
+    clock.now += LIVE_GAP_S + 1  # the user stopped the camera, then starts it again
+    again = live.process(FRAMES[2])
+    assert again.frame.frame_index == 0 and live.run.summary.run_id != saved.run_id
+    live.stop()
+    assert [r.status for r in service.history(None, None)] == ["stopped", "stopped"]
+
+
+def test_pause_time_limit_and_new_options_start_new_runs(service: DetectionService, weights: str) -> None:
+    clock = Clock()
+    options = RunOptions(weights=weights, conf=0.002, imgsz=96)
+    live = LiveSession(service, options, time_limit_s=60, clock=clock)
+    live.process(FRAMES[0])
+    clock.now += 1
+    live.process(FRAMES[1])  # same run
+    clock.now += LIVE_GAP_S + 1
+    live.process(FRAMES[2])  # after a pause: a new run
+    clock.now += 61
+    live.process(FRAMES[0])  # past the time limit: a new run
+    clock.now += 1
+    live.process(FRAMES[0], RunOptions(weights=weights, conf=0.5, imgsz=96))  # new settings: a new run
+    live.stop()
+    runs = sorted(service.history(None, None), key=lambda r: r.started_at)
+    assert [(r.frames, r.conf) for r in runs] == [(2, 0.002), (1, 0.002), (1, 0.002), (1, 0.5)]
+    assert [s.run_id for s in live.saved] == [r.id for r in runs]
+
+
+def test_runs_keep_their_own_settings_on_a_shared_model(service: DetectionService, weights: str) -> None:
     strict = service.live(RunOptions(weights=weights, conf=0.9, imgsz=96))
     loose = service.live(RunOptions(weights=weights, conf=0.002, imgsz=96))
     image = np.full((96, 96, 3), 100, np.uint8)
     assert loose.process(image).frame.detections and not strict.process(image).frame.detections
-    assert service.store.run(strict.finish().run_id).conf == 0.9
-    loose.finish()
+    assert service.store.run(strict.stop().run_id).conf == 0.9
+    loose.stop()
     with pytest.raises(ServiceError, match="unknown class 'mitten'"):
-        service.live(RunOptions(weights=weights, classes=["mitten"]))
+        service.live(RunOptions(weights=weights, classes=("mitten",))).process(image)
     with pytest.raises(ServiceError, match="classes the model does not have"):
-        service.live(RunOptions(weights=weights, policy="gloves"))
+        service.live(RunOptions(weights=weights, policy="gloves")).process(image)
+
+
+def test_model_info_and_fitting_policies(service: DetectionService, weights: str) -> None:
+    info = service.model_info(weights)
+    assert info.defaults.imgsz == 96
+    assert info.short_name == "d.pt (detect: " + ", ".join(info.names.values()) + "; 96 px)"
+    assert service.policies(weights) == ["bandsaw"]  # the test model has the bandsaw classes only
+    assert set(service.policies()) == {"bandsaw", "gloves", "gloves-forbidden"}
+
+
+def test_a_run_records_the_settings_inference_used(service: DetectionService, weights: str, tmp_path: Path) -> None:
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
+    summary = service.detect_file(image, RunOptions(weights=weights)).run()  # the model's own defaults
+    record = service.store.run(summary.run_id)
+    assert (record.imgsz, record.conf, record.iou) == (96, 0.25, 0.7)
+    with pytest.raises(ServiceError, match="danger zone"):
+        service.detect_file(image, RunOptions(weights=weights, policy="bandsaw", zone="0,0 2,0 1,1"))

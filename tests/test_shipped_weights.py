@@ -11,17 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
-from app.engine import DetectionEngine, EngineSettings
+from app.engine import DetectionEngine, RunSettings
 from app.nn import BiLevelRoutingAttention
 from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
 
-SETTINGS = EngineSettings(conf=0.25, imgsz=320)  # the training size, where the card's valid scores were measured
+SETTINGS = RunSettings(conf=0.25, imgsz=320)  # the training size, where the card's valid scores were measured
 PHOTOS_PER_CLASS = 8  # valid photos holding exactly one hand of the class, first by name
 
 
 @pytest.fixture(scope="module", params=["gloves-bra-n.pt", "gloves-n.pt"])
 def engine(request: pytest.FixtureRequest) -> DetectionEngine:
-    return DetectionEngine(WEIGHTS_DIR / request.param, SETTINGS)
+    return DetectionEngine(WEIGHTS_DIR / request.param)
 
 
 def test_weights_are_stripped_and_describe_the_glove_classes(engine: DetectionEngine) -> None:
@@ -34,7 +34,7 @@ def test_weights_are_stripped_and_describe_the_glove_classes(engine: DetectionEn
 
 @pytest.mark.parametrize("value", [0, 127, 255])
 def test_blank_frames_have_no_detections(engine: DetectionEngine, value: int) -> None:
-    assert engine.predict(np.full((480, 640, 3), value, np.uint8), annotate=False).detections == []
+    assert engine.predict(np.full((480, 640, 3), value, np.uint8), SETTINGS, annotate=False).detections == []
 
 
 def _frames(clip: Path, count: int) -> list[np.ndarray]:
@@ -65,8 +65,8 @@ def test_bare_hand_found_in_desk_clip_frames(engine: DetectionEngine, shared_dat
     enough). A hand from another source: the card lists how weak both models still are on it, and the false
     gloved_hand boxes the BRA model puts on the desk; the plain model puts none there."""
     frames = _frames(shared_data / "videos" / "hand_desk.mp4", 12)
-    settings = EngineSettings(conf=0.25, imgsz=imgsz)
-    found = [{d.class_name for d in engine.predict(f, annotate=False, settings=settings).detections} for f in frames]
+    settings = RunSettings(conf=0.25, imgsz=imgsz)
+    found = [{d.class_name for d in engine.predict(f, settings, annotate=False).detections} for f in frames]
     assert sum("bare_hand" in classes for classes in found) >= DESK_FRAMES_WITH_BARE_HAND[engine.weights.name, imgsz]
     if "bra" not in engine.weights.name:
         assert not any("gloved_hand" in classes for classes in found), found
@@ -103,7 +103,7 @@ def test_labelled_hands_found_in_valid_photos(engine: DetectionEngine, shared_da
     assert len(photos) == PHOTOS_PER_CLASS
     missed = []
     for image, box in photos:
-        detections = engine.predict(cv2.imread(str(image)), annotate=False).detections
+        detections = engine.predict(cv2.imread(str(image)), SETTINGS, annotate=False).detections
         if not any(d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5 for d in detections):
             missed.append(f"{image.name}: {detections}")
     assert len(missed) <= MISSED_AT_MOST, missed
