@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -60,15 +61,20 @@ def main(argv: list[str] | None = None) -> None:
     auth = check_access(args)
     service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir, db=args.db)
     ui = build_console(service, default_conf=args.conf)
-    ui.queue(default_concurrency_limit=2).launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=auth,
-        allowed_paths=[str(args.exports)],  # results are served from exports/ only
-        show_error=True,
-        footer_links=[],
-        ssr_mode=False,  # no Node.js server beside Python
-    )
+    # SIGTERM (a service manager stopping the console) ends it like Ctrl-C, so open live runs are saved.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        ui.queue(default_concurrency_limit=2).launch(
+            server_name=args.host,
+            server_port=args.port,
+            auth=auth,
+            allowed_paths=[str(args.exports)],  # results are served from exports/ only
+            show_error=True,
+            footer_links=[],
+            ssr_mode=False,  # no Node.js server beside Python
+        )
+    finally:
+        service.shutdown()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,24 @@ def draw_safety(
         cv2.addWeighted(overlay, 0.15, image, 0.85, 0, dst=image)
         cv2.polylines(image, [pts], True, ZONE_COLOR, max(2, w // 400))
     if status is not None:
-        text = status.label if status.ok else f"VIOLATION: {', '.join(status.reasons)}"
-        scale = max(0.5, w / 1400)
-        thickness = max(1, int(scale * 2))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(image, (0, 0), (min(w, tw + 20), th + base + 16), OK_COLOR if status.ok else VIOLATION_COLOR, -1)
-        cv2.putText(image, text, (10, th + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        _verdict_bar(image, status)
     return image
+
+
+def _verdict_bar(image: np.ndarray, status: FrameStatus) -> None:
+    """A full-width bar along the bottom edge (box labels sit at the top of boxes, Gradio's label at the top
+    left), sized to the image; a violation also gets a thick red frame, so it is seen at a glance."""
+    h, w = image.shape[:2]
+    color = OK_COLOR if status.ok else VIOLATION_COLOR
+    text = "OK" if status.ok else "VIOLATION: " + ", ".join(status.reasons)
+    bar = max(24, h // (14 if status.ok else 9))
+    if not status.ok:
+        cv2.rectangle(image, (0, 0), (w - 1, h - 1), color, max(4, min(w, h) // 60))
+    cv2.rectangle(image, (0, h - bar), (w, h), color, -1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
+    scale = min((bar * 0.6) / th, (w * 0.94) / tw)  # as large as the bar allows, never wider than the image
+    thickness = max(1, round(scale * 2))
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
+    org = ((w - tw) // 2, h - (bar - th) // 2)
+    cv2.putText(image, text, org, font, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -3,8 +3,11 @@ translate widgets into service calls and results into widgets (`app/views.py` re
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -12,8 +15,9 @@ import gradio as gr
 import numpy as np
 
 from . import views
-from .errors import GloveSafetyError
+from .errors import GloveSafetyError, ServiceError
 from .pipeline import DetectionRun
+from .schema import DetectionRow, EventRow
 from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
 IMAGE_SIZES = [320, 416, 480, 640, 800, 960]
@@ -62,7 +66,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             """A model was chosen (or the page loaded): its classes, fitting policies and its own defaults."""
             if not path:
                 return _none_loaded(service)
-            info = _call(service.model_info, path)
+            info = service.model_info(path)
             d = info.defaults
             return (
                 gr.update(choices=views.model_choices(service), value=path),
@@ -77,12 +81,12 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
 
         outputs = [controls.model, controls.policy, controls.imgsz, controls.conf, controls.iou, controls.classes,
                    notice, model_info]  # fmt: skip
-        controls.model.input(model_changed, [controls.model], outputs)
+        controls.model.input(_answer(model_changed, len(outputs)), [controls.model], outputs)
         # An upload is kept, listed and selected with its own defaults.
-        upload.upload(lambda p: model_changed(str(_call(service.add_upload, p).path)) if p else gr.skip(), [upload],
-                      outputs)  # fmt: skip
+        added = _answer(lambda p: model_changed(str(service.add_upload(p).path)) if p else gr.skip(), len(outputs))
+        upload.upload(added, [upload], outputs)
         # On every page load the lists are read again: uploads made since the server started are offered.
-        ui.load(lambda: model_changed(str(service.default_model() or "")), None, outputs)
+        ui.load(_answer(lambda: model_changed(str(service.default_model() or "")), len(outputs)), None, outputs)
     return ui
 
 
@@ -115,13 +119,13 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
 
     def run_image(path, *ctl):
         if not path:
-            raise gr.Error("Choose an image first.")
-        run = _call(service.detect_file, path, _options(*ctl))
-        summary = _call(run.run)
+            raise ServiceError("Choose an image first.")
+        run = service.detect_file(path, _options(*ctl))
+        summary = run.run()
         image = views.rgb(cv2.imread(str(summary.images[0]))) if summary.images else None
         return image, *views.result_values(service, summary)
 
-    run_btn.click(run_image, [image_in, *controls.inputs()], [image_out, *results])
+    run_btn.click(_answer(run_image, 7), [image_in, *controls.inputs()], [image_out, *results])
     image_out.select(_add_zone_point, [controls.zone, image_out], [controls.zone])
 
 
@@ -135,29 +139,26 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
 
     def run_video(path, n, *ctl, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
         if not path:
-            raise gr.Error("Choose a video first.")
-        run = _call(service.detect_file, path, _options(*ctl), stride=int(n))
+            raise ServiceError("Choose a video first.")
+        run = service.detect_file(path, _options(*ctl), stride=int(n))
         for partial in _progress(run, progress):
             yield None, *partial
         yield str(run.summary.video) if run.summary.video else None, *views.result_values(service, run.summary)
 
-    run_btn.click(run_video, [video_in, stride, *controls.inputs()], [video_out, *results])
+    run_btn.click(_answer(run_video, 7), [video_in, stride, *controls.inputs()], [video_out, *results])
 
 
 def _progress(run: DetectionRun, progress: gr.Progress):
     """Partial results every 2 s while a video runs: banner and the table so far (the rest unchanged)."""
     rows, last = [], 0.0
-    try:
-        for update in run:
-            rows += update.rows
-            total = update.total or 0
-            progress((update.done, total) if total else None, desc="Processing video", unit="frames")
-            if time.monotonic() - last > 2 and update.frame is not None:
-                last = time.monotonic()
-                yield views.banner(update.status, run.policy is not None), views.detections_table(rows), \
-                    *([gr.skip()] * 5)  # fmt: skip
-    except GloveSafetyError as e:
-        raise gr.Error(str(e), duration=None) from e
+    for update in run:
+        rows += update.rows
+        total = update.total or 0
+        progress((update.done, total) if total else None, desc="Processing video", unit="frames")
+        if time.monotonic() - last > 2 and update.frame is not None:
+            last = time.monotonic()
+            yield views.banner(update.status, run.policy is not None), views.detections_table(rows), \
+                *([gr.skip()] * 4)  # fmt: skip
 
 
 def _live_tab(service: DetectionService, controls: Controls) -> None:
@@ -167,15 +168,15 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
                        webcam_options=gr.WebcamOptions(mirror=False))  # fmt: skip
         cam_out = gr.Image(label="Live result", elem_id="cam-out", interactive=False)
     status = gr.HTML(elem_id="live-status")
-    counts = gr.Dataframe(headers=["class", "count"], label="This frame", elem_id="live-counts")
+    counts = gr.Dataframe(views.counts_table(None), label="This frame", elem_id="live-counts")
     info = gr.Markdown(elem_id="live-info")
     stop_btn = gr.Button("Stop and save the live run", elem_id="live-stop")
 
     def stream_frame(frame, state: LiveSession | None, *ctl):
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
-        state = state or _call(service.live, _options(*ctl))
-        update = _call(state.process, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
+        state = state or service.live(_options(*ctl))
+        update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
         if update is None:  # stopped: frames are ignored until the camera is stopped
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
         return (views.rgb(update.frame.annotated), views.banner(update.status, state.run.policy is not None),
@@ -185,9 +186,9 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
         saved = state.stop() if state is not None else None
         return state, views.saved_live(saved)
 
-    cam.stream(stream_frame, [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
+    cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
                time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=0.05)  # fmt: skip
-    stop_btn.click(stop_live, [session], [session, info])
+    stop_btn.click(_answer(stop_live, 2), [session], [session, info])
 
 
 def _history_tab(service: DetectionService) -> None:
@@ -198,10 +199,11 @@ def _history_tab(service: DetectionService) -> None:
     with gr.Row():
         show_btn = gr.Button("Show runs", elem_id="hist-run")
         export_btn = gr.Button("Export Excel", elem_id="hist-export")
-    runs = gr.Dataframe(label="Runs", elem_id="hist-table", wrap=True)
+    runs = gr.Dataframe(views.runs_table([]), label="Runs", elem_id="hist-table")
     workbook = gr.File(label="Workbook", elem_id="hist-file", height=80)
-    show_btn.click(lambda a, b, s: views.runs_table(_call(service.history, a, b, s)), [start, end, source], [runs])
-    export_btn.click(lambda a, b: str(_call(service.workbook, None, a, b)), [start, end], [workbook])
+    show = _answer(lambda a, b, s: views.runs_table(service.history(a, b, s)), 1)
+    show_btn.click(show, [start, end, source], [runs])
+    export_btn.click(_answer(lambda a, b: str(service.workbook(None, a, b)), 1), [start, end], [workbook])
 
 
 def _model_tab(service: DetectionService) -> tuple[gr.File, gr.Markdown]:
@@ -215,10 +217,10 @@ def _model_tab(service: DetectionService) -> tuple[gr.File, gr.Markdown]:
 def _result_widgets(prefix: str) -> list[gr.components.Component]:
     """Verdict banner, detections table, counts chart, events table, settings / where-saved note, workbook."""
     status = gr.HTML(elem_id=f"{prefix}-status")
-    table = gr.Dataframe(label="Detections", elem_id=f"{prefix}-table", wrap=False, max_height=400)
+    table = gr.Dataframe(views.table([], DetectionRow), label="Detections", elem_id=f"{prefix}-table", max_height=400)
     with gr.Row():
         chart = gr.HTML(elem_id=f"{prefix}-chart", label="Detections per class")
-        events = gr.Dataframe(label="Violation events", elem_id=f"{prefix}-events", wrap=False)
+        events = gr.Dataframe(views.table([], EventRow), label="Violation events", elem_id=f"{prefix}-events")
     saved = gr.Markdown(elem_id=f"{prefix}-saved")
     excel = gr.File(label="Excel workbook of this run", elem_id=f"{prefix}-excel", height=80)
     return [status, table, chart, events, saved, excel]
@@ -230,12 +232,32 @@ def _none_loaded(service: DetectionService) -> tuple:
             gr.update(), gr.update(choices=[], value=[]), notice, notice)  # fmt: skip
 
 
-def _call(fn, *args, **kwargs):
-    """Run a service call; a user's error becomes one visible message, anything else stays a bug."""
-    try:
-        return fn(*args, **kwargs)
-    except GloveSafetyError as e:
-        raise gr.Error(str(e), duration=None) from e
+def _answer(callback: Callable, outputs: int) -> Callable:
+    """`callback` for Gradio: a user's error (`GloveSafetyError`) becomes a warning toast and leaves the `outputs`
+    as they were, without the red "Error" marks Gradio puts on outputs of a failed event; anything else is a bug
+    and stays one."""
+    skip = tuple(gr.skip() for _ in range(outputs)) if outputs > 1 else gr.skip()
+    if inspect.isgeneratorfunction(callback):
+
+        @functools.wraps(callback)
+        def stream(*args, **kwargs):
+            try:
+                yield from callback(*args, **kwargs)
+            except GloveSafetyError as e:
+                gr.Warning(str(e), duration=None)
+                yield skip
+
+        return stream
+
+    @functools.wraps(callback)
+    def call(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except GloveSafetyError as e:
+            gr.Warning(str(e), duration=None)
+            return skip
+
+    return call
 
 
 def _options(model, conf, iou, classes, imgsz, track, policy, zone) -> RunOptions:

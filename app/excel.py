@@ -29,6 +29,7 @@ from .schema import DATETIME, FLAG, PERCENT, DetectionRow, EventRow, Row, RunRow
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
 WIDTH_SAMPLE = 2000  # rows read to fit column widths
+EXCEL_CELL_CHARS = 32_767  # Excel's limit; XlsxWriter silently cuts longer strings
 
 
 
@@ -197,7 +198,10 @@ def _write_row(ws: Worksheet, fmt: _Formats, r: int, values: list, formats: dict
 
 
 def _text(ws: Worksheet, fmt: _Formats, r: int, c: int, value: str) -> None:
-    """Text as typed; one that looks like a formula also gets Excel's quote prefix."""
+    """Text as typed; one that looks like a formula also gets Excel's quote prefix. Text longer than a cell holds
+    (a polygon of thousands of points) is left out rather than cut into invalid JSON: the run's files have it."""
+    if len(value) > EXCEL_CELL_CHARS:
+        return
     ws.write_string(r, c, value, fmt.quoted if value.startswith(FORMULA_PREFIXES) else None)
 
 

@@ -49,7 +49,7 @@ Hint = Literal["f32", "bf16", "f16"]
 CPU lacks the type)."""
 
 MAX_METADATA_BYTES = 2**20  # Ultralytics writes ~0.5 kB
-MAX_XML_BYTES = 16 * 2**20  # the graph: ~0.4 MB for BRA-YOLO11n
+MAX_XML_BYTES = 16 * 2**20  # the graph: ~0.5 MB for BRA-YOLO11n
 MAX_BIN_BYTES = 200 * 2**20  # the weights, capped like checkpoints (engine.MAX_CHECKPOINT_BYTES)
 CALIBRATION_IMAGES = 300  # NNCF's own default calibration subset
 ISA_FEATURES = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16")
@@ -109,7 +109,6 @@ def export_openvino(
     precision: Precision = "fp32",
     data: str | Path | None = None,
     out: str | Path | None = None,
-    model: YOLO | None = None,
     calibration_images: int = CALIBRATION_IMAGES,
 ) -> Path:
     """Export a detect or segment checkpoint to an OpenVINO folder (static input, batch 1) and return its path.
@@ -117,7 +116,7 @@ def export_openvino(
     `int8` is calibrated on `calibration_images` images of the dataset YAML `data`'s train split, spread evenly over
     its sources and photos (its val split stays unseen, for evaluation); only `int8` takes `data`. The folder is
     `out`, else `<stem>_openvino_model` (`<stem>_fp16_...`, `<stem>_int8_...`) beside the weights; an earlier
-    export there is replaced. `model`, if given, is `weights` already loaded (the exporter works on a copy).
+    export there is replaced, and nothing else is written beside the weights.
 
     Raises:
         ModelExportError: Bad arguments, `out` is something other than an export, or the exporter failed.
@@ -133,6 +132,10 @@ def export_openvino(
     if out.exists() and not (out / "metadata.yaml").is_file():
         raise ModelExportError(f"{out} exists and is not an OpenVINO export: not replaced")
     with tempfile.TemporaryDirectory() as tmp:
+        # Ultralytics writes `<stem>_openvino_model/` beside the checkpoint for FP32 and FP16 alike, so export a
+        # copy in a folder of our own: an FP16 export must not overwrite an FP32 one there.
+        source = Path(tmp) / weights.name
+        shutil.copyfile(weights, source)
         # Ultralytics calibrates on `data`'s `split`: its val split unless told otherwise
         calibration = (
             {"data": str(_calibration_yaml(data, calibration_images, Path(tmp))), "split": "train"}
@@ -140,20 +143,13 @@ def export_openvino(
             else {}
         )
         try:
-            model = model or YOLO(str(weights))
-            exported = Path(
-                model.export(
-                    format="openvino",
-                    imgsz=imgsz,
-                    quantize=_QUANTIZE[precision],
-                    **calibration,
-                )
+            exported = YOLO(str(source)).export(
+                format="openvino", imgsz=imgsz, quantize=_QUANTIZE[precision], **calibration
             )
         except Exception as e:  # the exporter raises many types (tracing, conversion, NNCF)
             raise ModelExportError(
                 f"{weights.name}: OpenVINO {precision} export failed: {type(e).__name__}: {e}"
             ) from e
-    if exported.resolve() != out.resolve():
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,7 @@ class RunWriter:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.video = VideoWriter(run_dir / "annotated.mp4", video_fps) if video_fps is not None else None
         self.images: list[Path] = []
+        self._image_stems: set[str] = set()
         self._columns = DetectionRow.file_columns()
         self._text_columns = {c.name for c in self._columns if c.kind == TEXT}
         self._csv = open(run_dir / "detections.csv", "wb", buffering=0)  # noqa: SIM115 (closed in close())
@@ -157,7 +158,9 @@ class RunWriter:
         if self.video is not None:
             self.video.write(image)
         else:
-            name = Path(frame.source or f"frame_{frame.frame_index}").stem + ".jpg"
+            stem = Path(frame.source or f"frame_{frame.frame_index}").stem
+            name = f"{stem}.jpg" if stem not in self._image_stems else f"{stem}-{frame.frame_index}.jpg"
+            self._image_stems.add(stem)  # a.jpg and a.png in one folder: two files, not one overwritten
             self.images.append(write_jpeg(self.run_dir / "images" / name, image))
 
     def snapshot(self, event: SafetyEvent) -> str | None:

@@ -9,6 +9,7 @@ files as they come, so a run of a whole shift holds no more in memory than a sho
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from .annotate import draw_safety
 from .engine import DetectionEngine, RunSettings
 from .outputs import RunWriter
 from .policy import FrameStatus, SafetyMonitor, SafetyPolicy
-from .records import RecordStore, utc_now
+from .records import HOST, RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
 from .schema import DetectionRow, EventRow, RunRow
@@ -228,4 +229,6 @@ class DetectionRun:
             policy_json=json.dumps(p.__dict__) if p else None,
             output_dir=str(output_dir),
             started_at=utc_now(),
+            host=HOST,
+            pid=os.getpid(),
         )

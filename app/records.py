@@ -6,8 +6,11 @@ WAL mode with a commit per frame: a process killed mid-run loses at most the fra
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .runtime import EXPORTS_DIR
-from .schema import FLAG, ROWS, DetectionRow, EventRow, Row, RunRow
+from .schema import FLAG, ROWS, SCHEMA_VERSION, DetectionRow, EventRow, Row, RunRow
 
 DEFAULT_DB = EXPORTS_DIR / "records.sqlite"
+HOST = socket.gethostname()
+"""This machine, recorded with each run (with the process id) so that a run left open by a crash is found."""
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS detections_run ON detections(run_id, frame_index)",
     "CREATE INDEX IF NOT EXISTS detections_time ON detections(detected_at)",
@@ -48,14 +53,59 @@ class RecordStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal(timeout=30)
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self._db.execute("PRAGMA foreign_keys=ON")
-        with self._db:
-            for row in ROWS:
-                self._db.execute(create_table_sql(row))
-            for index in INDEXES:
-                self._db.execute(index)
+        with self._lock, self._db:
+            self._migrate()
+
+    def _wal(self, timeout: float) -> None:
+        """Switch the file to WAL. SQLite answers "locked" at once, without waiting, while another connection
+        writes a file not yet in WAL mode (two processes opening a new records file together): retry."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _migrate(self) -> None:
+        """Create missing tables, add columns a newer schema has (files of earlier versions keep their data),
+        and record the schema version."""
+        for row in ROWS:
+            self._db.execute(create_table_sql(row))
+            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({row.table})")}
+            for c in row.columns():
+                if c.name not in present:  # ALTER TABLE cannot add a PRIMARY KEY: new columns never are
+                    try:
+                        self._db.execute(f"ALTER TABLE {row.table} ADD COLUMN {c.name} {c.sql}")
+                    except sqlite3.OperationalError as e:  # another process opening the file added it first
+                        if "duplicate column" not in str(e):
+                            raise
+        for index in INDEXES:
+            self._db.execute(index)
+        # A file written by a newer release keeps its (higher) version.
+        stored = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._db.execute(f"PRAGMA user_version = {max(stored, SCHEMA_VERSION)}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close_interrupted(self, host: str = HOST, ending_pid: int | None = None) -> list[str]:
+        """Close as `interrupted` the runs this machine left `running` from processes that no longer exist (or
+        from `ending_pid`, a process shutting down); what they recorded stays. Returns their ids."""
+        with self._tx() as db:
+            found = db.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall()
+            dead = [run_id for run_id, pid in found if pid is None or pid == ending_pid or not _alive(pid)]
+            db.executemany(
+                "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", [(utc_now(), i) for i in dead]
+            )
+        return dead
 
     def close(self) -> None:
         with self._lock:
@@ -104,7 +154,8 @@ class RecordStore:
             db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id))
 
     def runs(self, start: str | None = None, end: str | None = None, source: str | None = None) -> list[RunRow]:
-        """Runs started in [start, end) (ISO dates or date-times, UTC), newest first, optionally by source."""
+        """Runs started in [start, end) (ISO dates or date-times, UTC), newest first, optionally by source (as
+        stored, or a file name)."""
         where, args = _range("t.started_at", start, end, source, prefix="t.")
         return self._select(RunRow, f"FROM runs t {where} ORDER BY t.started_at DESC", args)
 
@@ -143,6 +194,17 @@ class RecordStore:
         return [row(**{**r, **{f: bool(r[f]) for f in flags}}) for r in rows]
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a reused id counts as alive: never close too much)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
 def _insert(db: sqlite3.Connection, row: Row) -> int:
     """Insert a row by its named columns (an `id` of None is left to the database); returns the row id."""
     values = {k: v for k, v in row.as_dict().items() if not (k == "id" and v is None)}
@@ -160,7 +222,8 @@ def _range(column: str, start: str | None, end: str | None, source: str | None, 
     if end:
         clauses.append(f"{column} < ?")
         args.append(end)
-    if source:
-        clauses.append(f"{prefix}source = ?")
-        args.append(source)
+    if source:  # the source as stored (a path, a URL), or a file's name alone
+        clauses.append(f"({prefix}source = ? OR {prefix}source LIKE ? ESCAPE '\\')")
+        escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args += [source, f"%/{escaped}"]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)

@@ -69,7 +69,7 @@ class Row:
         return [c for c in cls.columns() if c.files]
 
     def as_dict(self, columns: list[Column] | None = None) -> dict[str, Any]:
-        return {c.name: getattr(self, c.name) for c in columns or self.columns()}
+        return {c.name: getattr(self, c.name) for c in (self.columns() if columns is None else columns)}
 
     def console_values(self) -> list[Any]:
         return [getattr(self, c.name) for c in self.console_columns()]
@@ -99,6 +99,8 @@ class RunRow(Row):
     ended_at: str | None = column("TEXT", "Ended", kind=DATETIME)
     status: str = column("TEXT NOT NULL", "Status", kind=TEXT, default="running")
     frames: int = column("INTEGER NOT NULL DEFAULT 0", "Frames", default=0)
+    host: str | None = column("TEXT", "Host", kind=TEXT, console=False)  # the machine and process running it:
+    pid: int | None = column("INTEGER", "Process", console=False)  # a run left `running` by a dead one is closed
 
 
 @dataclass
@@ -170,3 +172,7 @@ class EventRow(Row):
 
 ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow)
 """Every table, in creation order (detections and events refer to runs)."""
+SCHEMA_VERSION = 2
+"""Version 1: the first tables; 2: runs.host and runs.pid. A store adds missing columns when it opens a file."""
+RUN_STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+"""`interrupted`: the process running it ended without closing it (a crash, a kill, a power cut)."""

@@ -7,10 +7,13 @@ output; everything a user can do can be done (and is tested) through this module
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +164,15 @@ class DetectionService:
         self.store = RecordStore(db or self.exports_dir / "records.sqlite")
         self.uploads_dir = self.exports_dir / "uploaded-models"
         self._engines: dict[tuple[str, int], DetectionEngine] = {}
+        self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self.interrupted = self.store.close_interrupted()  # left `running` by a crash or a kill of an earlier process
+
+    def shutdown(self) -> None:
+        """Save every open live run and close what else this process still has running as `interrupted`."""
+        for session in list(self._sessions):
+            session.stop()
+        self.store.close_interrupted(ending_pid=os.getpid())
 
     # models
     def available_models(self) -> list[Path]:
@@ -227,13 +238,18 @@ class DetectionService:
     def live(self, options: RunOptions) -> LiveSession:
         """A browser camera session (runs start with its first frame)."""
         self.engine(options.weights)  # a bad model is reported now, not on the first frame
-        return LiveSession(self, options)
+        session = LiveSession(self, options)
+        self._sessions.add(session)
+        return session
 
     # history
     def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRow]:
-        return self.store.runs(start=start or None, end=end or None, source=source or None)
+        """Runs started in [start, end) (dates as YYYY-MM-DD, UTC), newest first, optionally from one source."""
+        start, end = _date(start, "From"), _date(end, "Until")
+        return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
     def workbook(self, run_id: str | None = None, start: str | None = None, end: str | None = None) -> Path:
+        start, end = _date(start, "From"), _date(end, "Until")
         name = f"run-{run_id}.xlsx" if run_id else f"runs-{start or 'first'}-to-{end or 'last'}.xlsx"
         try:
             return export_workbook(
@@ -260,3 +276,15 @@ class DetectionService:
                     return engine
                 self._engines[key] = engine
             return self._engines[key]
+
+
+def _date(text: str | None, what: str) -> str | None:
+    """An ISO date (or date-time) as typed, checked; None for empty. A typed 30/11/2026 is answered, not ignored."""
+    if not text or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text!r}") from None
+    return text

@@ -107,8 +107,8 @@ def detections_table(rows: list[DetectionRow]) -> pd.DataFrame:
     return table(rows, DetectionRow)
 
 
-def counts_table(frame: FrameResult) -> pd.DataFrame:
-    return pd.DataFrame(sorted(frame.counts().items()), columns=["class", "count"])
+def counts_table(frame: FrameResult | None) -> pd.DataFrame:
+    return pd.DataFrame(sorted(frame.counts().items()) if frame else [], columns=["class", "count"])
 
 
 def chart(counts: dict[str, int]) -> str:

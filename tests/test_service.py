@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -141,3 +144,30 @@ def test_a_run_records_the_settings_inference_used(service: DetectionService, we
     assert (record.imgsz, record.conf, record.iou) == (96, 0.25, 0.7)
     with pytest.raises(ServiceError, match="danger zone"):
         service.detect_file(image, RunOptions(weights=weights, policy="bandsaw", zone="0,0 2,0 1,1"))
+
+
+def test_runs_left_running_by_a_dead_process_are_closed_as_interrupted(tmp_path: Path, weights: str) -> None:
+    exports = tmp_path / "exports"
+    first = DetectionService(exports_dir=exports, weights_dir=Path(weights).parent)
+    live = first.live(RunOptions(weights=weights, conf=0.002, imgsz=96))
+    live.process(FRAMES[0])
+    run_id = live.run.summary.run_id
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(exports / "records.sqlite") as db:  # as if a process that has since died ran it
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(dead.stdout), run_id))
+    other = DetectionService(exports_dir=exports, weights_dir=Path(weights).parent)  # the next start
+    assert other.interrupted == [run_id]
+    record = other.store.run(run_id)
+    assert (record.status, record.frames) == ("interrupted", 1) and record.ended_at
+    assert other.store.detections(run_id) == first.store.detections(run_id)  # what was recorded stays
+
+
+def test_shutdown_saves_live_runs_and_closes_the_rest(service: DetectionService, weights: str, tmp_path: Path):
+    live = service.live(RunOptions(weights=weights, conf=0.002, imgsz=96))
+    live.process(FRAMES[0])
+    cv2.imwrite(str(tmp_path / "a.jpg"), FRAMES[0])
+    open_run = service.detect_file(tmp_path / "a.jpg", RunOptions(weights=weights, imgsz=96))
+    service.store.start_run(open_run.summary.record)  # a run this process started and never closed
+    service.shutdown()
+    statuses = {r.id: r.status for r in service.history(None, None)}
+    assert statuses == {live.saved[0].run_id: "stopped", open_run.summary.run_id: "interrupted"}

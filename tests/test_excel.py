@@ -1,0 +1,174 @@
+"""Unit tests of app/excel.py: workbooks written from a records store filled by hand, read back with openpyxl."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import openpyxl
+import pytest
+from openpyxl.worksheet.worksheet import Worksheet
+
+from app.errors import RecordsError
+from app.excel import DATETIME_FORMAT, PERCENT_FORMAT, export_workbook
+from app.records import RecordStore
+from app.schema import DetectionRow, EventRow, RunRow
+
+FORMULA = "=HYPERLINK(1)"
+
+
+def local(iso: str) -> datetime:
+    """A stored UTC time as the naive local time the workbook shows."""
+    return datetime.fromisoformat(iso).astimezone().replace(tzinfo=None)
+
+
+def run_row(run_id: str, started_at: str, source: str = "cam-1", tracking: bool = True) -> RunRow:
+    return RunRow(id=run_id, source=source, kind="video", model="gloves-bra-n.pt", model_sha256="ab" * 32,
+                  task="detect", conf=0.25, iou=0.7, imgsz=640, classes=None, tracking=tracking, policy="gloves",
+                  policy_json="{}", output_dir=f"exports/{run_id}", started_at=started_at)  # fmt: skip
+
+
+def detection(run_id: str, i: int, item: str, class_name: str, confidence: float) -> DetectionRow:
+    return DetectionRow(run_id=run_id, item=item, frame_index=i, video_time=i / 10,
+                        detected_at=f"2026-11-16T08:00:0{i}.250+00:00", class_id=0, class_name=class_name,
+                        confidence=confidence, x1=1.0, y1=2.0, x2=3.5, y2=4.5, track_id=None, mask_area=None,
+                        polygon=None)  # fmt: skip
+
+
+def event(run_id: str, closed: bool, item: str = "clip.mp4") -> EventRow:
+    return EventRow(run_id=run_id, item=item, reason="no gloves", class_name="hand", start_frame=0, end_frame=2,
+                    start_time=0.0, end_time=0.2, peak_confidence=0.9123, snapshot=None, closed=closed,
+                    recorded_at="2026-11-16T08:00:03.500+00:00")  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RecordStore]:
+    """Run `a` (2026-11-16, three detections, one formula-like item, two events) and run `b` (a week later)."""
+    s = RecordStore(tmp_path / "records.sqlite")
+    s.start_run(run_row("a", "2026-11-16T08:00:00.000+00:00"))
+    s.add_frame("a", [detection("a", 0, FORMULA, "hand", 0.8765), detection("a", 0, "clip.mp4", "glove", 0.5)])
+    s.add_frame("a", [detection("a", 1, "clip.mp4", "hand", 0.912)])
+    s.save_event(event("a", closed=True, item=FORMULA))
+    s.save_event(event("a", closed=False))
+    s.finish_run("a", "completed")
+    s.start_run(run_row("b", "2026-11-23T08:00:00.000+00:00", source="cam-2", tracking=False))
+    s.add_frame("b", [detection("b", 0, "other.mp4", "glove", 0.4)])
+    yield s
+    s.close()
+
+
+def rows(ws: Worksheet) -> list[list]:
+    return [list(r) for r in ws.iter_rows(values_only=True)]
+
+
+def test_sheets_and_headers(store: RecordStore, tmp_path: Path) -> None:
+    """Summary, Detections and Events; the row sheets are headed by the schema's titles, one row per record."""
+    path = export_workbook(store, tmp_path / "out" / "a.xlsx", run_id="a")
+    assert path == tmp_path / "out" / "a.xlsx"
+    assert [p.name for p in path.parent.iterdir()] == ["a.xlsx"]  # no .part left
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Summary", "Detections", "Events"]
+    detections, events = rows(wb["Detections"]), rows(wb["Events"])
+    assert detections[0] == [c.title for c in DetectionRow.columns()]
+    assert events[0] == [c.title for c in EventRow.columns()]
+    assert len(detections) == 1 + 3 and len(events) == 1 + 2
+    assert wb["Detections"].freeze_panes == "A2"
+
+
+def test_cells_are_typed(store: RecordStore, tmp_path: Path) -> None:
+    """Confidence is a number shown as a percentage, times are real (local) date-times, flags read yes / no."""
+    wb = openpyxl.load_workbook(export_workbook(store, tmp_path / "a.xlsx", run_id="a"))
+    ws = wb["Detections"]
+    col = {c.name: i + 1 for i, c in enumerate(DetectionRow.columns())}
+    confidence = ws.cell(2, col["confidence"])
+    assert (confidence.value, confidence.number_format) == (pytest.approx(0.8765), PERCENT_FORMAT)
+    detected = ws.cell(2, col["detected_at"])
+    assert isinstance(detected.value, datetime) and detected.number_format == DATETIME_FORMAT
+    assert abs(detected.value - local("2026-11-16T08:00:00.250+00:00")) < timedelta(milliseconds=1)
+    assert [ws.cell(r, col["x2"]).value for r in (2, 3, 4)] == [3.5, 3.5, 3.5]
+    assert ws.cell(2, col["track_id"]).value is None
+
+    ev = wb["Events"]
+    ecol = {c.name: i + 1 for i, c in enumerate(EventRow.columns())}
+    assert [ev.cell(r, ecol["closed"]).value for r in (2, 3)] == ["yes", "no"]
+    assert ev.cell(2, ecol["peak_confidence"]).number_format == PERCENT_FORMAT
+    recorded = ev.cell(2, ecol["recorded_at"]).value
+    assert isinstance(recorded, datetime)
+    assert abs(recorded - local("2026-11-16T08:00:03.500+00:00")) < timedelta(milliseconds=1)
+
+
+def test_summary(store: RecordStore, tmp_path: Path) -> None:
+    """Counts and peak confidence per class, the events, and the run's settings with its flags as yes / no."""
+    ws = openpyxl.load_workbook(export_workbook(store, tmp_path / "a.xlsx", run_id="a"))["Summary"]
+    table = rows(ws)
+    assert table[0][:4] == ["Class", "Detections", "Peak confidence", "Violation events"]
+    assert table[1][:4] == ["glove", 1, 0.5, 0]
+    assert table[2][:4] == ["hand", 2, pytest.approx(0.912), 2]
+    assert ws.cell(3, 3).number_format == PERCENT_FORMAT
+    header = next(i for i, r in enumerate(table) if r[0] == "Run")
+    assert table[header][: len(RunRow.columns())] == [c.title for c in RunRow.columns()]
+    run = dict(zip([c.name for c in RunRow.columns()], table[header + 1], strict=False))
+    assert (run["id"], run["tracking"], run["status"], run["frames"]) == ("a", "yes", "completed", 2)
+    assert isinstance(run["started_at"], datetime) and isinstance(run["ended_at"], datetime)
+    assert run["started_at"] == local("2026-11-16T08:00:00.000+00:00")
+
+
+def test_range_export(store: RecordStore, tmp_path: Path) -> None:
+    """A date range [start, end) takes the runs started in it, and only their rows."""
+    wb = openpyxl.load_workbook(export_workbook(store, tmp_path / "w.xlsx", start="2026-11-20", end="2026-11-30"))
+    detections = rows(wb["Detections"])
+    assert [r[0] for r in detections[1:]] == ["b"]
+    assert rows(wb["Events"])[1:] == []
+    summary = rows(wb["Summary"])
+    run_header = next(i for i, r in enumerate(summary) if r[0] == "Run")
+    assert summary[run_header + 1][0] == "b" and summary[run_header + 1][10] == "no"
+    assert len(summary) == run_header + 2
+
+
+def test_unknown_run_and_empty_range(store: RecordStore, tmp_path: Path) -> None:
+    """Nothing to export is a RecordsError, and leaves no file behind."""
+    with pytest.raises(RecordsError, match="no run"):
+        export_workbook(store, tmp_path / "x.xlsx", run_id="nope")
+    with pytest.raises(RecordsError, match="no runs"):
+        export_workbook(store, tmp_path / "x.xlsx", start="2030-01-01", end="2030-02-01")
+    with pytest.raises(RecordsError):
+        export_workbook(store, tmp_path / "x.xlsx", source="cam-9")
+    assert not list(tmp_path.glob("*x.xlsx*"))
+
+
+def test_formula_text_never_becomes_a_formula(store: RecordStore, tmp_path: Path) -> None:
+    """No cell holds a formula; text that looks like one is stored as text with Excel's quote prefix."""
+    path = export_workbook(store, tmp_path / "a.xlsx", run_id="a")
+    with zipfile.ZipFile(path) as z:
+        sheets = [n for n in z.namelist() if n.startswith("xl/worksheets/sheet")]
+        assert len(sheets) == 3
+        for name in sheets:
+            assert b"<f>" not in z.read(name) and b"<f " not in z.read(name), name
+    wb = openpyxl.load_workbook(path)
+    item = DetectionRow.columns().index(next(c for c in DetectionRow.columns() if c.name == "item")) + 1
+    ws = wb["Detections"]
+    assert (ws.cell(2, item).value, ws.cell(2, item).data_type) == (FORMULA, "s")
+    assert ws.cell(2, item).quotePrefix is True
+    assert not ws.cell(3, item).quotePrefix  # ordinary text keeps no prefix
+    ev = wb["Events"]
+    ev_item = [c.name for c in EventRow.columns()].index("item") + 1
+    assert (ev.cell(2, ev_item).value, ev.cell(2, ev_item).quotePrefix) == (FORMULA, True)
+
+
+def test_long_polygon_is_not_truncated(tmp_path: Path) -> None:
+    """A cell holds at most 32,767 characters: a longer polygon (a large, ragged mask: ~2,200+ points) must not be
+    cut into invalid JSON; the Polygon cell holds the whole polygon or none."""
+    store = RecordStore(tmp_path / "records.sqlite")
+    store.start_run(run_row("a", "2026-11-16T08:00:00.000+00:00"))
+    polygon = [[round(1000 + i / 10, 1), round(500.5 + i % 7, 1)] for i in range(3000)]
+    row = detection("a", 0, "clip.mp4", "hand", 0.5)
+    row.polygon = json.dumps(polygon)
+    assert len(row.polygon) > 32_767
+    store.add_frame("a", [row])
+    ws = openpyxl.load_workbook(export_workbook(store, tmp_path / "a.xlsx", run_id="a"))["Detections"]
+    store.close()
+    cell = ws.cell(2, [c.name for c in DetectionRow.columns()].index("polygon") + 1).value
+    assert cell is None or cell == row.polygon, f"polygon of {len(row.polygon)} characters cut to {len(cell)}"

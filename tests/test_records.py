@@ -1,0 +1,402 @@
+"""Unit tests of app/records.py: the SQLite records store, its queries, old databases and concurrent writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.records import HOST, RecordStore, utc_now
+from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, RunRow
+
+RUN_COLUMNS_V1 = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes",
+                  "tracking", "policy", "policy_json", "output_dir", "started_at", "ended_at", "status",
+                  "frames"]  # fmt: skip
+
+# The tables as the previous release created them (`git show HEAD~3:app/records.py`, SCHEMA): `id` first in
+# detections and events, where the row classes now declare it last. Users' records.sqlite files look like this.
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    task TEXT NOT NULL,
+    conf REAL NOT NULL,
+    iou REAL NOT NULL,
+    imgsz INTEGER NOT NULL,
+    classes TEXT,
+    tracking INTEGER NOT NULL,
+    policy TEXT,
+    policy_json TEXT,
+    output_dir TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    item TEXT NOT NULL,
+    frame_index INTEGER NOT NULL,
+    video_time REAL NOT NULL,
+    detected_at TEXT NOT NULL,
+    class_id INTEGER NOT NULL,
+    class_name TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    track_id INTEGER,
+    mask_area REAL,
+    polygon TEXT
+);
+CREATE INDEX IF NOT EXISTS detections_run ON detections(run_id, frame_index);
+CREATE INDEX IF NOT EXISTS detections_time ON detections(detected_at);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    item TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    class_name TEXT NOT NULL,
+    start_frame INTEGER NOT NULL,
+    end_frame INTEGER NOT NULL,
+    start_time REAL NOT NULL,
+    end_time REAL NOT NULL,
+    peak_confidence REAL NOT NULL,
+    snapshot TEXT,
+    closed INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
+"""
+
+
+def make_run(run_id: str, started_at: str, source: str = "cam-1", tracking: bool = False) -> RunRow:
+    return RunRow(id=run_id, source=source, kind="video", model="gloves-bra-n.pt", model_sha256="ab" * 32,
+                  task="detect", conf=0.25, iou=0.7, imgsz=640, classes="[0, 1]", tracking=tracking,
+                  policy="gloves", policy_json='{"min_frames": 3}', output_dir=f"exports/{run_id}",
+                  started_at=started_at)  # fmt: skip
+
+
+def make_detection(run_id: str, frame_index: int, class_name: str = "hand", polygon: str | None = None) -> DetectionRow:
+    return DetectionRow(run_id=run_id, item="clip.mp4", frame_index=frame_index, video_time=frame_index / 10,
+                        detected_at=f"2026-11-16T08:00:{frame_index % 60:02d}.000+00:00", class_id=1,
+                        class_name=class_name, confidence=0.8765, x1=1.5, y1=2.5, x2=30.1, y2=40.2,
+                        track_id=frame_index, mask_area=12.5 if polygon else None, polygon=polygon)  # fmt: skip
+
+
+def make_event(run_id: str, snapshot: str | None = "events/event_000001.jpg", closed: bool = False) -> EventRow:
+    return EventRow(run_id=run_id, item="clip.mp4", reason="bare hand near blade", class_name="hand", start_frame=1,
+                    end_frame=4, start_time=0.1, end_time=0.4, peak_confidence=0.9, snapshot=snapshot,
+                    closed=closed, recorded_at="2026-11-16T08:00:01.000+00:00")  # fmt: skip
+
+
+def stored(rows: list[DetectionRow]) -> list[DetectionRow]:
+    """Rows as read back: everything but the database id."""
+    return [dataclasses.replace(r, id=None) for r in rows]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RecordStore]:
+    s = RecordStore(tmp_path / "sub" / "records.sqlite")
+    yield s
+    s.close()
+
+
+def test_tables_follow_the_schema(store: RecordStore) -> None:
+    """A new database's tables have the row classes' columns, in declaration order."""
+    with sqlite3.connect(store.path) as db:
+        for row in ROWS:
+            names = [r[1] for r in db.execute(f"PRAGMA table_info({row.table})")]
+            assert names == [c.name for c in row.columns()]
+
+
+def test_run_lifecycle(store: RecordStore) -> None:
+    """start_run / add_frame (empty frames count too) / finish_run, read back field by field."""
+    run = make_run("r1", "2026-11-16T08:00:00.000+00:00", tracking=True)
+    assert store.start_run(run) == "r1"
+    assert store.run("r1") == run
+    frames = [[make_detection("r1", 0), make_detection("r1", 0, "glove", "[[1.0, 2.0], [3.0, 4.5], [0.0, 9.1]]")],
+              [], [make_detection("r1", 2)]]  # fmt: skip
+    for rows in frames:
+        store.add_frame("r1", rows)
+    before = utc_now()
+    store.finish_run("r1", "completed")
+    after = utc_now()
+
+    got = store.run("r1")
+    assert got is not None
+    assert (got.frames, got.status, got.tracking) == (3, "completed", True)
+    assert got.ended_at is not None and before <= got.ended_at <= after
+    detections = store.detections(run_id="r1")
+    assert stored(detections) == [r for rows in frames for r in rows]
+    ids = [d.id for d in detections]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids))
+    assert store.run("nope") is None
+    assert store.detections(run_id="nope") == []
+
+
+def test_save_event_insert_then_update(store: RecordStore) -> None:
+    """An update with no snapshot keeps the stored one (COALESCE); a new snapshot replaces it; run_id and
+    recorded_at are kept from the insert."""
+    store.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
+    event = make_event("r1")
+    event_id = store.save_event(event)
+    assert event.id == event_id and isinstance(event_id, int)
+    assert store.events(run_id="r1") == [event]
+
+    update = dataclasses.replace(event, snapshot=None, end_frame=12, end_time=1.2, peak_confidence=0.95,
+                                 closed=True, recorded_at="2026-11-16T09:00:00.000+00:00")  # fmt: skip
+    assert store.save_event(update) == event_id
+    [got] = store.events(run_id="r1")
+    assert got == dataclasses.replace(update, snapshot=event.snapshot, recorded_at=event.recorded_at)
+    assert got.closed is True
+
+    store.save_event(dataclasses.replace(update, snapshot="events/event_000001_closed.jpg"))
+    [got] = store.events(run_id="r1")
+    assert got.snapshot == "events/event_000001_closed.jpg"
+
+    second = make_event("r1", snapshot=None)
+    assert store.save_event(second) != event_id
+    assert [e.id for e in store.events(run_id="r1")] == [event_id, second.id]
+
+
+def fill_range(store: RecordStore) -> None:
+    """Four runs around the week of 2026-11-16, from two sources, each with one detection and one event."""
+    runs = [("before", "2026-11-15T23:59:59.999+00:00", "cam-1"), ("first", "2026-11-16T00:00:00.000+00:00", "cam-1"),
+            ("mid", "2026-11-18T12:00:00.000+00:00", "cam-2"), ("end", "2026-11-23T00:00:00.000+00:00", "cam-1")]
+    for run_id, started_at, source in runs:
+        store.start_run(make_run(run_id, started_at, source))
+        store.add_frame(run_id, [make_detection(run_id, 0)])
+        store.save_event(make_event(run_id))
+
+
+def test_runs_range_and_source(store: RecordStore) -> None:
+    """runs() takes [start, end), filters by source and lists the newest first."""
+    fill_range(store)
+    assert [r.id for r in store.runs()] == ["end", "mid", "first", "before"]
+    assert [r.id for r in store.runs(start="2026-11-16", end="2026-11-23")] == ["mid", "first"]
+    assert [r.id for r in store.runs(start="2026-11-16")] == ["end", "mid", "first"]
+    assert [r.id for r in store.runs(end="2026-11-16")] == ["before"]
+    assert [r.id for r in store.runs(source="cam-1")] == ["end", "first", "before"]
+    assert [r.id for r in store.runs(start="2026-11-16", end="2026-11-23", source="cam-1")] == ["first"]
+    assert store.runs(start="2030-01-01", end="2030-02-01") == []
+
+
+def test_detections_and_events_by_run_and_range(store: RecordStore) -> None:
+    """detections() / events() of one run, or of the runs started in a range and from a source, in order."""
+    fill_range(store)
+    assert [d.run_id for d in store.detections(run_id="mid")] == ["mid"]
+    assert [e.run_id for e in store.events(run_id="mid")] == ["mid"]
+    week = {"start": "2026-11-16", "end": "2026-11-23"}
+    assert [d.run_id for d in store.detections(**week)] == ["first", "mid"]
+    assert [e.run_id for e in store.events(**week)] == ["first", "mid"]
+    assert [d.run_id for d in store.detections(**week, source="cam-2")] == ["mid"]
+    assert [e.run_id for e in store.events(source="cam-1")] == ["before", "first", "end"]
+    assert [d.run_id for d in store.detections()] == ["before", "first", "mid", "end"]
+    assert store.events(start="2030-01-01") == []
+
+
+def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> None:
+    """A source filter matches the source as stored, or a file name alone; _ and % in it are not wildcards."""
+    sources = {"a": "/videos/cam_1.mp4", "b": "/videos/camX1.mp4", "c": "cam_1.mp4", "d": "/v/100%.mp4",
+               "e": "/v/1000.mp4", "f": "/videos/old/cam_1.mp4"}  # fmt: skip
+    for i, (run_id, source) in enumerate(sources.items()):
+        store.start_run(make_run(run_id, f"2026-11-16T08:00:0{i}.000+00:00", source))
+        store.add_frame(run_id, [make_detection(run_id, 0)])
+    assert [r.id for r in store.runs(source="cam_1.mp4")] == ["f", "c", "a"]
+    assert [r.id for r in store.runs(source="/videos/cam_1.mp4")] == ["a"]
+    assert [r.id for r in store.runs(source="100%.mp4")] == ["d"]
+    assert [d.run_id for d in store.detections(source="cam_1.mp4")] == ["a", "c", "f"]
+    assert store.runs(source="1.mp4") == []  # a file name is matched whole
+
+
+def test_close_interrupted(store: RecordStore) -> None:
+    """Runs this machine left `running` from a process that is gone (or that is ending) become `interrupted`;
+    runs of live processes, of other machines and finished runs are left alone."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid now belongs to no process
+    runs = {"dead": (HOST, child.pid), "unknown": (HOST, None), "alive": (HOST, os.getpid()),
+            "other-host": ("elsewhere", child.pid), "done": (HOST, child.pid)}  # fmt: skip
+    for i, (run_id, (host, pid)) in enumerate(runs.items()):
+        store.start_run(dataclasses.replace(make_run(run_id, f"2026-11-16T08:00:0{i}.000+00:00"), host=host, pid=pid))
+        store.add_frame(run_id, [make_detection(run_id, 0)])
+    store.finish_run("done", "completed")
+
+    assert sorted(store.close_interrupted()) == ["dead", "unknown"]
+    status = {r.id: r.status for r in store.runs()}
+    assert status == {"dead": "interrupted", "unknown": "interrupted", "alive": "running", "other-host": "running",
+                      "done": "completed"}  # fmt: skip
+    dead = store.run("dead")
+    assert dead is not None and dead.ended_at is not None and dead.frames == 1
+    assert len(store.detections(run_id="dead")) == 1  # what it recorded stays
+    assert store.close_interrupted() == []
+    assert store.close_interrupted(ending_pid=os.getpid()) == ["alive"]
+
+
+def test_opening_waits_for_a_writer_on_a_new_file(tmp_path: Path) -> None:
+    """Opening a file another connection is writing waits (up to the store's timeout) instead of failing: the
+    switch to WAL mode must wait too. (Two stores first opening one new file at once race this way.)"""
+    path = tmp_path / "records.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (a)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.3, other.execute, ("COMMIT",))
+    release.start()
+    try:
+        store = RecordStore(path)
+    finally:
+        release.join()
+        other.close()
+    try:
+        assert store.runs() == []
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+    finally:
+        store.close()
+
+
+def test_newer_schema_version_is_kept(tmp_path: Path) -> None:
+    """Opening a file that a newer release wrote does not lower its recorded schema version."""
+    path = tmp_path / "records.sqlite"
+    RecordStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    store = RecordStore(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION + 1
+    finally:
+        store.close()
+
+
+def test_flags_come_back_as_bool(store: RecordStore) -> None:
+    """FLAG columns, stored as 0 / 1, are read back as bool."""
+    store.start_run(make_run("on", "2026-11-16T08:00:00.000+00:00", tracking=True))
+    store.start_run(make_run("off", "2026-11-16T09:00:00.000+00:00", tracking=False))
+    store.save_event(make_event("on", closed=True))
+    store.save_event(make_event("off", closed=False))
+    assert [(r.id, r.tracking) for r in store.runs()] == [("off", False), ("on", True)]
+    assert all(type(r.tracking) is bool for r in store.runs())
+    assert [e.closed for e in store.events()] == [True, False]
+    assert all(type(e.closed) is bool for e in store.events())
+
+
+def test_reads_and_writes_a_database_of_the_previous_schema(tmp_path: Path) -> None:
+    """A records.sqlite created by the previous release (id first, rows inserted positionally) is read back by
+    name, and new rows written into it land in the right columns."""
+    path = tmp_path / "records.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   ("old", "cam-1", "video", "m.pt", "cd" * 32, "segment", 0.3, 0.6, 480, None, 1, "gloves", "{}",
+                    "exports/old", "2026-10-01T07:00:00.000+00:00", "2026-10-01T07:05:00.000+00:00", "completed",
+                    2))  # fmt: skip
+        db.execute("INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (5, "old", "clip.mp4", 1, 0.1, "2026-10-01T07:00:01.000+00:00", 2, "glove", 0.75, 1.0, 2.0, 3.0,
+                    4.0, 9, 6.5, "[[1.0, 2.0]]"))  # fmt: skip
+        db.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (3, "old", "clip.mp4", "no gloves", "hand", 1, 2, 0.1, 0.2, 0.66, "events/e.jpg", 1,
+                    "2026-10-01T07:00:02.000+00:00"))  # fmt: skip
+    db.close()
+
+    store = RecordStore(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION
+        with sqlite3.connect(path) as db:  # columns of later versions were added, after the old ones
+            names = [r[1] for r in db.execute("PRAGMA table_info(runs)")]
+        db.close()
+        assert names[:18] == RUN_COLUMNS_V1 and sorted(names) == sorted(c.name for c in RunRow.columns())
+        assert store.runs() == [RunRow(
+            id="old", source="cam-1", kind="video", model="m.pt", model_sha256="cd" * 32, task="segment", conf=0.3,
+            iou=0.6, imgsz=480, classes=None, tracking=True, policy="gloves", policy_json="{}",
+            output_dir="exports/old", started_at="2026-10-01T07:00:00.000+00:00",
+            ended_at="2026-10-01T07:05:00.000+00:00", status="completed", frames=2,
+        )]  # fmt: skip
+        assert store.detections(run_id="old") == [DetectionRow(
+            run_id="old", item="clip.mp4", frame_index=1, video_time=0.1, detected_at="2026-10-01T07:00:01.000+00:00",
+            class_id=2, class_name="glove", confidence=0.75, x1=1.0, y1=2.0, x2=3.0, y2=4.0, track_id=9,
+            mask_area=6.5, polygon="[[1.0, 2.0]]", id=5,
+        )]  # fmt: skip
+        assert store.events(start="2026-10-01") == [EventRow(
+            run_id="old", item="clip.mp4", reason="no gloves", class_name="hand", start_frame=1, end_frame=2,
+            start_time=0.1, end_time=0.2, peak_confidence=0.66, snapshot="events/e.jpg", closed=True,
+            recorded_at="2026-10-01T07:00:02.000+00:00", id=3,
+        )]  # fmt: skip
+
+        # New writes into the old layout: by name, so every value lands in its own column.
+        store.start_run(make_run("new", "2026-11-16T08:00:00.000+00:00"))
+        detection = make_detection("new", 4)
+        store.add_frame("new", [detection])
+        event = make_event("new")
+        store.save_event(event)
+        store.save_event(dataclasses.replace(event, snapshot=None, closed=True))
+        store.finish_run("new", "completed")
+        assert stored(store.detections(run_id="new")) == [detection]
+        assert store.events(run_id="new") == [dataclasses.replace(event, closed=True)]
+        got = store.run("new")
+        assert got is not None and (got.frames, got.status) == (1, "completed")
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:  # the table still has its old layout, and the new row fits it
+        first = db.execute("SELECT * FROM detections WHERE run_id = 'new'").fetchone()
+        assert first[:3] == (6, "new", "clip.mp4")
+    db.close()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["two-stores", "one-store"])
+def test_concurrent_writers_lose_nothing(tmp_path: Path, shared: bool) -> None:
+    """Two threads writing runs, frames and events at once (two RecordStores on one file, or one shared)."""
+    path = tmp_path / "records.sqlite"
+    stores = [RecordStore(path)] * 2 if shared else [RecordStore(path), RecordStore(path)]
+    frames, errors = 150, []
+    barrier = threading.Barrier(2)
+
+    def work(store: RecordStore, run_id: str) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                barrier.wait()
+                store.start_run(make_run(run_id, "2026-11-16T08:00:00.000+00:00"))
+                for i in range(frames):
+                    store.add_frame(run_id, [make_detection(run_id, i), make_detection(run_id, i, "glove")])
+                    if i % 10 == 0:
+                        event = make_event(run_id)
+                        store.save_event(event)
+                        store.save_event(dataclasses.replace(event, snapshot=None, closed=True))
+                store.finish_run(run_id, "completed")
+            except BaseException as e:  # surfaced in the main thread
+                errors.append(e)
+
+        return target
+
+    threads = [threading.Thread(target=work(s, f"run-{i}")) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in set(stores):
+        s.close()
+    assert not errors, errors
+
+    check = RecordStore(path)
+    try:
+        for run_id in ("run-0", "run-1"):
+            run = check.run(run_id)
+            assert run is not None and (run.frames, run.status) == (frames, "completed")
+            detections = check.detections(run_id=run_id)
+            assert len(detections) == 2 * frames
+            assert [d.frame_index for d in detections[::2]] == list(range(frames))
+            events = check.events(run_id=run_id)
+            assert len(events) == frames // 10 and all(e.closed and e.snapshot for e in events)
+    finally:
+        check.close()
