@@ -19,7 +19,7 @@ from pathlib import Path
 import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_DIR under .runtime/)
 
 # isort: split
-from app.console import build_console
+from app.console import LAUNCH_OPTIONS, build_console
 from app.runtime import EXPORTS_DIR, WEIGHTS_DIR
 from app.service import DetectionService
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             show_error=True,
             footer_links=[],
             ssr_mode=False,  # no Node.js server beside Python
+            **LAUNCH_OPTIONS,
         )
     finally:
         service.shutdown()

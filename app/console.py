@@ -15,10 +15,11 @@ import gradio as gr
 import numpy as np
 
 from . import views
+from .engine import ModelDefaults
 from .errors import GloveSafetyError, ServiceError
 from .pipeline import DetectionRun
 from .schema import DetectionRow, EventRow
-from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
+from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, ModelInfo, RunOptions
 
 IMAGE_SIZES = [320, 416, 480, 640, 800, 960]
 STREAM_LIMIT_S = 3600  # one browser stream event; the live run itself is kept by the service's LiveSession
@@ -43,13 +44,20 @@ class Controls:
         return [self.model, self.conf, self.iou, self.classes, self.imgsz, self.track, self.policy, self.zone]
 
 
+LAUNCH_OPTIONS = {"css": views.CSS, "head": views.PAGE_JS}
+"""What `Blocks.launch` must be given besides the server settings: the page's style and script."""
+
+
 def build_console(service: DetectionService, default_conf: float | None = None) -> gr.Blocks:
-    """The console as a Gradio app (launch it with `webui.py`); `default_conf` overrides every model's own."""
+    """The console as a Gradio app (launch it with `webui.py`, with `LAUNCH_OPTIONS`); `default_conf` overrides
+    every model's own."""
     # Gradio's cache (uploads, generated files) lives under .runtime/gradio; hourly, files a day old go.
-    with gr.Blocks(title="Glove safety console", delete_cache=(3600, 86400), css=views.CSS, head=views.ALARM_JS) as ui:
+    with gr.Blocks(title="Glove safety console", delete_cache=(3600, 86400)) as ui:
         gr.Markdown("# Glove / hand safety console")
-        notice = gr.Markdown(elem_id="notice")
-        controls = _controls()
+        default = service.default_model()
+        info = service.model_info(default) if default else None  # the page opens ready, before `load` refreshes
+        notice = gr.Markdown("" if info else _none_loaded(service)[-1], elem_id="notice")
+        controls = _controls(service, info, default_conf)
         with gr.Tabs():
             with gr.Tab("Image", id="image"):
                 _image_tab(service, controls)
@@ -60,7 +68,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             with gr.Tab("History & Export", id="history"):
                 _history_tab(service)
             with gr.Tab("Model", id="model-tab"):
-                upload, model_info = _model_tab(service)
+                upload, model_info = _model_tab(service, info)
 
         def model_changed(path: str | None):
             """A model was chosen (or the page loaded): its classes, fitting policies and its own defaults."""
@@ -90,18 +98,24 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
     return ui
 
 
-def _controls() -> Controls:
+def _controls(service: DetectionService, info: ModelInfo | None, default_conf: float | None) -> Controls:
+    d = info.defaults if info else ModelDefaults()
     with gr.Row():
-        model = gr.Dropdown([], label="Model", scale=3, elem_id="model", allow_custom_value=False)
-        policy = gr.Dropdown([NO_POLICY], value=NO_POLICY, label="Safety policy", scale=2, elem_id="policy")
-        imgsz = gr.Dropdown(IMAGE_SIZES, value=640, label="Image size", scale=1, elem_id="imgsz")
+        model = gr.Dropdown(views.model_choices(service), value=str(info.path) if info else None, label="Model",
+                            scale=3, elem_id="model", allow_custom_value=False)  # fmt: skip
+        policies = [NO_POLICY, *service.policies(info.path)] if info else [NO_POLICY]
+        policy = gr.Dropdown(policies, value=NO_POLICY, label="Safety policy", scale=2, elem_id="policy")
+        imgsz = gr.Dropdown(sorted({*IMAGE_SIZES, d.imgsz}), value=d.imgsz, label="Image size", scale=1,
+                            elem_id="imgsz")  # fmt: skip
     with gr.Row():
-        conf = gr.Slider(MIN_CONF, 1.0, value=0.25, step=0.001, label="Confidence", elem_id="conf")
-        iou = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="IoU (NMS)", elem_id="iou")
+        conf = gr.Slider(MIN_CONF, 1.0, value=d.conf if default_conf is None else default_conf, step=0.001,
+                         label="Confidence", elem_id="conf")  # fmt: skip
+        iou = gr.Slider(0.05, 1.0, value=d.iou, step=0.05, label="IoU (NMS)", elem_id="iou")
         track = gr.Checkbox(False, label="Track objects (unique counts in videos)")
-        gr.Checkbox(False, label="Mute the alarm", elem_id="alarm-mute")  # read by views.ALARM_JS in the page
+        gr.Checkbox(False, label="Mute the alarm", elem_id="alarm-mute")  # read by views.PAGE_JS in the page
     with gr.Row():
-        classes = gr.CheckboxGroup([], label="Only these classes (none ticked = all)", scale=3)
+        classes = gr.CheckboxGroup(list(info.names.values()) if info else [], scale=3,
+                                   label="Only these classes (none ticked = all)")  # fmt: skip
         zone = gr.Textbox(label="Danger zone (x,y pairs in 0..1; empty = policy's own; click a result to add)",
                           placeholder="0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95", scale=2, elem_id="zone")  # fmt: skip
     # A typed value outside the range is put back inside it (the run clamps it the same way).
@@ -162,7 +176,9 @@ def _progress(run: DetectionRun, progress: gr.Progress):
 
 
 def _live_tab(service: DetectionService, controls: Controls) -> None:
-    session = gr.State(None, delete_callback=lambda s: s is not None and s.stop())
+    # One live session per browser session, made when the page loads (not by the first frames, which arrive
+    # concurrently and would each start a run of their own).
+    session = gr.State(lambda: service.live(), delete_callback=lambda s: s is not None and s.stop())
     with gr.Row():
         cam = gr.Image(sources=["webcam"], streaming=True, label="Camera", elem_id="cam",
                        webcam_options=gr.WebcamOptions(mirror=False))  # fmt: skip
@@ -172,22 +188,20 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
     info = gr.Markdown(elem_id="live-info")
     stop_btn = gr.Button("Stop and save the live run", elem_id="live-stop")
 
-    def stream_frame(frame, state: LiveSession | None, *ctl):
+    def stream_frame(frame, state: LiveSession, *ctl):
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
-        state = state or service.live(_options(*ctl))
         update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
-        if update is None:  # stopped: frames are ignored until the camera is stopped
+        if update is None or state.stopped:  # stopped (maybe while this frame ran): the saved message stays
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
         return (views.rgb(update.frame.annotated), views.banner(update.status, state.run.policy is not None),
                 views.counts_table(update.frame), views.live_info(state), state)  # fmt: skip
 
-    def stop_live(state: LiveSession | None):
-        saved = state.stop() if state is not None else None
-        return state, views.saved_live(saved)
+    def stop_live(state: LiveSession):
+        return state, views.saved_live(state.stop())
 
     cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
-               time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=0.05)  # fmt: skip
+               time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=0.2)  # fmt: skip
     stop_btn.click(_answer(stop_live, 2), [session], [session, info])
 
 
@@ -206,12 +220,12 @@ def _history_tab(service: DetectionService) -> None:
     export_btn.click(_answer(lambda a, b: str(service.workbook(None, a, b)), 1), [start, end], [workbook])
 
 
-def _model_tab(service: DetectionService) -> tuple[gr.File, gr.Markdown]:
+def _model_tab(service: DetectionService, info: ModelInfo | None) -> tuple[gr.File, gr.Markdown]:
     upload = gr.File(label="Upload a trained best.pt (or .onnx export)", file_types=[".pt", ".onnx"],
                      elem_id="upload-pt")  # fmt: skip
-    info = gr.Markdown(elem_id="model-info")
+    described = gr.Markdown(html.escape(info.describe()) if info else "", elem_id="model-info")
     gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads.")
-    return upload, info
+    return upload, described
 
 
 def _result_widgets(prefix: str) -> list[gr.components.Component]:

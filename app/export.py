@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import copy
 import shutil
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -33,12 +32,6 @@ from .errors import DatasetError, ModelExportError
 if TYPE_CHECKING:
     import openvino as ov
     from ultralytics.engine.predictor import BasePredictor
-
-# OpenVINO's converter and NNCF send usage statistics to Google Analytics unless a consent file in ~/intel says
-# no (creating a client id there on first use); both fall back to a no-op when `openvino_telemetry` cannot be
-# imported, and openvino imports it with itself, so this has to happen before anything imports openvino.
-if "openvino" not in sys.modules:
-    sys.modules.setdefault("openvino_telemetry", None)
 
 Precision = Literal["fp32", "fp16", "int8"]
 """What an OpenVINO export stores: FP32 weights; FP16 weights (half the file, computed in the inference precision
@@ -216,9 +209,10 @@ def read_openvino_info(folder: str | Path) -> ExportInfo:
     return info
 
 
-def compile_openvino(folder: str | Path, hint: Hint | None = "f32") -> ov.CompiledModel:
+def compile_openvino(folder: str | Path, hint: Hint | None = "f32", threads: int = 0) -> ov.CompiledModel:
     """Check an OpenVINO export (`read_openvino_info`) and compile it for the CPU, for latency (one stream, as
     Ultralytics does), with float layers in `hint` precision; None leaves the plugin's default (`openvino_cpu`).
+    `threads` > 0 caps the threads it runs on (default: one per physical core).
 
     Raises:
         ModelExportError: The folder fails its checks, or OpenVINO cannot read or compile the model.
@@ -230,6 +224,8 @@ def compile_openvino(folder: str | Path, hint: Hint | None = "f32") -> ov.Compil
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if hint is not None:
         config["INFERENCE_PRECISION_HINT"] = hint
+    if threads > 0:
+        config["INFERENCE_NUM_THREADS"] = threads
     core = ov.Core()
     try:
         return core.compile_model(core.read_model(str(xml), str(xml.with_suffix(".bin"))), "CPU", config)

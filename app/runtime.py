@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,11 @@ def configure() -> None:
     """
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    # OpenVINO's converter and NNCF send usage statistics to Google Analytics unless a consent file in ~/intel says
+    # no (creating a client id there on first use); both fall back to a no-op when `openvino_telemetry` cannot be
+    # imported, and openvino imports it with itself: blocked here, before anything imports openvino.
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)
     os.environ.setdefault("YOLO_CONFIG_DIR", str(RUNTIME_DIR / "ultralytics"))
     os.environ.setdefault("MPLCONFIGDIR", str(RUNTIME_DIR / "matplotlib"))
     os.environ.setdefault("GRADIO_TEMP_DIR", str(RUNTIME_DIR / "gradio"))

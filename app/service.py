@@ -101,7 +101,7 @@ class LiveSession:
     """
 
     def __init__(
-        self, service: DetectionService, options: RunOptions, gap_s: float = LIVE_GAP_S,
+        self, service: DetectionService, options: RunOptions | None = None, gap_s: float = LIVE_GAP_S,
         time_limit_s: float = LIVE_TIME_LIMIT_S, clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.service, self.options = service, options
@@ -128,6 +128,8 @@ class LiveSession:
             if self.run is not None and (paused or changed or now - self._started_at > self.time_limit_s):
                 self._finish()
             self.options = options or self.options
+            if self.options is None:
+                raise ServiceError("choose a model before starting the camera")
             if self.run is None:
                 self._source = LiveSource()
                 self.run = self.service.open_run(self._source, self.options)
@@ -135,6 +137,10 @@ class LiveSession:
                 self._started_at = now
             self._source.push(image_bgr)
             return next(self._updates)
+
+    def __deepcopy__(self, memo: dict) -> LiveSession:
+        """The session itself: it is a handle on a recording run, not a value (Gradio deep-copies state values)."""
+        return self
 
     def stop(self) -> RunSummary | None:
         """Save the current run (None if there is none) and ignore frames until the camera pauses."""
@@ -235,9 +241,10 @@ class DetectionService:
             raise ServiceError(str(e)) from e
         return self.open_run(source, options)
 
-    def live(self, options: RunOptions) -> LiveSession:
-        """A browser camera session (runs start with its first frame)."""
-        self.engine(options.weights)  # a bad model is reported now, not on the first frame
+    def live(self, options: RunOptions | None = None) -> LiveSession:
+        """A browser camera session (runs start with its first frame; options may come with the frames)."""
+        if options is not None:
+            self.engine(options.weights)  # a bad model is reported now, not on the first frame
         session = LiveSession(self, options)
         self._sessions.add(session)
         return session

@@ -34,8 +34,13 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
 .glove-chart .bar-label {width: 9em; text-align: right}
 .glove-chart .bar {background: #1565c0; height: 1.4em; min-width: 2px}
 """
-ALARM_JS = """
+PAGE_JS = """
 <script>
+// Enter in a number box commits it as leaving the box does: Gradio then puts a typed 1.5 back into the slider's
+// range, instead of showing 1.5 beside a slider at 1.
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && e.target.matches && e.target.matches("input[type=number]")) e.target.blur();
+}, true);
 // An audible alarm when a violation banner appears (the browser's own sound: a WebAudio beep), unless muted.
 (() => {
   let ctx = null;

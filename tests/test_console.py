@@ -23,10 +23,8 @@ from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from app.records import RecordStore
-from app.runtime import ROOT
+from app.runtime import ROOT, WEIGHTS_DIR
 from webui import check_access
-
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,8 @@ def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> I
     """`python webui.py` on a free local port, offering the session's one-epoch detector."""
     tmp = tmp_path_factory.mktemp("console")
     (tmp / "weights").mkdir()
-    shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")
+    shutil.copy(WEIGHTS_DIR / "gloves-n.pt", tmp / "weights" / "gloves-n.pt")  # a real glove model, offered too
+    shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")  # newest: the default
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
     cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(tmp / "exports"),
@@ -129,7 +128,6 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
     assert shown <= in_sheet  # class, confidence and box of every rendered row: the same values as the workbook
     run_id = page.locator("#image-saved").inner_text().split("run ")[-1].strip(" )")
     assert len(RecordStore(console["exports"] / "records.sqlite").detections(run_id)) == count
-    page.screenshot(path=str(SCREENSHOTS / "image.png"), full_page=True)
 
 
 def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared_data: Path) -> None:
@@ -149,7 +147,6 @@ def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared
     rows = _table_rows(page, "video-table")
     assert rows and {r[0] for r in rows} == {"hand_desk.mp4"}
     assert sorted({int(r[1]) for r in rows}) <= list(range(0, 378, 15))  # every 15th frame only
-    page.screenshot(path=str(SCREENSHOTS / "video.png"), full_page=True)
 
 
 def _y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:
@@ -210,7 +207,6 @@ def test_live_camera_updates_repeatedly_and_is_recorded(
                 break
         assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
         expect(page.locator("#cam-out img")).to_be_visible()
-        page.screenshot(path=str(SCREENSHOTS / "live.png"), full_page=True)
         run_id = _stop_live(page)
     finally:
         browser.close()
@@ -274,7 +270,6 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     expect(page.locator("#model-info")).to_contain_text("tiny-detect-", timeout=30000)
     expect(page.locator("#model-info")).to_contain_text("detect model, classes Glove_Blue")
     expect(page.locator("#model input")).to_have_value(re.compile(r"^tiny-detect-\w{8}\.pt$"))
-    page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
 
     _tab(page, "Image")
     good = tmp_path / "good.jpg"
@@ -298,7 +293,6 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
     page.click("#hist-export")
     expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
-    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
 
 
 def test_remote_bind_needs_a_login() -> None:
@@ -347,3 +341,202 @@ def test_files_outside_exports_are_not_served(console: dict, path: str) -> None:
 def test_files_in_exports_are_served(console: dict) -> None:
     (console["exports"] / "probe.txt").write_text("served")
     assert _get(f"{console['url']}gradio_api/file={console['exports'] / 'probe.txt'}") == (200, b"served")
+
+
+# What an operator saw go wrong (issue: the console tells the truth, clearly); each test failed before its fix.
+
+
+def _run_image(page: Page, image: Path) -> None:
+    _upload_image(page, image)
+    page.click("#image-run")
+    expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
+
+
+def _chart(page: Page, elem: str) -> dict[str, int]:
+    return {
+        row.get_attribute("data-class"): int(row.get_attribute("data-count"))
+        for row in page.locator(f"#{elem} .bar-row").all()
+    }
+
+
+def test_chart_equals_the_table_after_consecutive_runs(page: Page, console: dict, tmp_path: Path) -> None:
+    images = sorted((console["data"].parent / "valid" / "images").glob("*.jpg"))[:3]
+    for image in images:
+        _run_image(page, image)
+        rows = _table_rows(page, "image-table")
+        count = _shown_count(page, "image-saved")
+        shown: dict[str, int] = {}
+        for r in rows:
+            shown[r[3]] = shown.get(r[3], 0) + 1
+        assert sum(_chart(page, "image-chart").values()) == count  # the chart counts this run, all of it
+        if len(rows) == count:  # every row rendered: the chart's bars are the table's counts
+            assert _chart(page, "image-chart") == shown
+
+
+def test_without_a_policy_there_is_no_verdict(page: Page, console: dict) -> None:
+    _run_image(page, next((console["data"].parent / "valid" / "images").glob("*.jpg")))
+    banner = page.locator("#image-status .safety-banner")
+    assert banner.get_attribute("data-state") == "none"
+    assert "No safety policy selected" in banner.inner_text() and "OK" not in banner.inner_text()
+
+
+def test_result_is_stamped_with_its_settings(page: Page, console: dict) -> None:
+    _run_image(page, next((console["data"].parent / "valid" / "images").glob("*.jpg")))
+    stamp = page.locator("#image-saved").inner_text()
+    # (an earlier test's upload of the same model, the newest, may be the selected one)
+    assert re.search(r"Model tiny-detect(-\w{8})?\.pt at 96 px, confidence 0\.002, IoU 0\.7, policy none", stamp)
+    run_id = stamp.split("run ")[-1].strip(" )")
+    run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
+    assert (run.imgsz, run.conf, run.iou, run.policy) == (96, 0.002, 0.7, None)  # what the page says was used
+
+
+def _options_of(page: Page, elem: str) -> list[str]:
+    """The choices a dropdown offers, as the user sees them when opening it."""
+    page.locator(f"#{elem} input").click()
+    expect(page.locator("[role=option]").first).to_be_visible(timeout=10000)
+    offered = [o.strip().removeprefix("✓").strip() for o in page.locator("[role=option]").all_inner_texts()]
+    page.keyboard.press("Escape")
+    return offered
+
+
+def test_only_policies_that_fit_the_model_are_offered(page: Page) -> None:
+    offered = _options_of(page, "policy")
+    assert offered == ["none", "bandsaw"]  # the test model has the bandsaw classes only
+
+
+def test_typed_thresholds_are_clamped(page: Page) -> None:
+    box, slider = page.locator("#conf input[type=number]"), page.locator("#conf input[type=range]")
+    for typed, allowed in (("1.5", {"1"}), ("-1", {"0.001", "0.002"})):  # -1: the minimum, or the value before
+        box.fill(typed)
+        box.press("Enter")
+        expect(box).not_to_have_value(typed, timeout=10000)
+        assert box.input_value() in allowed and box.input_value() == slider.input_value()
+
+
+def test_a_mistyped_date_is_answered(page: Page) -> None:
+    _tab(page, "History & Export")
+    page.fill("#hist-start input, #hist-start textarea", "30/11/2026")
+    page.click("#hist-run")
+    _error_toast(page, "write the date as YYYY-MM-DD")
+    assert not page.locator("#hist-table .error, #hist-table [class*=error]").count()  # no red marks left
+
+
+def test_uploaded_model_is_listed_after_a_reload(page: Page, console: dict) -> None:
+    _tab(page, "Model")
+    page.locator("#upload-pt input[type=file]").set_input_files(str(console["tmp"] / "weights" / "tiny-detect.pt"))
+    expect(page.locator("#model input")).to_have_value(re.compile(r"^tiny-detect-\w{8}\.pt$"), timeout=30000)
+    page.reload()
+    page.wait_for_selector("#image-run")
+    offered = _options_of(page, "model")
+    assert any(re.fullmatch(r"tiny-detect-\w{8}\.pt", o) for o in offered), offered
+
+
+def test_violation_sounds_the_alarm_unless_muted(page: Page, shared_data: Path) -> None:
+    page.locator("#model input").click()
+    page.locator("[role=option]", has_text="gloves-n.pt").click()
+    expect(page.locator("#imgsz input")).not_to_have_value("96", timeout=30000)  # the model's own size now
+    page.locator("#policy input").click()
+    page.locator("[role=option]").filter(has_text=re.compile(r"^\W*gloves$")).click()
+    bare = sorted((shared_data / "gloves" / "valid" / "labels").glob("*.txt"))
+    bare = next(lbl for lbl in bare if lbl.read_text().split() and lbl.read_text().split()[0] == "1")
+    image = bare.parent.parent / "images" / f"{bare.stem}.jpg"  # a photo of a bare hand: gloves are required
+    _run_image(page, image)
+    expect(page.locator("#image-status .safety-banner[data-state=violation]")).to_be_visible()
+    assert page.evaluate("Number(document.body.dataset.alarms || 0)") == 1
+    page.locator("#alarm-mute input").check()
+    _run_image(page, image)
+    expect(page.locator("#image-status .safety-banner[data-state=violation]")).to_be_visible()
+    assert page.evaluate("Number(document.body.dataset.alarms || 0)") == 1  # muted: no second alarm
+
+
+def _stream_runs(console: dict) -> list:
+    return [r for r in RecordStore(console["exports"] / "records.sqlite").runs() if r.kind == "stream"]
+
+
+def test_stop_while_streaming_saves_once_and_starts_nothing(playwright: Playwright, console: dict, tmp_path: Path):
+    browser = _fake_camera_browser(playwright, _y4m_halves(tmp_path / "cam.y4m"))
+    before = {r.id for r in _stream_runs(console)}
+    try:
+        page = _start_live(browser, console["url"])
+        expect(page.locator("#live-info")).to_contain_text("frames", timeout=60000)
+        page.click("#live-stop")  # the camera keeps streaming
+        expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+        saved = page.locator("#live-info").inner_text().split("Saved live run ")[1]
+        page.wait_for_timeout(4000)
+        assert page.locator("#live-info").inner_text().endswith(saved)  # the message stays: nothing took over
+    finally:
+        browser.close()
+    new = [r for r in _stream_runs(console) if r.id not in before]
+    assert [(r.status, r.id in saved) for r in new] == [("stopped", True)]
+
+
+def _y4m_halves(out: Path, size: int = 160, frames: int = 20) -> Path:
+    """A camera whose left half is bright and right half dark: a mirrored frame would show it the other way."""
+    y = np.full((size, size), 30, np.uint8)
+    y[:, : size // 2] = 230
+    with open(out, "wb") as f:
+        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + y.tobytes() + np.full(2 * (size // 2) ** 2, 128, np.uint8).tobytes())
+    return out
+
+
+def test_live_frames_are_processed_in_the_cameras_own_orientation(
+    playwright: Playwright, console: dict, tmp_path: Path
+) -> None:
+    """A danger zone is drawn in image coordinates: the server must see what the camera sees, not a selfie view."""
+    browser = _fake_camera_browser(playwright, _y4m_halves(tmp_path / "cam.y4m"))
+    try:
+        page = _start_live(browser, console["url"])
+        expect(page.locator("#cam-out img")).to_be_visible(timeout=60000)
+        left, right = page.evaluate(
+            """async () => {
+                const img = document.querySelector('#cam-out img'); await img.decode();
+                const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+                const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+                const mean = (x0) => { const d = g.getImageData(x0, 0, Math.floor(c.width * 0.3), c.height).data;
+                    let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i + 1]; return s / (d.length / 4); };
+                return [mean(0), mean(Math.floor(c.width * 0.7))];
+            }"""
+        )
+        _stop_live(page)
+    finally:
+        browser.close()
+    assert left > right + 80, (left, right)  # bright on the left, as the camera delivered it
+
+
+def test_runs_left_running_are_closed_as_interrupted_at_start_up(
+    browser: Browser, console: dict, tmp_path: Path
+) -> None:
+    exports = tmp_path / "exports"
+    store = RecordStore(exports / "records.sqlite")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    from app.records import HOST
+    from app.schema import RunRow
+
+    store.start_run(RunRow(id="20261130-000000-dead00", source="cam.mp4", kind="stream", model="m.pt",
+                           model_sha256="0" * 64, task="detect", conf=0.25, iou=0.7, imgsz=640,
+                           started_at="2026-11-30T00:00:00.000+00:00", host=HOST, pid=int(dead.stdout)))  # fmt: skip
+    store.close()
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(exports),
+           "--weights-dir", str(console["tmp"] / "weights")]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        page = browser.new_page()
+        for _ in range(120):
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.5)
+        page.wait_for_selector("#image-run")
+        _tab(page, "History & Export")
+        page.click("#hist-run")
+        rows = _table_rows(page, "hist-table")
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert [(r[0], "interrupted" in r) for r in rows] == [("20261130-000000-dead00", True)]

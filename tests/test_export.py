@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from app.cli import main as cli_main
-from app.engine import DetectionEngine, EngineSettings
+from app.engine import DetectionEngine
 from app.errors import ModelError
 from app.export import export_onnx, onnx_parity, read_onnx_info
 from app.service import DetectionService
@@ -51,22 +51,23 @@ def test_dynamic_export_matches_pytorch_at_other_sizes_and_batches(task: str, ex
 
 def test_parity_with_a_loaded_model_leaves_it_predicting(exports: dict, trained_models: dict) -> None:
     weights, data = trained_models["detect"]
-    engine = DetectionEngine(weights, EngineSettings(conf=0.002, imgsz=96))
+    engine = DetectionEngine(weights)
+    settings = engine.settings(conf=0.002, imgsz=96)
     image = cv2.imread(str(next((data.parent / "valid" / "images").glob("*.jpg"))))
-    before = engine.predict(image).detections
+    before = engine.predict(image, settings).detections
     assert onnx_parity(engine.model, exports[("detect", False)], [(1, 3, 96, 96)]) <= TOLERANCE
-    assert engine.predict(image).detections == before  # not switched to export mode
+    assert engine.predict(image, settings).detections == before  # not switched to export mode
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_engine_runs_onnx_like_the_checkpoint(dynamic: bool, exports: dict, trained_models: dict) -> None:
     weights, data = trained_models["detect"]
     image = cv2.imread(str(next((data.parent / "valid" / "images").glob("*.jpg"))))
-    settings = EngineSettings(conf=0.002, imgsz=96)
-    torch_engine = DetectionEngine(weights, settings)
-    onnx_engine = DetectionEngine(exports[("detect", dynamic)], settings)
+    torch_engine = DetectionEngine(weights)
+    onnx_engine = DetectionEngine(exports[("detect", dynamic)])
     assert onnx_engine.task == "detect" and onnx_engine.names == torch_engine.names
-    expected, got = torch_engine.predict(image), onnx_engine.predict(image)
+    expected = torch_engine.predict(image, torch_engine.settings(conf=0.002, imgsz=96))
+    got = onnx_engine.predict(image, onnx_engine.settings(conf=0.002, imgsz=96))
     assert len(expected.detections) > 0
     assert [d.class_id for d in got.detections] == [d.class_id for d in expected.detections]
     boxes = np.array([d.xyxy for d in got.detections]) - np.array([d.xyxy for d in expected.detections])
@@ -77,7 +78,8 @@ def test_engine_runs_onnx_like_the_checkpoint(dynamic: bool, exports: dict, trai
 def test_segment_onnx_gives_masks(exports: dict, trained_models: dict) -> None:
     _, data = trained_models["segment"]
     image = cv2.imread(str(next((data.parent / "valid" / "images").glob("*.jpg"))))
-    result = DetectionEngine(exports[("segment", True)], EngineSettings(conf=1e-9, imgsz=96)).predict(image)
+    engine = DetectionEngine(exports[("segment", True)])
+    result = engine.predict(image, engine.settings(conf=1e-9, imgsz=96))
     assert result.detections and all(d.mask_area is not None for d in result.detections)
 
 
