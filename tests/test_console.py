@@ -26,6 +26,8 @@ from app.records import RecordStore
 from app.runtime import ROOT, WEIGHTS_DIR
 from webui import check_access
 
+pytestmark = pytest.mark.browser  # a console server and headless Chromium
+
 
 @pytest.fixture(scope="module")
 def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:

@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import cv2
+import pytest
 from helpers import make_video
 
 from app.runtime import ROOT
+
+pytestmark = pytest.mark.slow  # a 400-frame run in a process killed mid-way
 
 
 def _frames_done(db: Path) -> int:

@@ -28,6 +28,7 @@ def test_matrix_counts_only_boxes_at_its_own_confidence() -> None:
     assert validators.matrix.astype(int).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
 
 
+@pytest.mark.slow
 def test_scores_do_not_depend_on_the_matrix_confidence(trained_models: dict, tmp_path: Path) -> None:
     weights, data = trained_models["segment"]  # the segment validator gets the same matrix as the detect one
     loose = evaluate(weights, data, imgsz=96, device="cpu", plots_dir=tmp_path / "loose", matrix_conf=0.001)

@@ -18,6 +18,8 @@ from app.errors import ModelError
 from app.export import export_onnx, onnx_parity, read_onnx_info
 from app.service import DetectionService
 
+pytestmark = pytest.mark.slow  # ONNX exports of both tasks, static and dynamic
+
 TOLERANCE = 1e-3
 
 

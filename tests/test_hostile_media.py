@@ -75,6 +75,7 @@ def test_engine_answers_every_case(cases: list[Case], weights: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_for_every_case(cases: list[Case], weights: Path, tmp_path: Path, capsys) -> None:
     allowed = {"ok": {0, 3}, "error": {2}, "either": {0, 2, 3}}  # 3: a video readable only up to a cut
     problems = []
@@ -113,6 +114,7 @@ def test_console_service_answers_every_case(cases: list[Case], weights: Path, tm
     assert sum(r.frames for r in service.history(None, None)) == saved  # every processed frame is recorded
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_all_cases(cases: list[Case], weights: Path) -> None:
     """Peak RSS of a fresh process running every case through the engine: bombs are refused, not decoded
     (one 100000 x 100000 image alone would need 30 GB)."""

@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import make_polygon_dataset
 
 from app.runtime import OFFLINE_ENV, ROOT
 
+pytestmark = [pytest.mark.training, pytest.mark.slow]  # trains a model with the network cut
+
 # Runs in a fresh process: the guard is in place before anything (app, Ultralytics, matplotlib) is imported.
 GUARDED_RUN = r"""
 import atexit, json, socket, sys
+
 
 attempts = []
 LOCAL = ("127.", "::1", "localhost")

@@ -114,6 +114,7 @@ def test_output_video_is_h264_with_every_frame(video_run: tuple) -> None:
     assert not list(run.summary.output_dir.glob(".*part*"))  # no temporary files left behind
 
 
+@pytest.mark.browser
 def test_output_video_plays_in_chromium(video_run: tuple) -> None:
     folder = video_run[0].summary.output_dir
     (folder / "play.html").write_text('<video id="v" src="annotated.mp4" muted autoplay playsinline></video>')

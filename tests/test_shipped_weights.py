@@ -15,6 +15,8 @@ from app.engine import DetectionEngine, RunSettings
 from app.nn import BiLevelRoutingAttention
 from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
 
+pytestmark = pytest.mark.slow  # the shipped models on real images and video
+
 SETTINGS = RunSettings(conf=0.25, imgsz=320)  # the training size, where the card's valid scores were measured
 PHOTOS_PER_CLASS = 8  # valid photos holding exactly one hand of the class, first by name
 

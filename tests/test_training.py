@@ -28,6 +28,8 @@ import json, sys
 import app
 import cv2, numpy as np, torch
 from ultralytics import YOLO
+
+pytestmark = [pytest.mark.training, pytest.mark.slow]  # trains models of its own
 yolo = YOLO(sys.argv[1])
 img = cv2.imread(sys.argv[2])
 r = yolo.predict(img, imgsz=96, conf=1e-9, verbose=False)[0]
