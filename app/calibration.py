@@ -17,7 +17,7 @@ from ultralytics.nn.tasks import torch_safe_load
 from .engine import DEFAULT_IOU, DetectionEngine, ModelDefaults
 from .errors import ModelError
 from .evaluation import Evaluation, evaluate
-from .outputs import atomic_write
+from .files import atomic_write
 
 
 def calibrate(

@@ -26,7 +26,7 @@ from .evaluation import Evaluation
 from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
 from .export import export_onnx, onnx_parity
-from .outputs import atomic_write
+from .files import atomic_write
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .service import DetectionService, RunOptions

@@ -18,7 +18,7 @@ import yaml
 from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 
 from .errors import DatasetError
-from .outputs import atomic_write
+from .files import atomic_write, read_yaml_mapping
 from .runtime import ROOT, RUNTIME_DIR
 
 REQUIRED_SPLITS = ("train", "val")
@@ -119,12 +119,7 @@ def load_dataset_yaml(yaml_file: str | Path) -> DatasetSpec:
     yaml_file = Path(yaml_file)
     if not yaml_file.is_file():
         raise DatasetError(f"dataset YAML not found: {yaml_file}")
-    try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{yaml_file} is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise DatasetError(f"{yaml_file} must be a mapping with train/val/names keys, got {type(data).__name__}")
+    data = read_yaml_mapping(yaml_file, DatasetError, str(yaml_file), "with train/val/names keys")
 
     names = _parse_names(yaml_file, data)
     root = _resolve_root(yaml_file, data.get("path"))

@@ -22,6 +22,7 @@ from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
 from .errors import RecordsError
+from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
 from .records import RecordStore
 from .schema import DATETIME, FLAG, PERCENT, DetectionRow, EventRow, Row, RunRow
@@ -59,10 +60,9 @@ def export_workbook(
     events = store.events(run_id=run_id, start=start, end=end, source=source)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
     options = {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
-    with xlsxwriter.Workbook(str(tmp), options) as wb:
+    # The workbook is finished (its `with` closes first), then renamed: a reader never opens half a workbook.
+    with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
         fmt = _Formats(wb)
         selection = (
             f"run {runs[0].id}" if len(runs) == 1 else f"{len(runs)} runs, {start or 'first'} to {end or 'last'}"
@@ -70,7 +70,6 @@ def export_workbook(
         _summary_sheet(wb, fmt, runs, detections, events, selection)
         _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
         _rows_sheet(wb, fmt, "Events", events, EventRow)
-    tmp.replace(path)  # atomic: a reader never opens half a workbook
     return path
 
 

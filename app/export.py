@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from ultralytics import YOLO
 from ultralytics.nn.modules import Detect
 
 from .data import list_images, load_dataset_yaml, unique_photos, write_resolved_yaml
 from .errors import DatasetError, ModelExportError
+from .files import read_yaml_mapping
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -362,12 +362,7 @@ def _read_metadata(path: Path) -> ExportInfo:
     """Ultralytics' metadata.yaml of an export, size-capped, parsed as plain YAML and checked."""
     _check_size(path, MAX_METADATA_BYTES)
     where = f"{path.parent.name}/{path.name}"
-    try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ModelExportError(f"{where}: not valid YAML ({type(e).__name__})") from e
-    if not isinstance(meta, dict):
-        raise ModelExportError(f"{where}: expected a mapping, got {type(meta).__name__}")
+    meta = read_yaml_mapping(path, ModelExportError, where)
     task, names, imgsz = meta.get("task"), meta.get("names"), meta.get("imgsz")
     if task not in ("detect", "segment"):
         raise ModelExportError(f"{where}: task must be detect or segment, got {str(task)[:40]!r}")

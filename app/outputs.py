@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import queue
 import threading
 from fractions import Fraction
@@ -20,23 +19,12 @@ import av
 import cv2
 import numpy as np
 
+from .files import atomic_write
 from .policy import SafetyEvent
 from .results import FrameResult
 from .schema import TEXT, DetectionRow, EventRow
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write bytes to `path` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    return path
 
 
 def write_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import yaml
 
 from .errors import PolicyError
+from .files import read_yaml_mapping
 from .results import Detection, FrameResult
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -119,11 +119,8 @@ class SafetyPolicy:
             path = POLICY_DIR / f"{path}.yaml"
         if not path.is_file():
             raise PolicyError(f"policy file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise PolicyError(f"{path.name} is not valid YAML: {e}") from e
-        if not isinstance(data, dict) or "rule" not in data or "roles" not in data:
+        data = read_yaml_mapping(path, PolicyError, path.name, "with rule and roles keys")
+        if "rule" not in data or "roles" not in data:
             raise PolicyError(f"{path.name}: a policy needs 'rule' and 'roles' keys")
         unknown = sorted(set(map(str, data)) - set(POLICY_KEYS))
         if unknown:

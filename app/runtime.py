@@ -66,10 +66,11 @@ def _install_fonts(font_dir: Path) -> None:
         return
     import matplotlib  # only on the first run in a fresh checkout
 
+    from .files import atomic_path  # no Ultralytics behind it: safe before `configure` is done
+
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     font_dir.mkdir(parents=True, exist_ok=True)
     for target in wanted:
         if not target.exists():
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(source, tmp)
-            tmp.replace(target)  # atomic: a concurrent process never sees half a font
+            with atomic_path(target) as tmp:  # a concurrent process never sees half a font
+                shutil.copyfile(source, tmp)

@@ -21,7 +21,8 @@ from ultralytics.data.utils import img2label_paths
 
 from .data import DatasetSpec, list_images
 from .errors import DatasetError
-from .outputs import atomic_write, write_jpeg
+from .files import atomic_write
+from .outputs import write_jpeg
 from .sources import read_image
 
 

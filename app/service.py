@@ -21,7 +21,7 @@ import numpy as np
 from .engine import DetectionEngine, ModelDefaults
 from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
-from .outputs import atomic_write
+from .files import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import SafetyPolicy, list_policies, parse_zone
 from .records import RecordStore

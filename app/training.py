@@ -18,6 +18,7 @@ from ultralytics import YOLO
 from .augment import TRAINERS
 from .data import DatasetReport, check_dataset, load_dataset_yaml, write_resolved_yaml
 from .errors import DatasetError, TrainingError
+from .files import atomic_path
 from .runtime import RUNS_DIR
 
 TASKS = ("detect", "segment")
@@ -182,8 +183,6 @@ def export_checkpoint(best: Path, target: Path) -> Path:
     """Copy a (stripped) checkpoint atomically, so a reader never sees half a file."""
     if not best.is_file():
         raise TrainingError(f"no best checkpoint at {best} to export")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".pt.tmp")
-    shutil.copyfile(best, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(best, tmp)
     return target

@@ -119,7 +119,7 @@ def test_segment_task_on_box_only_data_is_a_mismatch(export: Path) -> None:
     ("content", "message"),
     [
         ("train: [unclosed", "not valid YAML"),
-        ("- just\n- a list\n", "must be a mapping"),
+        ("- just\n- a list\n", "expected a mapping with train/val/names keys"),
         ("train: a\nval: b\n", "no 'names' key"),
         ("train: a\nval: b\nnc: 3\nnames: [x, y]\n", "nc is 3 but 'names' lists 2"),
         ("train: a\nnames: [x]\n", "no val key"),

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.outputs import RunWriter, atomic_write, safe_text
+from app.outputs import RunWriter, safe_text
 from app.policy import SafetyEvent
 from app.results import Detection, FrameResult
 from app.schema import TEXT, DetectionRow, EventRow
@@ -197,28 +197,6 @@ def test_still_images_get_one_jpeg_each(tmp_path: Path) -> None:
     assert len(set(writer.images)) == len(shades), writer.images
     saved = sorted(int(cv2.imread(str(p))[8, 8, 0]) for p in writer.images)
     assert saved == pytest.approx(sorted(shades.values()), abs=3)
-
-
-def test_atomic_write(tmp_path: Path) -> None:
-    """atomic_write creates folders, replaces the file and leaves no .part file behind."""
-    path = tmp_path / "a" / "b" / "file.bin"
-    assert atomic_write(path, b"one") == path
-    assert atomic_write(path, b"two, longer") == path
-    assert path.read_bytes() == b"two, longer"
-    assert [p.name for p in path.parent.iterdir()] == ["file.bin"]
-
-
-def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A write that fails before the rename leaves the previous file untouched."""
-    path = atomic_write(tmp_path / "file.bin", b"old")
-
-    def fail(fd: int) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr("app.outputs.os.fsync", fail)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, b"new")
-    assert path.read_bytes() == b"old"
 
 
 def test_memory_does_not_grow_with_the_run(tmp_path: Path) -> None:
