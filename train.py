@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 import app  # noqa: F401  (offline environment, BRA registration)
-from app.errors import TrainingError
+from app.errors import GloveSafetyError
 from app.runtime import RUNS_DIR
 from app.training import TrainOptions, prepare, train
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
         yolo, report = prepare(opts)
-    except TrainingError as e:
+    except GloveSafetyError as e:  # the user's to fix: one line; anything else is a bug and keeps its traceback
         print(f"train.py: {e}", file=sys.stderr)
         return 2
     if report is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .pipeline import DetectionRun
 from .schema import DetectionRow, EventRow
 from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, ModelInfo, RunOptions
 
+log = logging.getLogger(__name__)
 IMAGE_SIZES = [320, 416, 480, 640, 800, 960]
 STREAM_LIMIT_S = 3600  # one browser stream event; the live run itself is kept by the service's LiveSession
 NO_POLICY = "none"
@@ -126,7 +128,9 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
 
 def _image_tab(service: DetectionService, controls: Controls) -> None:
     with gr.Row():
-        image_in = gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], elem_id="image-in")
+        # A file, not gr.Image: Gradio's own decoding of a corrupt upload fails with a developer's message and red
+        # marks on every output; this way the service reads the file and answers in one line.
+        image_in = gr.File(label="Image", file_types=["image"], elem_id="image-in")
         image_out = gr.Image(label="Result (click to add a zone point)", elem_id="image-out", interactive=False)
     run_btn = gr.Button("Detect", variant="primary", elem_id="image-run")
     results = _result_widgets("image")
@@ -258,7 +262,7 @@ def _answer(callback: Callable, outputs: int) -> Callable:
             try:
                 yield from callback(*args, **kwargs)
             except GloveSafetyError as e:
-                gr.Warning(str(e), duration=None)
+                _refused(callback, e)
                 yield skip
 
         return stream
@@ -268,10 +272,17 @@ def _answer(callback: Callable, outputs: int) -> Callable:
         try:
             return callback(*args, **kwargs)
         except GloveSafetyError as e:
-            gr.Warning(str(e), duration=None)
+            _refused(callback, e)
             return skip
 
     return call
+
+
+def _refused(callback: Callable, error: GloveSafetyError) -> None:
+    """Tell the user (a toast) and the log (one line; the traceback only at debug level) why a request failed."""
+    gr.Warning(str(error), duration=None)
+    log.info("%s refused: %s", getattr(callback, "__name__", "request"), error)
+    log.debug("details", exc_info=error)
 
 
 def _options(model, conf, iou, classes, imgsz, track, policy, zone) -> RunOptions:

@@ -138,6 +138,13 @@ class LiveSession:
             self._source.push(image_bgr)
             return next(self._updates)
 
+    def results_per_s(self) -> float:
+        """Frames processed per second in the current run (what the camera actually achieved)."""
+        if self.run is None:
+            return 0.0
+        elapsed = self._last_frame_at - self._started_at
+        return (self.run.summary.frames - 1) / elapsed if elapsed > 0 else 0.0
+
     def __deepcopy__(self, memo: dict) -> LiveSession:
         """The session itself: it is a handle on a recording run, not a value (Gradio deep-copies state values)."""
         return self

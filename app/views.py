@@ -173,7 +173,8 @@ def live_info(session: LiveSession) -> str:
     run = session.run
     s = run.summary
     verdict = f"{s.violations} violation event(s)" if run.policy is not None else "no policy, no verdict"
-    return f"Live run `{s.run_id}`: {s.frames} frames, {verdict}. {stamp(s.record)}"
+    return (f"Live run `{s.run_id}`: {s.frames} frames, {verdict}; {session.results_per_s():.1f} results/s. "
+            f"{stamp(s.record)}")  # fmt: skip
 
 
 def saved_live(summary: RunSummary | None) -> str:

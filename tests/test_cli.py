@@ -189,6 +189,9 @@ def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp
         (["evaluate", "--split", "test"], "has no test split"),
         (["evaluate", "--data", "{empty}", "--scenes"], "holds no images"),
         (["detect", "--source", "{image}", "--policy", "{policy}"], "min_frames must be a whole number"),
+        (["detect", "--source", "{image}", "--policy", "{negative}"], "min_frames must be a whole number"),
+        (["detect", "--source", "{image}", "--policy", "{rule}"], "rule must be one of gloves_required"),
+        (["detect", "--source", "{image}", "--policy", "{zone}"], "zone: needs at least three"),
         (["detect", "--source", "{image}", "--policy", "bandsaw", "--zone", "0,0 2,0 1,1"], "danger zone"),
         (["calibrate", "--data", "{empty}"], "has no images"),
     ],
@@ -200,9 +203,13 @@ def test_user_errors_give_one_line_and_exit_2(trained_models: dict, tmp_path: Pa
         (empty / split / "images").mkdir(parents=True)
     (empty / "data.yaml").write_text("names: [a]\ntrain: train/images\nval: valid/images\n")
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
-    (tmp_path / "p.yaml").write_text("rule: gloves_forbidden\nroles: {glove: [hand]}\nmin_frames: three\n")
-    values = {"{empty}": str(empty / "data.yaml"), "{image}": str(tmp_path / "a.jpg"),
-              "{policy}": str(tmp_path / "p.yaml")}  # fmt: skip
+    policies = {"policy": "min_frames: three", "negative": "min_frames: -1", "rule": "rule: gloves_optional",
+                "zone": "zone: [[0, 0], [1.5, 0], [1, 1]]"}  # fmt: skip
+    for name, line in policies.items():
+        rule = "" if line.startswith("rule") else "rule: gloves_forbidden\n"
+        (tmp_path / f"{name}.yaml").write_text(f"{rule}roles: {{glove: [hand]}}\n{line}\n")
+    values = {"{empty}": str(empty / "data.yaml"), "{image}": str(tmp_path / "a.jpg")}
+    values |= {f"{{{name}}}": str(tmp_path / f"{name}.yaml") for name in policies}
     argv = [values.get(a, a) for a in argv]
     extra = ["--save-dir", str(tmp_path / "out")] if argv[0] == "detect" else ["--data", str(data)]
     extra = [] if "--data" in argv else extra

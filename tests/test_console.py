@@ -84,8 +84,10 @@ def _tab(page: Page, name: str) -> None:
 
 
 def _upload_image(page: Page, path: Path) -> None:
+    if not page.locator("#image-in input[type=file]").count():  # a file is there already: clear it first
+        page.locator("#image-in").get_by_label("Clear").first.click()
     page.locator("#image-in input[type=file]").set_input_files(str(path))
-    expect(page.locator("#image-in img")).to_be_visible(timeout=20000)
+    expect(page.locator("#image-in")).to_contain_text(path.name, timeout=20000)
 
 
 def _table_rows(page: Page, elem: str) -> list[list[str]]:
@@ -542,3 +544,30 @@ def test_runs_left_running_are_closed_as_interrupted_at_start_up(
         proc.terminate()
         proc.wait(timeout=30)
     assert [(r[0], "interrupted" in r) for r in rows] == [("20261130-000000-dead00", True)]
+
+
+def test_an_mpeg4_part2_video_is_processed_without_error_marks(page: Page, tmp_path: Path) -> None:
+    """Chromium cannot preview MPEG-4 Part 2, which OpenCV writes; the console must neither complain nor fail."""
+    clip = tmp_path / "mp4v.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (128, 96))
+    for i in range(8):
+        frame = np.full((96, 128, 3), 40, np.uint8)
+        cv2.rectangle(frame, (5 + 8 * i, 30), (35 + 8 * i, 60), (60, 200, 240), -1)
+        writer.write(frame)
+    writer.release()
+    _tab(page, "Video")
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video-in")).to_contain_text("mp4v.mp4", timeout=30000)
+    page.click("#video-run")
+    page.wait_for_function("document.querySelector('#video-out video')?.readyState === 4", timeout=120000)
+    assert page.locator(".toast-body").count() == 0
+    assert page.get_by_text("Error", exact=True).count() == 0  # no red marks on inputs or outputs
+
+
+def test_a_failed_request_leaves_no_error_marks(page: Page, tmp_path: Path) -> None:
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300))
+    page.locator("#image-in input[type=file]").set_input_files(str(tmp_path / "corrupt.jpg"))
+    page.wait_for_timeout(1500)
+    page.click("#image-run")
+    _error_toast(page, "corrupt.jpg")
+    assert page.get_by_text("Error", exact=True).count() == 0  # the toast said it; nothing stays marked red

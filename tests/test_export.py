@@ -117,3 +117,14 @@ def test_onnx_files_that_are_not_yolo_exports_are_refused(tmp_path: Path) -> Non
     onnx.save(helper.make_model(graph), tmp_path / "plain.onnx")
     with pytest.raises(ModelError, match="without Ultralytics' task"):
         DetectionEngine(tmp_path / "plain.onnx")
+
+
+def test_a_static_export_run_records_the_size_it_ran_at(exports: dict, trained_models: dict, tmp_path: Path) -> None:
+    from app.service import DetectionService, RunOptions
+
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
+    service = DetectionService(exports_dir=tmp_path / "exports")
+    run = service.detect_file(image, RunOptions(weights=exports[("detect", False)], imgsz=640))  # asks for 640
+    summary = run.run()
+    assert service.store.run(summary.run_id).imgsz == run.settings.imgsz == 96  # the export's fixed input size

@@ -171,3 +171,12 @@ def test_shutdown_saves_live_runs_and_closes_the_rest(service: DetectionService,
     service.shutdown()
     statuses = {r.id: r.status for r in service.history(None, None)}
     assert statuses == {live.saved[0].run_id: "stopped", open_run.summary.run_id: "interrupted"}
+
+
+def test_live_session_reports_the_rate_it_achieves(service: DetectionService, weights: str) -> None:
+    clock = Clock()
+    live = LiveSession(service, RunOptions(weights=weights, conf=0.002, imgsz=96), clock=clock)
+    for _ in range(3):
+        live.process(FRAMES[0])
+        clock.now += 0.5
+    assert live.results_per_s() == pytest.approx(2.0)  # 3 results over the 1 s between the first and the last
