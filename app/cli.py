@@ -1,7 +1,7 @@
 """`python -m app detect ...`: the headless monitor, a thin layer over the same service the console uses;
 `python -m app evaluate ...`: accuracy of checkpoints on the val (or test) split of one or more datasets;
 `python -m app calibrate ...`: store a checkpoint's best inference size and confidence in it;
-`python -m app export ...`: an ONNX export that the engine, CLI and console run like a checkpoint.
+`python -m app export ...`: an ONNX or OpenVINO export that the engine, CLI and console run like a checkpoint.
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from ultralytics import YOLO
 from ultralytics.utils.tqdm import TQDM
 
 from .calibration import calibrate as run_calibration
@@ -25,13 +26,14 @@ from .errors import GloveSafetyError, SourceError
 from .evaluation import Evaluation
 from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
-from .export import export_onnx, onnx_parity
+from .export import export_onnx, export_openvino, onnx_parity, openvino_parity
 from .files import atomic_write
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .service import DetectionService, RunOptions
 
-PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime against PyTorch, raw outputs (pixels and scores)
+PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime / OpenVINO against PyTorch, raw outputs (pixels and scores)
+EXPORT_MAP50_LOSS = 0.01  # an INT8 / FP16 export may lose at most this much mAP50 on any checked val split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,16 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", type=Path, default=Path("datasets/gloves-scenes.yaml"), help="dataset YAML (its val)")
     c.add_argument("--imgsz", type=int, nargs="+", default=[320, 416, 480, 640], help="candidate sizes")
     c.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
-    x = sub.add_parser("export", help="export a checkpoint to ONNX and check it against PyTorch")
+    x = sub.add_parser("export", help="export a checkpoint to ONNX or OpenVINO and check it against PyTorch")
     x.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
+    x.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
     x.add_argument("--imgsz", type=int, default=640, help="input size (static), or the trace size (dynamic)")
-    x.add_argument("--dynamic", action="store_true", help="any batch and image size at run time")
-    x.add_argument("--out", type=Path, default=None, help="where to write the .onnx (default: beside the weights)")
+    x.add_argument("--dynamic", action="store_true", help="ONNX: any batch and image size at run time")
+    precision = x.add_mutually_exclusive_group()
+    precision.add_argument("--int8", action="store_true", help="OpenVINO: INT8, calibrated on --data's train images")
+    precision.add_argument("--half", action="store_true", help="OpenVINO: FP16 weights")
+    x.add_argument("--data", type=Path, default=Path("datasets/gloves-all.yaml"),
+                   help="INT8: dataset YAML to calibrate on (its train split)")  # fmt: skip
+    x.add_argument("--check-data", type=Path, nargs="+",
+                   default=[Path("datasets/gloves.yaml"), Path("datasets/gloves-scenes.yaml")],
+                   help="INT8 / FP16: dataset YAMLs to score the export on beside PyTorch (val)")  # fmt: skip
+    x.add_argument("--out", type=Path, default=None, help="where to write the export (default: beside the weights)")
     return parser
 
 
 def export(args: argparse.Namespace) -> int:
     model = DetectionEngine(args.weights).model  # the same checks (and safe loading) as a detection run
+    if args.format == "openvino":
+        return export_to_openvino(args, model)
     onnx_file = export_onnx(args.weights, imgsz=args.imgsz, dynamic=args.dynamic, out=args.out, model=model)
     shapes = [(1, 3, args.imgsz, args.imgsz)]
     if args.dynamic:
@@ -86,6 +99,28 @@ def export(args: argparse.Namespace) -> int:
     print(f"exported {onnx_file} ({'dynamic' if args.dynamic else f'static {args.imgsz}'}); "
           f"max |PyTorch - ONNX Runtime| over inputs {shapes}: {diff:.2e}")  # fmt: skip
     return 0 if diff <= PARITY_TOLERANCE else 1
+
+
+def export_to_openvino(args: argparse.Namespace, model: YOLO) -> int:
+    """FP32: raw outputs checked against PyTorch (compiled in f32). INT8 / FP16: scored beside PyTorch instead,
+    mAP50 on each `--check-data` val split (the target: INT8 within 0.01 of the source)."""
+    precision = "int8" if args.int8 else "fp16" if args.half else "fp32"
+    folder = export_openvino(args.weights, imgsz=args.imgsz, precision=precision,
+                             data=args.data if args.int8 else None, out=args.out)  # fmt: skip
+    if precision == "fp32":
+        diff = openvino_parity(model, folder)
+        print(f"exported {folder} (FP32, static {args.imgsz}); max |PyTorch - OpenVINO f32| {diff:.2e}")
+        return 0 if diff <= PARITY_TOLERANCE else 1
+    print(f"exported {folder} ({precision.upper()}, static {args.imgsz}); scoring beside PyTorch:")
+    worst = 0.0
+    for data in args.check_data:
+        source = run_evaluation(args.weights, data, imgsz=args.imgsz, model=model)
+        exported = run_evaluation(folder, data, imgsz=args.imgsz)
+        worst = max(worst, source.map50 - exported.map50)
+        print(f"  {data}: mAP50 {source.map50:.3f} -> {exported.map50:.3f} ({exported.map50 - source.map50:+.3f}), "
+              f"mAP50-95 {source.map50_95:.3f} -> {exported.map50_95:.3f}")  # fmt: skip
+    print(f"largest mAP50 loss {worst:.3f} (target <= {EXPORT_MAP50_LOSS})")
+    return 0 if worst <= EXPORT_MAP50_LOSS else 1
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import hashlib
 import re
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 from ultralytics import YOLO
 
 from .errors import ModelError, ModelExportError
-from .export import read_onnx_info
+from .export import ExportInfo, openvino_precision_callback, read_onnx_info, read_openvino_info
 from .results import FrameResult, from_ultralytics
 from .sources import Frame
 
@@ -120,16 +120,23 @@ class DetectionEngine:
 
     def __init__(self, weights: str | Path) -> None:
         self.weights = Path(weights)
-        if not self.weights.is_file():
-            raise ModelError(f"{self.weights}: model file not found")
-        if self.weights.suffix not in (".pt", ".onnx"):
-            raise ModelError(f"{self.weights.name}: expected a .pt checkpoint or an .onnx export")
-        task, self.fixed_imgsz = None, None  # an ONNX export with a static input runs at its own size only
-        if self.weights.suffix == ".onnx":
-            task, self.fixed_imgsz = _onnx_task_and_size(self.weights)
+        task, self.fixed_imgsz = None, None  # an export with a static input runs at its own size only
+        if is_openvino_folder(self.weights):
+            task, self.fixed_imgsz = _export_task_and_size(self.weights, read_openvino_info)
+            self.sha256 = folder_sha256(self.weights)
         else:
-            check_checkpoint_archive(self.weights)
-        self.sha256 = file_sha256(self.weights)
+            if not self.weights.is_file():
+                raise ModelError(f"{self.weights}: model file not found")
+            if self.weights.suffix not in (".pt", ".onnx"):
+                raise ModelError(
+                    f"{self.weights.name}: expected a .pt checkpoint, an .onnx export or an OpenVINO export folder"
+                )
+            if self.weights.suffix == ".onnx":
+                _check_size(self.weights)
+                task, self.fixed_imgsz = _export_task_and_size(self.weights, read_onnx_info)
+            else:
+                check_checkpoint_archive(self.weights)
+            self.sha256 = file_sha256(self.weights)
         try:
             self.model = YOLO(str(self.weights), task=task)
         except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
@@ -141,6 +148,8 @@ class DetectionEngine:
             raise ModelError(f"{self.weights.name}: not a YOLO checkpoint ({type(e).__name__}: {e})") from e
         if self.model.task not in SUPPORTED_TASKS:
             raise ModelError(f"{self.weights.name} is a {self.model.task} model; use a detect or segment model")
+        if is_openvino_folder(self.weights):  # run in FP32, never the plugin's default (BF16 on AMX CPUs)
+            self.model.add_callback("on_predict_start", openvino_precision_callback("f32"))
         self._names = dict(self.model.names)  # read once: for exports Ultralytics builds a predictor per access
         ckpt = getattr(self.model, "ckpt", None) or {}
         train_imgsz = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
@@ -225,11 +234,17 @@ class DetectionEngine:
         return out
 
 
-def _onnx_task_and_size(path: Path) -> tuple[str, tuple[int, int] | None]:
-    """The task and static input size (None if dynamic) an ONNX export declares; size-capped like checkpoints."""
-    _check_size(path)
+def is_openvino_folder(path: Path) -> bool:
+    """An OpenVINO export: a folder named `*_openvino_model` (as Ultralytics names them)."""
+    return path.is_dir() and path.name.endswith("_openvino_model")
+
+
+def _export_task_and_size(
+    path: Path, read_info: Callable[[Path], ExportInfo]
+) -> tuple[str, tuple[int, int] | None]:
+    """The task and static input size (None if dynamic) an export declares, read without running anything."""
     try:
-        info = read_onnx_info(path)
+        info = read_info(path)
     except ModelExportError as e:
         raise ModelError(str(e)) from e
     return info.task, info.input_hw
@@ -263,6 +278,14 @@ def _check_size(path: Path) -> None:
     size = path.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
         raise ModelError(f"{path.name}: {size / 2**20:.0f} MB is over the {MAX_CHECKPOINT_BYTES // 2**20} MB limit")
+
+
+def folder_sha256(folder: Path) -> str:
+    """Hex SHA-256 over an export folder's files (names and contents, in name order)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(path.name.encode() + b"\0" + bytes.fromhex(file_sha256(path)))
+    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DetectionEngine, ModelDefaults
+from .engine import DetectionEngine, ModelDefaults, is_openvino_folder
 from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .files import atomic_write
@@ -189,8 +189,9 @@ class DetectionService:
 
     # models
     def available_models(self) -> list[Path]:
-        """Shipped / trained weights and earlier uploads, newest first."""
-        found = [p for d in (self.weights_dir, self.uploads_dir) for p in d.glob("*") if p.suffix in MODEL_SUFFIXES]
+        """Shipped / trained weights, their OpenVINO exports and earlier uploads, newest first."""
+        found = [p for d in (self.weights_dir, self.uploads_dir) for p in d.glob("*")
+                 if p.suffix in MODEL_SUFFIXES or is_openvino_folder(p)]  # fmt: skip
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def default_model(self) -> Path | None:
@@ -277,7 +278,7 @@ class DetectionService:
         if not weights:
             raise ServiceError(NO_WEIGHTS_HELP)
         path = Path(weights)
-        if not path.is_file():
+        if not path.is_file() and not is_openvino_folder(path):
             raise ServiceError(f"model file not found: {path}")
         key = (str(path.resolve()), path.stat().st_mtime_ns)
         with self._lock:

@@ -32,6 +32,8 @@ from app.runtime import ROOT
 TOLERANCE = 1e-3  # as for ONNX: raw outputs, pixels and scores
 IMGSZ = 96
 
+pytestmark = pytest.mark.slow  # OpenVINO conversions of both tasks
+
 
 def tiny_checkpoint(config: str, folder: Path) -> Path:
     """An untrained model from one of our YAMLs (`yolo11n-bra.yaml`: scale n) with the 6 bandsaw classes, saved
@@ -228,3 +230,23 @@ def test_int8_export_calibrates_and_runs(checkpoints: dict, tmp_path: Path) -> N
     assert read_openvino_info(folder).precision == "int8"
     assert 'type="FakeQuantize"' in next(folder.glob("*.xml")).read_text()  # NNCF quantised the graph
     assert np.isfinite(openvino_parity(checkpoints["detect"], folder))  # runs, same output shapes as PyTorch
+
+
+def test_cli_exports_openvino_and_the_engine_runs_it(trained_models: dict, tmp_path: Path, capsys) -> None:
+    from app.cli import main as cli_main
+    from app.engine import DetectionEngine
+    from app.records import RecordStore
+
+    weights, data = trained_models["detect"]
+    folder = tmp_path / "tiny_openvino_model"
+    assert cli_main(["export", "--weights", str(weights), "--format", "openvino", "--imgsz", "96",
+                     "--out", str(folder)]) == 0  # fmt: skip
+    assert "max |PyTorch - OpenVINO f32|" in capsys.readouterr().out
+    engine = DetectionEngine(folder)
+    assert engine.task == "detect" and engine.fixed_imgsz == (96, 96) and len(engine.sha256) == 64
+    image = next((data.parent / "valid" / "images").glob("*.jpg"))
+    out = tmp_path / "out"
+    assert cli_main(["detect", "--weights", str(folder), "--source", str(image), "--save-dir", str(out),
+                     "--conf", "0.002", "--imgsz", "640"]) == 0  # fmt: skip
+    (run,) = RecordStore(out / "records.sqlite").runs()
+    assert (run.model, run.model_sha256, run.imgsz) == (str(folder), engine.sha256, 96)  # the size it ran at
