@@ -19,19 +19,30 @@ from .errors import ModelError
 from .evaluation import Evaluation, evaluate
 from .files import atomic_write
 
+CANDIDATE_IOUS = (0.5, DEFAULT_IOU)
+"""NMS IoU thresholds tried at the best size."""
+
 
 def calibrate(
-    weights: str | Path, data: str | Path, sizes: Sequence[int], device: str | None = None, iou: float = DEFAULT_IOU
+    weights: str | Path,
+    data: str | Path,
+    sizes: Sequence[int],
+    device: str | None = None,
+    ious: Sequence[float] = CANDIDATE_IOUS,
 ) -> tuple[ModelDefaults, list[Evaluation]]:
-    """Evaluate `weights` on `data`'s val split at each size, store the best defaults in the checkpoint and
-    return them with the evaluations."""
+    """Evaluate `weights` on `data`'s val split at each size (NMS IoU 0.7), then at the best size with each NMS
+    IoU; store the best (mAP50) with the confidence at the best F1 in the checkpoint and return them with the
+    evaluations. A lower IoU merges more overlapping boxes of one class (several boxes on one hand)."""
     weights = Path(weights)
     if weights.suffix != ".pt":
         raise ModelError(f"{weights.name}: calibrate a .pt checkpoint (exports take their defaults from it)")
     model = DetectionEngine(weights).model  # the same checks (and safe loading) as a detection run
     results = [evaluate(weights, data, imgsz=size, device=device, model=model) for size in sizes]
-    best = max(results, key=lambda r: r.map50)
-    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=iou, calibrated=True)
+    size = max(results, key=lambda r: r.map50).imgsz
+    results += [evaluate(weights, data, imgsz=size, iou=iou, device=device, model=model)
+                for iou in ious if iou != DEFAULT_IOU]  # fmt: skip
+    best = max((r for r in results if r.imgsz == size), key=lambda r: r.map50)
+    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=best.iou, calibrated=True)
     store_defaults(weights, defaults)
     return defaults, results
 

@@ -147,15 +147,17 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def summary_table(results: list[Evaluation]) -> str:
-    """One Markdown table: a row per model, dataset, split and size, with per-class mAP50."""
+    """One Markdown table: a row per model, dataset, split, size and NMS IoU, with per-class mAP50."""
     names = sorted({c.name for r in results for c in r.classes})
-    lines = ["| weights | data | split | imgsz | mAP50 | mAP50-95 | " + " | ".join(f"{n} AP50" for n in names)
-             + " | best F1 | at conf |", "|---" * (8 + len(names)) + "|"]  # fmt: skip
+    header = ["weights", "data", "split", "imgsz", "NMS IoU", "mAP50", "mAP50-95", *(f"{n} AP50" for n in names),
+              "best F1", "at conf"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in results:
         per_class = {c.name: c.map50 for c in r.classes}
-        cells = [f"{per_class[n]:.3f}" if n in per_class else "-" for n in names]
-        lines.append(f"| {Path(r.weights).name} | {Path(r.data).stem} | {r.split} | {r.imgsz} | {r.map50:.3f} | "
-                     f"{r.map50_95:.3f} | {' | '.join(cells)} | {r.best_f1:.3f} | {r.best_f1_conf:.3f} |")  # fmt: skip
+        cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", f"{r.map50:.3f}",
+                 f"{r.map50_95:.3f}", *(f"{per_class[n]:.3f}" if n in per_class else "-" for n in names),
+                 f"{r.best_f1:.3f}", f"{r.best_f1_conf:.3f}"]  # fmt: skip
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
 

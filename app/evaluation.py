@@ -10,7 +10,7 @@ from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
 
 from .data import list_images, load_dataset_yaml, write_resolved_yaml
-from .engine import DEFAULT_CONF
+from .engine import DEFAULT_CONF, DEFAULT_IOU
 from .errors import DatasetError
 from .runtime import RUNS_DIR
 
@@ -61,6 +61,7 @@ class Evaluation:
     data: str
     imgsz: int
     split: str
+    iou: float  # the NMS IoU the validator ran with
     images: int
     precision: float
     recall: float
@@ -101,15 +102,16 @@ def evaluate(
     data: str | Path,
     imgsz: int = 640,
     split: str = "val",
+    iou: float = DEFAULT_IOU,
     device: str | None = None,
     batch: int = 16,
     plots_dir: Path | None = None,
     model: YOLO | None = None,
     matrix_conf: float = MATRIX_CONF,
 ) -> Evaluation:
-    """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`; plots (PR curve, confusion matrix at
-    `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<imgsz>`). `model`, if given, is
-    `weights` already loaded (the CLI's checked engine), so the file is not read again.
+    """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou`; plots (PR curve,
+    confusion matrix at `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
+    `model`, if given, is `weights` already loaded (the CLI's checked engine), so the file is not read again.
 
     Raises:
         DatasetError: The dataset YAML is unusable.
@@ -123,13 +125,15 @@ def evaluate(
     images = sum(len(list_images(source)) for source in sources if source.exists())
     if not images:
         raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
-    plots_dir = plots_dir or RUNS_DIR / "evaluate" / f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}"
+    name = f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}" + (f"-iou{iou:g}" if iou != DEFAULT_IOU else "")
+    plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
     metrics = model.val(
         validator=_validator_with_matrix_at(model.task_map[model.task]["validator"], matrix_conf),
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,
         split=split,
+        iou=iou,
         batch=batch,
         device=device,
         plots=True,
@@ -150,6 +154,7 @@ def evaluate(
         data=str(data),
         imgsz=imgsz,
         split=split,
+        iou=iou,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),
