@@ -3,6 +3,7 @@
     python webui.py                              # http://127.0.0.1:7860, this machine only
     python webui.py --host 0.0.0.0 --auth operator:secret
     GLOVE_CONSOLE_AUTH=operator:secret python webui.py --host 0.0.0.0
+    python webui.py --db postgresql://writer@db.workshop:5432/gloves   # one history for several machines
 
 A bind beyond this machine needs a login (--auth or GLOVE_CONSOLE_AUTH) unless --allow-no-auth is given.
 Browsers only allow the webcam on https or localhost: on a network, put the console behind a TLS reverse proxy.
@@ -36,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exports", type=Path, default=EXPORTS_DIR, help="where runs, records and workbooks go")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of .pt models to offer")
     p.add_argument("--conf", type=float, default=None, help="initial confidence threshold (default: each model's)")
-    p.add_argument("--db", type=Path, default=None, help="records file (default: EXPORTS/records.sqlite)")
+    p.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db "
+                   "(default: $GLOVE_RECORDS, else EXPORTS/records.sqlite)")  # fmt: skip
     return p.parse_args(argv)
 
 

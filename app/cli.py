@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "'0.3,0.2 0.7,0.2 0.5,0.9'")  # fmt: skip
     d.add_argument("--excel", type=Path, default=None, help="also write this run's workbook (.xlsx)")
     d.add_argument("--save-dir", type=Path, default=EXPORTS_DIR, help="where run folders are written")
-    d.add_argument("--db", type=Path, default=None, help="SQLite records file (default: SAVE_DIR/records.sqlite)")
+    d.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db (default: "
+                   "$GLOVE_RECORDS, else SAVE_DIR/records.sqlite)")  # fmt: skip
     e = sub.add_parser("evaluate", help="mAP, precision and recall of checkpoints on datasets' val (or test) split")
     e.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoints to compare")
     e.add_argument("--data", type=Path, nargs="+", default=[Path("datasets/gloves-scenes.yaml")],

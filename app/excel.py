@@ -50,7 +50,7 @@ def export_workbook(
     if run_id is not None:
         run = store.run(run_id)
         if run is None:
-            raise RecordsError(f"no run {run_id!r} in {store.path}")
+            raise RecordsError(f"no run {run_id!r} in {store.location}")
         runs = [run]
     else:
         runs = store.runs(start=start, end=end, source=source)

@@ -1,26 +1,40 @@
-"""The records store: runs, detections and violation events in SQLite, written as results arrive.
+"""The records store: runs, detections and violation events, written as results arrive, in SQLite or PostgreSQL.
 
-WAL mode with a commit per frame: a process killed mid-run loses at most the frame in flight, and readers
-(the console's history tab, an Excel export) never block the writer.
+The records location is a file path (SQLite, the default `exports/records.sqlite`: nothing to set up) or a URL
+`postgresql://user@host:port/db` (one history shared by the monitors and consoles of several machines). Both hold
+the same tables, derived from `app/schema.py`, and every SQL statement of the project is in this module.
+
+SQLite: WAL mode with a commit per frame: a process killed mid-run loses at most the frame in flight, and readers
+(the console's history tab, an Excel export) never block the writer. PostgreSQL: a commit per frame as well; a
+connection lost between two writes (a server restart) is reopened and the write retried, so a monitor outlives it.
+The password comes from `PGPASSWORD` or `~/.pgpass` (libpq reads both), never from the URL.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .errors import RecordsError
 from .runtime import EXPORTS_DIR
 from .schema import FLAG, ROWS, SCHEMA_VERSION, DetectionRow, EventRow, Row, RunRow
 
 DEFAULT_DB = EXPORTS_DIR / "records.sqlite"
+RECORDS_ENV = "GLOVE_RECORDS"
+"""Environment variable naming the records location when none is given (`--db` wins)."""
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 HOST = socket.gethostname()
 """This machine, recorded with each run (with the process id) so that a run left open by a crash is found."""
 INDEXES = (
@@ -28,6 +42,13 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS detections_time ON detections(detected_at)",
     "CREATE INDEX IF NOT EXISTS events_run ON events(run_id)",
 )
+OPEN_TIMEOUT_S = 30.0
+"""How long opening waits for a busy SQLite file, and a lost PostgreSQL connection is tried again (a restart)."""
+MIGRATION_LOCK = 0x676C6F7665
+"""PostgreSQL advisory lock held while a store creates or migrates the tables: processes opening a new database
+together would otherwise race on `CREATE TABLE IF NOT EXISTS`."""
+
+T = TypeVar("T")
 
 
 def utc_now() -> str:
@@ -35,29 +56,47 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def create_table_sql(row: type[Row]) -> str:
-    """`CREATE TABLE` for a row class, its columns in declaration order."""
-    return f"CREATE TABLE IF NOT EXISTS {row.table} ({', '.join(f'{c.name} {c.sql}' for c in row.columns())})"
+def create_table_sql(row: type[Row], column_sql: Callable[[str], str] = str) -> str:
+    """`CREATE TABLE` for a row class, its columns in declaration order (types mapped by `column_sql`)."""
+    columns = ", ".join(f"{c.name} {column_sql(c.sql)}" for c in row.columns())
+    return f"CREATE TABLE IF NOT EXISTS {row.table} ({columns})"
 
 
-class RecordStore:
-    """SQLite records, safe to share between threads (one connection, one lock).
+def postgres_sql(sql: str) -> str:
+    """A schema column type in PostgreSQL's words: 64-bit integers and floats (SQLite's INTEGER / REAL), an
+    identity for the row id, and byte-order text so that ISO times and ids compare as in SQLite."""
+    sql = sql.replace("INTEGER PRIMARY KEY", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+    sql = re.sub(r"\bINTEGER\b", "BIGINT", re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql))
+    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql)
 
-    Example:
-        >>> store = RecordStore("exports/records.sqlite")
-        >>> [r.source for r in store.runs(start="2026-11-01")]
-    """
 
-    def __init__(self, path: str | Path = DEFAULT_DB) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._wal(timeout=30)
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock, self._db:
-            self._migrate()
+def is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def records_location(location: str | Path | None = None, default: str | Path = DEFAULT_DB) -> str | Path:
+    """The location given, else `$GLOVE_RECORDS`, else `default`."""
+    return location or os.environ.get(RECORDS_ENV) or default
+
+
+def open_store(location: str | Path | None = None, default: str | Path = DEFAULT_DB) -> RecordStore:
+    """The store at a path or `postgresql://` URL (else `$GLOVE_RECORDS`, else `default`), created or migrated."""
+    return RecordStore(records_location(location, default))
+
+
+class _SQLite:
+    """One SQLite connection; the store's lock serialises its use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.location = path, str(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=OPEN_TIMEOUT_S)
+            self._wal(OPEN_TIMEOUT_S)
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            self.db.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as e:
+            raise RecordsError(f"cannot open the records file {path}: {e}") from None
 
     def _wal(self, timeout: float) -> None:
         """Switch the file to WAL. SQLite answers "locked" at once, without waiting, while another connection
@@ -65,60 +104,207 @@ class RecordStore:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
-    def _migrate(self) -> None:
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        return self.db.execute(sql, tuple(args))
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        self.db.executemany(sql, rows)
+
+    def run(self, work: Callable[[_SQLite], T]) -> T:
+        """`work` in one transaction."""
+        try:
+            with self.db:
+                return work(self)
+        except sqlite3.OperationalError as e:  # locked past the timeout, disk full, file gone
+            raise RecordsError(f"records file {self.path}: {e}") from None
+
+    def migrate(self) -> None:
         """Create missing tables, add columns a newer schema has (files of earlier versions keep their data),
-        and record the schema version."""
+        and record the schema version (`PRAGMA user_version`)."""
         for row in ROWS:
-            self._db.execute(create_table_sql(row))
-            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({row.table})")}
+            self.db.execute(create_table_sql(row))
+            present = {r[1] for r in self.db.execute(f"PRAGMA table_info({row.table})")}
             for c in row.columns():
                 if c.name not in present:  # ALTER TABLE cannot add a PRIMARY KEY: new columns never are
                     try:
-                        self._db.execute(f"ALTER TABLE {row.table} ADD COLUMN {c.name} {c.sql}")
+                        self.db.execute(f"ALTER TABLE {row.table} ADD COLUMN {c.name} {c.sql}")
                     except sqlite3.OperationalError as e:  # another process opening the file added it first
                         if "duplicate column" not in str(e):
                             raise
         for index in INDEXES:
-            self._db.execute(index)
+            self.db.execute(index)
         # A file written by a newer release keeps its (higher) version.
-        stored = self._db.execute("PRAGMA user_version").fetchone()[0]
-        self._db.execute(f"PRAGMA user_version = {max(stored, SCHEMA_VERSION)}")
+        self.db.execute(f"PRAGMA user_version = {max(self.schema_version(), SCHEMA_VERSION)}")
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Postgres:
+    """One PostgreSQL connection, reopened when lost; the store's lock serialises its use."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as e:
+            raise RecordsError(f"not a usable PostgreSQL URL: {_first_line(e)}") from None
+        if "password" in params:  # a URL ends up in shell history, process lists and logs
+            raise RecordsError(
+                "the records URL must not hold a password: set PGPASSWORD or use ~/.pgpass (see SECURITY.md)"
+            )
+        self.url = self.location = url
+        self.path = None
+        self.db = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.url, connect_timeout=10, application_name="glove-safety")
+        except psycopg.Error as e:
+            raise RecordsError(f"cannot reach the records database {self.url}: {_first_line(e)}") from None
+
+    def _reconnect(self) -> None:
+        """Open a new connection, trying for a while: a server restart takes a few seconds."""
+        self.db.close()
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:
+            try:
+                self.db = self._connect()
+                return
+            except RecordsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        # The module's statements are written with `?` placeholders and hold no literal `?` or `%`.
+        return self.db.execute(sql.replace("?", "%s"), tuple(args))
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        with self.db.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), rows)
+
+    def run(self, work: Callable[[_Postgres], T]) -> T:
+        """`work` in one transaction. A connection found lost before the commit (the server restarted since the
+        last write) is reopened and `work` run again: nothing of it was committed. Reads commit too, so that no
+        transaction stays open between calls."""
+        if self.db.broken or self.db.closed:
+            self._reconnect()
+        for attempt in range(2):
+            try:
+                result = work(self)
+                break
+            except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as e:
+                if attempt == 0 and self.db.broken:
+                    self._reconnect()
+                    continue
+                self._rollback()  # a role without a right (a reader writing) is the user's to fix: one line too
+                raise RecordsError(f"records database {self.url}: {_first_line(e)}") from None
+            except BaseException:
+                self._rollback()
+                raise
+        try:
+            self.db.commit()
+        except psycopg.OperationalError as e:  # whether it was committed is unknown: say so, do not retry
+            raise RecordsError(f"records database {self.url}: commit failed: {_first_line(e)}") from None
+        return result
+
+    def _rollback(self) -> None:
+        if not self.db.broken:
+            self.db.rollback()
+
+    def migrate(self) -> None:
+        """Create missing tables, add columns a newer schema has, and record the schema version (table
+        `schema_version`). A database already at this version is left alone, so roles without the right to
+        create tables (a console's reader) open it too."""
+        self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        if self.schema_version() >= SCHEMA_VERSION:
+            return
+        for row in ROWS:
+            self.execute(create_table_sql(row, postgres_sql))
+            present = {r[0] for r in self.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = ?", (row.table,))}  # fmt: skip
+            for c in row.columns():
+                if c.name not in present:
+                    self.execute(f"ALTER TABLE {row.table} ADD COLUMN {c.name} {postgres_sql(c.sql)}")
+        for index in INDEXES:
+            self.execute(index)
+        self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        self.execute("DELETE FROM schema_version")
+        self.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+    def schema_version(self) -> int:
+        """The recorded version; 0 for a new (or pre-versioning) database."""
+        if self.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
+        return self.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RecordStore:
+    """Records in SQLite (a path) or PostgreSQL (a `postgresql://` URL), safe to share between threads (one
+    connection, one lock). Created or migrated when opened.
+
+    Example:
+        >>> store = RecordStore("exports/records.sqlite")  # or "postgresql://monitor@db.workshop:5432/gloves"
+        >>> [r.source for r in store.runs(start="2026-11-01")]
+    """
+
+    def __init__(self, location: str | Path = DEFAULT_DB) -> None:
+        if is_url(location):
+            self._backend: _SQLite | _Postgres = _Postgres(str(location))
+        elif "://" in str(location):
+            raise RecordsError(f"records location {location!r}: give a file path or a postgresql:// URL")
+        else:
+            self._backend = _SQLite(Path(location))
+        self.path: Path | None = self._backend.path
+        """The SQLite file; None on PostgreSQL."""
+        self.location = self._backend.location
+        """Where the records are, for messages (a path or the URL, which never holds a password)."""
+        self._lock = threading.Lock()
+        self._tx(lambda db: db.migrate())
+
+    def _tx(self, work: Callable[[Any], T]) -> T:
+        with self._lock:
+            return self._backend.run(work)
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return self._db.execute("PRAGMA user_version").fetchone()[0]
+        return self._tx(lambda db: db.schema_version())
 
     def close_interrupted(self, host: str = HOST, ending_pid: int | None = None) -> list[str]:
         """Close as `interrupted` the runs this machine left `running` from processes that no longer exist (or
         from `ending_pid`, a process shutting down); what they recorded stays. Returns their ids."""
-        with self._tx() as db:
+
+        def close(db: Any) -> list[str]:
             found = db.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall()
             dead = [run_id for run_id, pid in found if pid is None or pid == ending_pid or not _alive(pid)]
-            db.executemany(
-                "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", [(utc_now(), i) for i in dead]
-            )
-        return dead
+            if dead:
+                db.executemany(
+                    "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", [(utc_now(), i) for i in dead]
+                )
+            return dead
+
+        return self._tx(close)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+            self._backend.close()
 
     def start_run(self, run: RunRow) -> str:
-        with self._tx() as db:
-            _insert(db, run)
+        self._tx(lambda db: _insert(db, run))
         return run.id
 
     @staticmethod
@@ -127,31 +313,31 @@ class RecordStore:
 
     def add_frame(self, run_id: str, rows: list[DetectionRow]) -> None:
         """Store one frame's detections and count the frame, in one transaction."""
-        with self._tx() as db:
+        names = [c.name for c in DetectionRow.columns() if c.name != "id"]
+
+        def write(db: Any) -> None:
             if rows:
-                names = [c.name for c in DetectionRow.columns() if c.name != "id"]
                 db.executemany(
                     f"INSERT INTO detections ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                    [tuple(getattr(r, n) for n in names) for r in rows],
+                    [tuple(_value(getattr(r, n)) for n in names) for r in rows],
                 )
             db.execute("UPDATE runs SET frames = frames + 1 WHERE id = ?", (run_id,))
 
+        self._tx(write)
+
     def save_event(self, event: EventRow) -> int:
         """Insert an event, or update it (keeping its snapshot unless a new one is given); returns its id."""
-        with self._tx() as db:
-            if event.id is None:
-                event.id = _insert(db, event)
-            else:
-                names = [c.name for c in EventRow.columns() if c.name not in ("id", "run_id", "recorded_at")]
-                sets = ", ".join(f"{n} = COALESCE(?, {n})" if n == "snapshot" else f"{n} = ?" for n in names)
-                db.execute(
-                    f"UPDATE events SET {sets} WHERE id = ?", (*(getattr(event, n) for n in names), event.id)
-                )
+        if event.id is None:
+            event.id = self._tx(lambda db: _insert(db, event))
+            return event.id
+        names = [c.name for c in EventRow.columns() if c.name not in ("id", "run_id", "recorded_at")]
+        sets = ", ".join(f"{n} = COALESCE(?, {n})" if n == "snapshot" else f"{n} = ?" for n in names)
+        args = (*(_value(getattr(event, n)) for n in names), event.id)
+        self._tx(lambda db: db.execute(f"UPDATE events SET {sets} WHERE id = ?", args))
         return event.id
 
     def finish_run(self, run_id: str, status: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id))
+        self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id)))
 
     def runs(self, start: str | None = None, end: str | None = None, source: str | None = None) -> list[RunRow]:
         """Runs started in [start, end) (ISO dates or date-times, UTC), newest first, optionally by source (as
@@ -188,10 +374,14 @@ class RecordStore:
         columns = row.columns()
         names = [c.name for c in columns]
         flags = [c.name for c in columns if c.kind == FLAG]  # stored as 0 / 1
-        with self._lock:
-            found = self._db.execute(f"SELECT {', '.join('t.' + n for n in names)} {sql}", args).fetchall()
+        select = f"SELECT {', '.join('t.' + n for n in names)} {sql}"
+        found = self._tx(lambda db: db.execute(select, args).fetchall())
         rows = [dict(zip(names, values, strict=True)) for values in found]
         return [row(**{**r, **{f: bool(r[f]) for f in flags}}) for r in rows]
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _alive(pid: int) -> bool:
@@ -205,13 +395,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _insert(db: sqlite3.Connection, row: Row) -> int:
-    """Insert a row by its named columns (an `id` of None is left to the database); returns the row id."""
-    values = {k: v for k, v in row.as_dict().items() if not (k == "id" and v is None)}
-    cur = db.execute(
-        f"INSERT INTO {row.table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", tuple(values.values())
-    )
-    return cur.lastrowid
+def _value(value: Any) -> Any:
+    """A value as stored: flags as 0 / 1 (PostgreSQL will not put a boolean in an integer column)."""
+    return int(value) if isinstance(value, bool) else value
+
+
+def _insert(db: _SQLite | _Postgres, row: Row) -> Any:
+    """Insert a row by its named columns; an `id` of None is left to the database and returned."""
+    values = {k: _value(v) for k, v in row.as_dict().items() if not (k == "id" and v is None)}
+    sql = f"INSERT INTO {row.table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+    if "id" in values:
+        db.execute(sql, values.values())
+        return values["id"]
+    return db.execute(sql + " RETURNING id", values.values()).fetchall()[0][0]
 
 
 def _range(column: str, start: str | None, end: str | None, source: str | None, prefix: str = "") -> tuple[str, tuple]:

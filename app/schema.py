@@ -1,7 +1,7 @@
 """The rows a run leaves behind, defined once: a run, each detection, each violation event.
 
 Each row is a dataclass whose fields carry their column: SQL type, a heading for people, how Excel formats it
-and whether the console's table shows it. The SQLite tables (`records.py`), the CSV / JSON-lines files
+and whether the console's table shows it. The SQLite and PostgreSQL tables (`records.py`), the CSV / JSON-lines files
 (`outputs.py`), the console's tables and the workbook's sheets (`excel.py`) are all derived from these classes,
 so a new field is one line here. Values are rounded once, when a row is made, so every place shows the same
 number.
@@ -36,7 +36,7 @@ class Column:
 
     Attributes:
         name: The field name: SQL column, CSV heading and JSON key.
-        sql: SQL type and constraints (portable SQL: SQLite and PostgreSQL read the same).
+        sql: SQL type and constraints, in SQLite's words (`records.postgres_sql` maps them for PostgreSQL).
         title: Heading for people (console table, workbook).
         kind: `text`, `number`, `percent`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
         console: Shown in the console's tables.
@@ -173,6 +173,6 @@ class EventRow(Row):
 ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow)
 """Every table, in creation order (detections and events refer to runs)."""
 SCHEMA_VERSION = 2
-"""Version 1: the first tables; 2: runs.host and runs.pid. A store adds missing columns when it opens a file."""
+"""Version 1: the first tables; 2: runs.host and runs.pid. A store adds missing columns when it opens a database."""
 RUN_STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 """`interrupted`: the process running it ended without closing it (a crash, a kill, a power cut)."""

@@ -24,7 +24,7 @@ from .excel import export_workbook
 from .files import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import SafetyPolicy, list_policies, parse_zone
-from .records import RecordStore
+from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .schema import RunRow
 from .sources import LiveSource, Source, open_source
@@ -171,10 +171,11 @@ class DetectionService:
     """
 
     def __init__(
-        self, exports_dir: Path = EXPORTS_DIR, weights_dir: Path = WEIGHTS_DIR, db: Path | None = None
+        self, exports_dir: Path = EXPORTS_DIR, weights_dir: Path = WEIGHTS_DIR, db: str | Path | None = None
     ) -> None:
         self.exports_dir, self.weights_dir = Path(exports_dir), Path(weights_dir)
-        self.store = RecordStore(db or self.exports_dir / "records.sqlite")
+        # A SQLite file or a postgresql:// URL; else $GLOVE_RECORDS, else the exports folder's records.sqlite.
+        self.store = open_store(db, default=self.exports_dir / "records.sqlite")
         self.uploads_dir = self.exports_dir / "uploaded-models"
         self._engines: dict[tuple[str, int], DetectionEngine] = {}
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import psycopg
 import pytest
 import yaml
+from helpers import postgres_cluster
 
 import app  # noqa: F401  (offline environment and BRA registration before Ultralytics is used)
 from app.runtime import ROOT
@@ -99,3 +103,25 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "gloves" / "data.yaml").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (the ../shared folder beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server of its own for the session (`helpers.postgres_cluster`, fsync off: a test cluster need
+    not survive a power cut): its base URL. Where PostgreSQL is not installed, the tests using it fail, saying so."""
+    try:
+        with postgres_cluster(fsync=False) as url:
+            yield url
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test server (dropped afterwards): its URL."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield f"{postgres_server}/{name}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

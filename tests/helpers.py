@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -50,3 +57,43 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
     return path
+
+
+POSTGRES_MISSING = (
+    "PostgreSQL is not installed: `apt-get install postgresql` (./test.sh and .ci/run install it); the records "
+    "tests run against a real server"
+)
+
+
+@contextmanager
+def postgres_cluster(fsync: bool = True) -> Iterator[str]:
+    """A PostgreSQL cluster of its own, from Debian's binaries, in a temporary folder and on a free loopback port;
+    yields its base URL (`postgresql://postgres@127.0.0.1:PORT`, trust authentication: loopback only), then stops
+    it and removes the folder. Raises FileNotFoundError with `POSTGRES_MISSING` where PostgreSQL is not installed.
+
+    PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user, in a folder of its own
+    (pytest's temporary folders are private to root).
+    """
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        raise FileNotFoundError(POSTGRES_MISSING)
+    bindir = Path(initdb[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="glove-postgres-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    try:
+        subprocess.run([*as_owner, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-N",
+                        "--encoding=UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)  # fmt: skip
+        # Without a log file the server would keep the caller's output pipe open.
+        ctl = [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60"]
+        options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+        subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True)
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}"
+        finally:
+            subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Unit tests of app/records.py: the SQLite records store, its queries, old databases and concurrent writers."""
+"""Unit tests of app/records.py: the records store on SQLite and on a real PostgreSQL server (every store test runs
+on both), its queries, old databases, migrations and concurrent writers (threads and processes)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
+import psycopg
 import pytest
+from helpers import free_port
 
-from app.records import HOST, RecordStore, utc_now
+from app.errors import RecordsError
+from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
 from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, RunRow
+from app.service import DetectionService
 
 RUN_COLUMNS_V1 = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes",
                   "tracking", "policy", "policy_json", "output_dir", "started_at", "ended_at", "status",
@@ -104,19 +111,49 @@ def stored(rows: list[DetectionRow]) -> list[DetectionRow]:
     return [dataclasses.replace(r, id=None) for r in rows]
 
 
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's records go: a new SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "sub" / "records.sqlite"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RecordStore]:
-    s = RecordStore(tmp_path / "sub" / "records.sqlite")
+def store(location: str | Path) -> Iterator[RecordStore]:
+    s = RecordStore(location)
     yield s
     s.close()
 
 
-def test_tables_follow_the_schema(store: RecordStore) -> None:
+def sql(location: str | Path, statement: str, args: tuple = ()) -> list[tuple]:
+    """Run one statement straight through the database's own driver (not the store), committed."""
+    if isinstance(location, str):
+        with psycopg.connect(location, autocommit=True) as pg:
+            cur = pg.execute(statement.replace("?", "%s"), args)
+            return cur.fetchall() if cur.description else []
+    with sqlite3.connect(location) as db:
+        found = db.execute(statement, args).fetchall()
+    db.close()
+    return found
+
+
+def table_columns(location: str | Path, table: str) -> list[str]:
+    """A table's column names in their order, as the database has them."""
+    if isinstance(location, str):
+        return [r[0] for r in sql(location, "SELECT column_name FROM information_schema.columns WHERE "
+                                  "table_name = ? ORDER BY ordinal_position", (table,))]  # fmt: skip
+    return [r[1] for r in sql(location, f"PRAGMA table_info({table})")]
+
+
+def test_tables_follow_the_schema(store: RecordStore, location: str | Path) -> None:
     """A new database's tables have the row classes' columns, in declaration order."""
-    with sqlite3.connect(store.path) as db:
-        for row in ROWS:
-            names = [r[1] for r in db.execute(f"PRAGMA table_info({row.table})")]
-            assert names == [c.name for c in row.columns()]
+    for row in ROWS:
+        assert table_columns(location, row.table) == [c.name for c in row.columns()]
+    assert store.schema_version == SCHEMA_VERSION
 
 
 def test_run_lifecycle(store: RecordStore) -> None:
@@ -266,16 +303,45 @@ def test_opening_waits_for_a_writer_on_a_new_file(tmp_path: Path) -> None:
         store.close()
 
 
-def test_newer_schema_version_is_kept(tmp_path: Path) -> None:
-    """Opening a file that a newer release wrote does not lower its recorded schema version."""
-    path = tmp_path / "records.sqlite"
-    RecordStore(path).close()
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    store = RecordStore(path)
+def set_schema_version(location: str | Path, version: int) -> None:
+    if isinstance(location, str):
+        sql(location, "UPDATE schema_version SET version = ?", (version,))
+    else:
+        sql(location, f"PRAGMA user_version = {version}")
+
+
+def test_newer_schema_version_is_kept(location: str | Path) -> None:
+    """Opening a database that a newer release wrote does not lower its recorded schema version."""
+    RecordStore(location).close()
+    set_schema_version(location, SCHEMA_VERSION + 1)
+    store = RecordStore(location)
     try:
         assert store.schema_version == SCHEMA_VERSION + 1
+    finally:
+        store.close()
+
+
+def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
+    """A database of schema version 1 (runs without host and pid) gains them when opened, keeps its rows and
+    records the new version: a later column is added the same way, on both backends."""
+    first = RecordStore(location)
+    first.start_run(make_run("old", "2026-10-01T07:00:00.000+00:00"))
+    first.add_frame("old", [make_detection("old", 0)])
+    first.close()
+    sql(location, "ALTER TABLE runs DROP COLUMN host")
+    sql(location, "ALTER TABLE runs DROP COLUMN pid")
+    set_schema_version(location, 1)
+    assert "host" not in table_columns(location, "runs")
+
+    store = RecordStore(location)
+    try:
+        assert store.schema_version == SCHEMA_VERSION
+        assert table_columns(location, "runs") == [c.name for c in RunRow.columns()]
+        assert store.run("old") == dataclasses.replace(make_run("old", "2026-10-01T07:00:00.000+00:00"), frames=1)
+        assert len(store.detections(run_id="old")) == 1
+        store.start_run(dataclasses.replace(make_run("new", "2026-11-16T08:00:00.000+00:00"), host=HOST, pid=7))
+        got = store.run("new")
+        assert got is not None and (got.host, got.pid) == (HOST, 7)
     finally:
         store.close()
 
@@ -355,9 +421,9 @@ def test_reads_and_writes_a_database_of_the_previous_schema(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["two-stores", "one-store"])
-def test_concurrent_writers_lose_nothing(tmp_path: Path, shared: bool) -> None:
-    """Two threads writing runs, frames and events at once (two RecordStores on one file, or one shared)."""
-    path = tmp_path / "records.sqlite"
+def test_concurrent_writers_lose_nothing(location: str | Path, shared: bool) -> None:
+    """Two threads writing runs, frames and events at once (two RecordStores on one database, or one shared)."""
+    path = location
     stores = [RecordStore(path)] * 2 if shared else [RecordStore(path), RecordStore(path)]
     frames, errors = 150, []
     barrier = threading.Barrier(2)
@@ -400,3 +466,187 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path, shared: bool) -> None:
             assert len(events) == frames // 10 and all(e.closed and e.snapshot for e in events)
     finally:
         check.close()
+
+
+WRITER = """
+import sys
+from test_records import make_detection, make_event, make_run
+from app.records import RecordStore
+
+location, run_id, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = RecordStore(location)
+store.start_run(make_run(run_id, "2026-11-16T08:00:00.000+00:00"))
+for i in range(frames):
+    store.add_frame(run_id, [make_detection(run_id, i), make_detection(run_id, i, "glove")])
+    if i % 10 == 0:
+        store.save_event(make_event(run_id))
+store.finish_run(run_id, "completed")
+store.close()
+"""
+
+
+def test_writer_processes_lose_nothing(location: str | Path) -> None:
+    """Four processes opening one new database at once (each creating the tables) and writing runs, frames and
+    events side by side: every row arrives."""
+    frames, ids = 60, [f"proc-{i}" for i in range(4)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(location), run_id, str(frames)], env=env,
+                              stderr=subprocess.PIPE, text=True) for run_id in ids]  # fmt: skip
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    store = RecordStore(location)
+    try:
+        assert sorted(r.id for r in store.runs()) == ids
+        for run_id in ids:
+            run = store.run(run_id)
+            assert run is not None and (run.frames, run.status) == (frames, "completed")
+            assert [d.frame_index for d in store.detections(run_id=run_id)[::2]] == list(range(frames))
+            assert len(store.events(run_id=run_id)) == frames // 10
+        assert store.schema_version == SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+def test_open_store_takes_the_location_from_the_environment(
+    location: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_store: the location given, else $GLOVE_RECORDS, else the default."""
+    monkeypatch.setenv(RECORDS_ENV, str(location))
+    with_env = open_store(default=tmp_path / "unused.sqlite")
+    with_env.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
+    with_env.close()
+    assert not (tmp_path / "unused.sqlite").exists()
+    given = open_store(location)
+    try:
+        assert [r.id for r in given.runs()] == ["r1"]
+    finally:
+        given.close()
+    monkeypatch.delenv(RECORDS_ENV)
+    default = open_store(default=tmp_path / "default.sqlite")
+    default.close()
+    assert default.location == str(tmp_path / "default.sqlite")
+
+
+@pytest.mark.parametrize("url", ["postgresql://monitor:s3cret@127.0.0.1:5432/gloves",
+                                 "postgresql://monitor@127.0.0.1:5432/gloves?password=s3cret"])  # fmt: skip
+def test_a_password_in_the_url_is_refused(url: str) -> None:
+    """The password comes from PGPASSWORD or ~/.pgpass, never from the URL (shell history, process lists)."""
+    with pytest.raises(RecordsError, match="must not hold a password") as refused:
+        RecordStore(url)
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_unusable_locations_are_one_line_errors(tmp_path: Path) -> None:
+    """An unreachable server, another scheme and an unwritable file are answered in one line, not a traceback."""
+    port = free_port()  # nothing listens there
+    with pytest.raises(RecordsError, match=f"cannot reach the records database postgresql://u@127.0.0.1:{port}/db"):
+        RecordStore(f"postgresql://u@127.0.0.1:{port}/db")
+    with pytest.raises(RecordsError, match="file path or a postgresql:// URL"):
+        RecordStore("mysql://u@127.0.0.1/db")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RecordsError, match="cannot open the records file"):
+        RecordStore(tmp_path / "file" / "records.sqlite")
+
+
+def test_a_postgresql_restart_is_survived(postgres_server: str, postgres_url: str) -> None:
+    """A monitor writing while the server restarts: the lost connection is reopened and the next frame stored."""
+    store = RecordStore(postgres_url)
+    try:
+        store.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
+        store.add_frame("r1", [make_detection("r1", 0)])
+        admin = f"{postgres_server}/postgres"
+        started = sql(admin, "SELECT pg_postmaster_start_time()")
+        [data] = sql(admin, "SHOW data_directory")
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        pg_ctl = Path(sql(admin, "SELECT setting FROM pg_config WHERE name = 'BINDIR'")[0][0])
+        log = Path(data[0]).parent / "server.log"  # without a log file the server would hold our pipe open
+        subprocess.run([*as_owner, str(pg_ctl / "pg_ctl"), "-D", data[0], "-l", str(log), "-m", "fast", "-w",
+                        "restart"], check=True, capture_output=True)  # fmt: skip
+        assert sql(admin, "SELECT pg_postmaster_start_time()") != started
+        store.add_frame("r1", [make_detection("r1", 1)])
+        store.finish_run("r1", "completed")
+        run = store.run("r1")
+        assert run is not None and (run.frames, run.status) == (2, "completed")
+        assert [d.frame_index for d in store.detections(run_id="r1")] == [0, 1]
+    finally:
+        store.close()
+
+
+def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
+    """SECURITY.md's roles: once the owner has created the tables, a writer records (no CREATE needed) and a
+    reader reads; a reader's write is refused in one line."""
+    RecordStore(postgres_url).close()  # the owner creates the tables
+    db = postgres_url.rsplit("/", 1)[1]
+    writer, reader = f"writer_{db}", f"reader_{db}"
+    for statement in (f"CREATE ROLE {writer} LOGIN", f"CREATE ROLE {reader} LOGIN",
+                      f"GRANT CONNECT ON DATABASE {db} TO {writer}, {reader}",
+                      f"GRANT USAGE ON SCHEMA public TO {writer}, {reader}",
+                      f"GRANT SELECT, INSERT, UPDATE ON runs, detections, events TO {writer}",
+                      f"GRANT SELECT ON runs, detections, events, schema_version TO {writer}, {reader}"):  # fmt: skip
+        sql(postgres_url, statement)
+    try:
+        as_writer = RecordStore(postgres_url.replace("postgres@", f"{writer}@"))
+        as_writer.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
+        as_writer.add_frame("r1", [make_detection("r1", 0)])
+        as_writer.save_event(make_event("r1"))
+        as_writer.finish_run("r1", "completed")
+        assert as_writer.close_interrupted() == []
+        as_writer.close()
+        as_reader = RecordStore(postgres_url.replace("postgres@", f"{reader}@"))
+        try:
+            assert [d.run_id for d in as_reader.detections(start="2026-11-16")] == ["r1"]
+            assert len(as_reader.events(run_id="r1")) == 1
+            with pytest.raises(RecordsError, match="permission denied"):
+                as_reader.start_run(make_run("r2", "2026-11-16T09:00:00.000+00:00"))
+            assert [r.id for r in as_reader.runs()] == ["r1"]  # the store goes on after the refusal
+        finally:
+            as_reader.close()
+    finally:
+        sql(postgres_url, f"DROP OWNED BY {writer}, {reader}")
+        sql(postgres_url, f"DROP ROLE {writer}, {reader}")
+
+
+@pytest.mark.slow  # four model-loading processes: about a minute on the 2-core CPU
+def test_detect_processes_share_one_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """Four `python -m app detect --db URL` processes at once (the shipped model, small generated images), each
+    with its own run folder and no SQLite file: every run and every frame lands in the one database."""
+    folders = []
+    for p in range(4):
+        folder = tmp_path / f"cam-{p}"
+        folder.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(folder / f"f{i}.jpg"), np.full((64, 64, 3), 40 + 50 * p + 10 * i, np.uint8))
+        folders.append(folder)
+    procs = [subprocess.Popen([sys.executable, "-m", "app", "detect", "--source", str(folder), "--imgsz", "64",
+                               "--device", "cpu", "--save-dir", str(tmp_path / "out"), "--db", postgres_url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for folder in folders]  # fmt: skip
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert not (tmp_path / "out" / "records.sqlite").exists()
+    store = RecordStore(postgres_url)
+    try:
+        runs = store.runs()
+        assert sorted(r.source for r in runs) == sorted(str(f) for f in folders)
+        assert all((r.frames, r.status, r.host) == (3, "completed", HOST) for r in runs)
+    finally:
+        store.close()
+
+
+def test_the_service_records_where_it_is_told(
+    location: str | Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DetectionService (the console's and the CLI's): `db` (`--db`) first, then $GLOVE_RECORDS, then the exports
+    folder's records.sqlite."""
+    given = DetectionService(exports_dir=tmp_path / "a", weights_dir=tmp_path, db=str(location))
+    given.store.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
+    given.shutdown()
+    monkeypatch.setenv(RECORDS_ENV, str(location))
+    from_env = DetectionService(exports_dir=tmp_path / "b", weights_dir=tmp_path)
+    assert [r.id for r in from_env.history(None, None)] == ["r1"]
+    monkeypatch.delenv(RECORDS_ENV)
+    default = DetectionService(exports_dir=tmp_path / "c", weights_dir=tmp_path)
+    assert default.history(None, None) == [] and default.store.path == tmp_path / "c" / "records.sqlite"
+    for service in (given, from_env, default):
+        service.store.close()
+    assert not (tmp_path / "a" / "records.sqlite").exists()  # the default was not opened beside the given one
