@@ -40,7 +40,7 @@ def upload(page: Page, elem: str, path: Path) -> None:
     if not page.locator(f"#{elem} input[type=file]").count():
         page.locator(f"#{elem}").get_by_label("Clear").first.click()
     page.locator(f"#{elem} input[type=file]").set_input_files(str(path))
-    expect(page.locator(f"#{elem}")).to_contain_text(path.name, timeout=30000)
+    expect(page.locator(f"#{elem}")).to_contain_text(path.stem, timeout=30000)
 
 
 def y4m(clip: Path, out: Path, frames: int = 60, size: int = 480) -> Path:

@@ -19,6 +19,8 @@ from app.runtime import ROOT
 from app.training import TrainOptions, prepare, train
 from train import main
 
+pytestmark = [pytest.mark.training, pytest.mark.slow]  # trains models of its own
+
 MODELS = {"detect": "models/yolo11n-bra.yaml", "segment": "models/yolo11n-seg-bra.yaml"}
 
 # Loads a checkpoint in a fresh process, the documented way: `import app` first (offline settings, safe loading
@@ -28,8 +30,6 @@ import json, sys
 import app
 import cv2, numpy as np, torch
 from ultralytics import YOLO
-
-pytestmark = [pytest.mark.training, pytest.mark.slow]  # trains models of its own
 yolo = YOLO(sys.argv[1])
 img = cv2.imread(sys.argv[2])
 r = yolo.predict(img, imgsz=96, conf=1e-9, verbose=False)[0]
