@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, nargs="+", default=[Path("datasets/gloves-scenes.yaml")],
                    help="dataset YAMLs (select models on gloves-scenes' val first)")  # fmt: skip
     e.add_argument("--split", choices=["val", "test"], default="val", help="which split (test: once, at the end)")
-    e.add_argument("--imgsz", type=int, nargs="+", default=[640], help="inference sizes to evaluate at")
+    e.add_argument("--imgsz", type=int, nargs="+", default=None, help="inference sizes (default: each model's own)")
+    e.add_argument("--iou", type=float, default=None, help="NMS IoU (default: each model's own)")
     e.add_argument("--scenes", action="store_true",
                    help="an extra, never for selection: the first dataset's val photos pasted into scenes")  # fmt: skip
     e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
@@ -131,15 +132,20 @@ def evaluate(args: argparse.Namespace) -> int:
         sets.append(build_scene_set(load_dataset_yaml(args.data[0]), out))
     for data in sets:  # every dataset checked before the first (long) evaluation
         load_dataset_yaml(data)
-    # The same checks (and safe loading) as a detection run; the checked models are the ones evaluated.
-    models = {weights: DetectionEngine(weights).model for weights in args.weights}
+    # The same checks (and safe loading) as a detection run; the checked models are the ones evaluated, their
+    # confusion matrices counted at each model's own default confidence (what an operator sees).
+    engines = {weights: DetectionEngine(weights) for weights in args.weights}
     results = []
-    for weights, data, imgsz in itertools.product(args.weights, sets, args.imgsz):
-        result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, device=args.device, model=models[weights])
-        print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in {result.plots_dir}):")
-        print(result.markdown())
-        print(f"Confusion matrix {result.matrix_summary()}.")
-        results.append(result)
+    for weights, data in itertools.product(args.weights, sets):
+        engine, iou = engines[weights], args.iou or engines[weights].defaults.iou
+        for imgsz in args.imgsz or [engine.defaults.imgsz]:
+            result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, iou=iou, device=args.device,
+                                    model=engine.model, matrix_conf=engine.defaults.conf)  # fmt: skip
+            print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in "
+                  f"{result.plots_dir}):")  # fmt: skip
+            print(result.markdown())
+            print(f"Confusion matrix {result.matrix_summary()}.")
+            results.append(result)
     print("\nAll results (select on the scenes' val split; synthetic scenes are an extra, never for selection):")
     print(summary_table(results))
     if args.json:
