@@ -26,8 +26,8 @@ EXPORTS_DIR = ROOT / "exports"
 WEIGHTS_DIR = ROOT / "models" / "weights"
 """Shipped and trained checkpoints offered by the CLI and the console."""
 
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "gloves-bra-n.pt"
-"""The default detector (trained on the glove data)."""
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "gloves-n.pt"
+"""The default detector: the shipped model that scores best on real scenes (`gloves-scenes/valid`; models/README.md)."""
 
 OFFLINE_ENV = {
     "YOLO_OFFLINE": "1",  # Ultralytics: no online checks, no hub, no analytics

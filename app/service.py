@@ -31,8 +31,8 @@ from .sources import LiveSource, Source, open_source
 
 NO_WEIGHTS_HELP = (
     "No trained weights in models/weights/. Train them with:\n"
-    "  python train.py --data datasets/gloves.yaml --model models/yolo11n-bra.yaml --epochs 50 --imgsz 320 "
-    "--export-to models/weights/gloves-bra-n.pt\n"
+    "  python train.py --data datasets/gloves-all.yaml --dedupe --model models/yolo11n-bra.yaml --epochs 50 "
+    "--imgsz 416 --export-to models/weights/gloves-bra-n.pt\n"
     "or upload a best.pt in the Model tab."
 )
 MODEL_SUFFIXES = (".pt", ".onnx")  # checkpoints and ONNX exports (python -m app export)

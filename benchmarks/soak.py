@@ -11,7 +11,7 @@ baseline is taken after the first run (model loaded, caches warm), or after the 
 Targets: RSS growth < 50 MB, descriptors and threads flat. Exit status 1 when a target is missed.
 
 Frames come from ../shared/data/videos/hand_desk.mp4 (looped, resized to --size) or, where that is absent,
-a generated moving pattern. Without --weights the shipped models/weights/gloves-bra-n.pt is used.
+a generated moving pattern. Without --weights the shipped default model (app.runtime.DEFAULT_WEIGHTS) is used.
 """
 
 from __future__ import annotations
