@@ -1,6 +1,6 @@
 """Retake the console screenshots in docs/screenshots/ with the shipped model on real content.
 
-    .venv/bin/python docs/screenshots.py [--weights models/weights/gloves-bra-n.pt]
+    .venv/bin/python docs/screenshots.py [--weights models/weights/gloves-n.pt] [--photo P]
 
 Starts `webui.py` on a free port with a scratch exports folder, drives it in Debian's Chromium as an operator
 would (a real scene photo with the "gloves" policy, the desk clip as a video and as a fake webcam, History, the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ VIEWPORT = {"width": 1400, "height": 1100}
 
 def choose(page: Page, elem: str, option: str) -> None:
     page.locator(f"#{elem} input").click()
-    page.locator("[role=option]", has_text=option).first.click()
+    page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{re.escape(option)}$")).first.click()
 
 
 def upload(page: Page, elem: str, path: Path) -> None:
@@ -55,7 +56,7 @@ def y4m(clip: Path, out: Path, frames: int = 60, size: int = 480) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--weights", type=Path, default=ROOT / "models" / "weights" / "gloves-bra-n.pt")
+    parser.add_argument("--weights", type=Path, default=ROOT / "models" / "weights" / "gloves-n.pt")
     parser.add_argument("--photo", type=Path, default=None, help="scene photo (default: one from gloves-scenes/valid)")
     args = parser.parse_args()
     photo = args.photo or sorted((SHARED / "gloves-scenes" / "valid" / "images").glob("*.jpg"))[0]
