@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import tempfile
 import threading
@@ -32,7 +33,7 @@ import cv2
 import numpy as np
 
 from app.runtime import DEFAULT_WEIGHTS, ROOT
-from app.service import DetectionService, RunOptions
+from app.service import DetectionService, LiveSession, RunOptions
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
 SAMPLE_EVERY = 1000
@@ -90,7 +91,9 @@ def main() -> int:
         print(f"{'frames':>8} {'RSS MB':>8} {'fds':>5} {'threads':>8} {'fps':>6}")
         run_frames = args.frames if args.one_run else args.run_frames
         while done < args.frames:
-            session = service.live(options)
+            # Not a browser camera: frames may come slower than a person's pause (a busy machine), which must not
+            # end the run; `--run-frames` decides where runs end.
+            session = LiveSession(service, options, gap_s=math.inf, time_limit_s=math.inf)
             for _ in range(min(run_frames, args.frames - done)):
                 session.process(next(source))
                 done += 1
