@@ -211,6 +211,10 @@ def test_live_camera_updates_repeatedly_and_is_recorded(
                 break
         assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
         expect(page.locator("#cam-out img")).to_be_visible()
+        # The page says what rate the camera achieves: capture follows the server (a frame is sent when the last
+        # result is back, at most every 50 ms), so this is what the server keeps up with.
+        rate = float(re.search(r"([\d.]+) results/s", page.locator("#live-info").inner_text())[1])
+        assert rate > 0.5, rate
         run_id = _stop_live(page)
     finally:
         browser.close()
