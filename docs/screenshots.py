@@ -11,21 +11,16 @@ Model tab) and writes image.png, violation.png, video.png, live.png, history.png
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-import av
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "docs" / "screenshots"
@@ -44,16 +39,6 @@ def upload(page: Page, elem: str, path: Path) -> None:
     expect(page.locator(f"#{elem}")).to_contain_text(path.stem, timeout=30000)
 
 
-def y4m(clip: Path, out: Path, frames: int = 60, size: int = 480) -> Path:
-    with av.open(str(clip)) as src, open(out, "wb") as f:
-        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= frames:
-                break
-            f.write(b"FRAME\n" + frame.reformat(width=size, height=size, format="yuv420p").to_ndarray().tobytes())
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=ROOT / "models" / "weights" / "gloves-n.pt")
@@ -67,70 +52,54 @@ def main() -> None:
         weights = tmp / "weights"
         weights.mkdir()
         (weights / args.weights.name).symlink_to(args.weights.resolve())
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(tmp / "exports"),
-             "--weights-dir", str(weights)],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        camera = y4m(clip, tmp / "cam.y4m")
+        camera = y4m(clip, tmp / "cam.y4m", frames=60, size=480)
+        console = running_console("--exports", str(tmp / "exports"), "--weights-dir", str(weights), timeout_s=240)
         args_cam = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     f"--use-file-for-fake-video-capture={camera}"]  # fmt: skip
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=args_cam)
-                page = browser.new_context(viewport=VIEWPORT, permissions=["camera"]).new_page()
-                page.goto(url)
-                page.wait_for_selector("#image-run")
-                upload(page, "image-in", photo)
-                page.click("#image-run")
-                expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=120000)
-                page.screenshot(path=str(OUT / "image.png"), full_page=True)
+        with console as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=args_cam)
+            page = browser.new_context(viewport=VIEWPORT, permissions=["camera"]).new_page()
+            page.goto(url)
+            page.wait_for_selector("#image-run")
+            upload(page, "image-in", photo)
+            page.click("#image-run")
+            expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=120000)
+            page.screenshot(path=str(OUT / "image.png"), full_page=True)
 
-                choose(page, "policy", "gloves")
-                page.locator("#alarm-mute input").check()
-                page.click("#image-run")
-                expect(page.locator("#image-saved")).to_contain_text("policy gloves", timeout=120000)
-                page.screenshot(path=str(OUT / "violation.png"), full_page=True)
+            choose(page, "policy", "gloves")
+            page.locator("#alarm-mute input").check()
+            page.click("#image-run")
+            expect(page.locator("#image-saved")).to_contain_text("policy gloves", timeout=120000)
+            page.screenshot(path=str(OUT / "violation.png"), full_page=True)
 
-                page.get_by_role("tab", name="Video").click()
-                upload(page, "video-in", clip)
-                page.locator("#stride input[type=number]").fill("10")
-                page.locator("#stride input[type=number]").press("Enter")
-                page.click("#video-run")
-                page.wait_for_function("document.querySelector('#video-out video')?.readyState === 4", timeout=600000)
-                page.screenshot(path=str(OUT / "video.png"), full_page=True)
+            page.get_by_role("tab", name="Video").click()
+            upload(page, "video-in", clip)
+            page.locator("#stride input[type=number]").fill("10")
+            page.locator("#stride input[type=number]").press("Enter")
+            page.click("#video-run")
+            page.wait_for_function("document.querySelector('#video-out video')?.readyState === 4", timeout=600000)
+            page.screenshot(path=str(OUT / "video.png"), full_page=True)
 
-                page.get_by_role("tab", name="Live camera").click()
-                page.locator("#cam [title='grant webcam access'] button").click()
-                page.locator("#cam button[aria-label='capture photo']").click()
-                expect(page.locator("#live-info")).to_contain_text("frames", timeout=120000)
-                page.wait_for_timeout(8000)
-                page.screenshot(path=str(OUT / "live.png"), full_page=True)
-                page.locator("#cam button[aria-label='capture photo']").click()
-                page.click("#live-stop")
+            page.get_by_role("tab", name="Live camera").click()
+            page.locator("#cam [title='grant webcam access'] button").click()
+            page.locator("#cam button[aria-label='capture photo']").click()
+            expect(page.locator("#live-info")).to_contain_text("frames", timeout=120000)
+            page.wait_for_timeout(8000)
+            page.screenshot(path=str(OUT / "live.png"), full_page=True)
+            page.locator("#cam button[aria-label='capture photo']").click()
+            page.click("#live-stop")
 
-                page.get_by_role("tab", name="History & Export").click()
-                page.click("#hist-run")
-                page.wait_for_timeout(3000)
-                page.click("#hist-export")
-                expect(page.locator("#hist-file a").first).to_be_visible(timeout=60000)
-                page.screenshot(path=str(OUT / "history.png"), full_page=True)
+            page.get_by_role("tab", name="History & Export").click()
+            page.click("#hist-run")
+            page.wait_for_timeout(3000)
+            page.click("#hist-export")
+            expect(page.locator("#hist-file a").first).to_be_visible(timeout=60000)
+            page.screenshot(path=str(OUT / "history.png"), full_page=True)
 
-                page.get_by_role("tab", name="Model").click()
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(OUT / "model.png"), full_page=True)
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            page.get_by_role("tab", name="Model").click()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(OUT / "model.png"), full_page=True)
+            browser.close()
     print(f"screenshots written to {OUT}")
 
 

@@ -8,16 +8,21 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 from app.outputs import VideoWriter
+from app.runtime import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -97,3 +102,41 @@ def postgres_cluster(fsync: bool = True) -> Iterator[str]:
             subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:
+    """A video clip as a Y4M file, the format Chromium's fake camera reads (`--use-file-for-fake-video-capture`)."""
+    with av.open(str(clip)) as src, open(out, "wb") as f:
+        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= frames:
+                break
+            yuv = frame.reformat(width=size, height=size, format="yuv420p").to_ndarray()
+            f.write(b"FRAME\n" + yuv.tobytes())
+    return out
+
+
+@contextmanager
+def running_console(*args: str, log: Path | None = None, timeout_s: float = 120) -> Iterator[str]:
+    """`webui.py` with these arguments on a free local port, answering; yields its URL and stops it afterwards."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), *args]
+    with open(log or os.devnull, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=1)
+                    break
+                except OSError:
+                    tail = log.read_text()[-3000:] if log else ""
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"webui.py did not start: {tail}") from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

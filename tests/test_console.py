@@ -14,11 +14,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
@@ -36,24 +35,9 @@ def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> I
     (tmp / "weights").mkdir()
     shutil.copy(WEIGHTS_DIR / "gloves-n.pt", tmp / "weights" / "gloves-n.pt")  # a real glove model, offered too
     shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")  # newest: the default
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
-    cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(tmp / "exports"),
-           "--weights-dir", str(tmp / "weights"), "--conf", "0.002"]  # fmt: skip
-    log = open(tmp / "webui.log", "w")  # noqa: SIM115 (open while the server runs)
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp / "webui.log").read_text()[-3000:]
-            time.sleep(0.5)
-    yield {"url": url, "exports": tmp / "exports", "tmp": tmp, "data": trained_models["detect"][1]}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    args = ["--exports", str(tmp / "exports"), "--weights-dir", str(tmp / "weights"), "--conf", "0.002"]
+    with running_console(*args, log=tmp / "webui.log") as url:
+        yield {"url": url, "exports": tmp / "exports", "tmp": tmp, "data": trained_models["detect"][1]}
 
 
 @pytest.fixture(scope="module")
@@ -153,18 +137,6 @@ def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared
     assert sorted({int(r[1]) for r in rows}) <= list(range(0, 378, 15))  # every 15th frame only
 
 
-def _y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:
-    """The shared clip as a Y4M file, the format Chromium's fake camera reads."""
-    with av.open(str(clip)) as src, open(out, "wb") as f:
-        f.write(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= frames:
-                break
-            yuv = frame.reformat(width=size, height=size, format="yuv420p").to_ndarray()
-            f.write(b"FRAME\n" + yuv.tobytes())
-    return out
-
-
 def _fake_camera_browser(playwright: Playwright, clip: Path) -> Browser:
     args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
@@ -199,7 +171,7 @@ def _stop_live(page: Page) -> str:
 def test_live_camera_updates_repeatedly_and_is_recorded(
     playwright: Playwright, console: dict, shared_data: Path, tmp_path: Path
 ) -> None:
-    browser = _fake_camera_browser(playwright, _y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m"))
+    browser = _fake_camera_browser(playwright, y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m"))
     try:
         page = _start_live(browser, console["url"])
         counts = []
@@ -526,27 +498,14 @@ def test_runs_left_running_are_closed_as_interrupted_at_start_up(
                            model_sha256="0" * 64, task="detect", conf=0.25, iou=0.7, imgsz=640,
                            started_at="2026-11-30T00:00:00.000+00:00", host=HOST, pid=int(dead.stdout)))  # fmt: skip
     store.close()
-    port = free_port()
-    cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(exports),
-           "--weights-dir", str(console["tmp"] / "weights")]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
+    with running_console("--exports", str(exports), "--weights-dir", str(console["tmp"] / "weights")) as url:
         page = browser.new_page()
-        for _ in range(120):
-            try:
-                page.goto(f"http://127.0.0.1:{port}/")
-                break
-            except Exception:  # not listening yet
-                time.sleep(0.5)
+        page.goto(url)
         page.wait_for_selector("#image-run")
         _tab(page, "History & Export")
         page.click("#hist-run")
         rows = _table_rows(page, "hist-table")
         page.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert [(r[0], "interrupted" in r) for r in rows] == [("20261130-000000-dead00", True)]
 
 
