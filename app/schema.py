@@ -149,8 +149,9 @@ class EventRow(Row):
     item: str = column("TEXT NOT NULL", "Item", kind=TEXT, console=False, default=...)
     reason: str = column("TEXT NOT NULL", "Reason", kind=TEXT, default=...)
     class_name: str = column("TEXT NOT NULL", "Class", kind=TEXT, default=...)
-    start_frame: int = column("INTEGER NOT NULL", "Start frame", default=...)
-    end_frame: int = column("INTEGER NOT NULL", "End frame", default=...)
+    # Frames are in the files and the workbook; the console shows times, so the table fits without scrolling.
+    start_frame: int = column("INTEGER NOT NULL", "Start frame", console=False, default=...)
+    end_frame: int = column("INTEGER NOT NULL", "End frame", console=False, default=...)
     start_time: float = column("REAL NOT NULL", "Start (s)", default=...)
     end_time: float = column("REAL NOT NULL", "End (s)", default=...)
     peak_confidence: float = column("REAL NOT NULL", "Peak", kind=PERCENT, default=...)

@@ -63,7 +63,8 @@ def test_console_and_file_columns() -> None:
     assert detection_console == [n for n in DETECTION_COLUMNS
                                  if n not in ("run_id", "detected_at", "class_id", "polygon", "id")]  # fmt: skip
     event_console = [c.name for c in EventRow.console_columns()]
-    assert event_console == [n for n in EVENT_COLUMNS if n not in ("run_id", "item", "snapshot", "recorded_at")]
+    hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at")
+    assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
     hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid")
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
