@@ -17,13 +17,13 @@ import numpy as np
 from ultralytics import YOLO
 
 from .errors import ModelError, ModelExportError
-from .export import ExportInfo, openvino_precision_callback, read_onnx_info, read_openvino_info
+from .export import MAX_BIN_BYTES, ExportInfo, openvino_precision_callback, read_onnx_info, read_openvino_info
 from .results import FrameResult, from_ultralytics
 from .sources import Frame
 
 SUPPORTED_TASKS = ("detect", "segment")
 TRACKER = "bytetrack.yaml"  # Ultralytics' ByteTrack settings, shipped with the package
-MAX_CHECKPOINT_BYTES = 200 * 2**20  # a YOLO11x checkpoint is ~110 MB; anything larger is refused unread
+MAX_CHECKPOINT_BYTES = MAX_BIN_BYTES  # one limit for every model file: a YOLO11x checkpoint is ~110 MB
 # What torch.save writes into its zip archive (under one top-level folder): the pickle, tensor storages, metadata.
 _CHECKPOINT_ENTRY = re.compile(
     r"^[^/]+/(data\.pkl|byteorder|version|\.format_version|\.storage_alignment|\.data/serialization_id|"

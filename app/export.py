@@ -43,7 +43,7 @@ CPU lacks the type)."""
 
 MAX_METADATA_BYTES = 2**20  # Ultralytics writes ~0.5 kB
 MAX_XML_BYTES = 16 * 2**20  # the graph: ~0.5 MB for BRA-YOLO11n
-MAX_BIN_BYTES = 200 * 2**20  # the weights, capped like checkpoints (engine.MAX_CHECKPOINT_BYTES)
+MAX_BIN_BYTES = 200 * 2**20  # the weights; also the limit on checkpoints (engine.MAX_CHECKPOINT_BYTES)
 CALIBRATION_IMAGES = 300  # NNCF's own default calibration subset
 ISA_FEATURES = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16")
 """The CPU instructions that make OpenVINO's INT8 (VNNI, AMX-INT8) and BF16 / FP16 (AVX512-BF16, AMX) fast."""
