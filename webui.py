@@ -4,6 +4,7 @@
     python webui.py --host 0.0.0.0 --auth operator:secret
     GLOVE_CONSOLE_AUTH=operator:secret python webui.py --host 0.0.0.0
     python webui.py --db postgresql://writer@db.workshop:5432/gloves   # one history for several machines
+    python webui.py --monitors monitors.yaml    # also watch the config's cameras (Monitors tab)
 
 A bind beyond this machine needs a login (--auth or GLOVE_CONSOLE_AUTH) unless --allow-no-auth is given.
 Browsers only allow the webcam on https or localhost: on a network, put the console behind a TLS reverse proxy.
@@ -21,6 +22,8 @@ import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_D
 
 # isort: split
 from app.console import LAUNCH_OPTIONS, build_console
+from app.errors import GloveSafetyError
+from app.monitor import MonitorConfig, MonitorSet
 from app.runtime import EXPORTS_DIR, WEIGHTS_DIR
 from app.service import DetectionService
 
@@ -39,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conf", type=float, default=None, help="initial confidence threshold (default: each model's)")
     p.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db "
                    "(default: $GLOVE_RECORDS, else EXPORTS/records.sqlite)")  # fmt: skip
+    p.add_argument("--monitors", type=Path, default=None, help="also run the camera monitors of this config YAML "
+                   "(README: Monitoring cameras); other processes' monitors on the same records show too")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -58,10 +63,16 @@ def check_access(args: argparse.Namespace) -> tuple[str, str] | None:
     return auth
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     auth = check_access(args)
-    service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir, db=args.db)
+    try:
+        config = MonitorConfig.load(args.monitors) if args.monitors else None
+        service = DetectionService(exports_dir=args.exports, weights_dir=args.weights_dir, db=args.db)
+        monitors = MonitorSet(config, service).start() if config else None
+    except GloveSafetyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     ui = build_console(service, default_conf=args.conf)
     # SIGTERM (a service manager stopping the console) ends it like Ctrl-C, so open live runs are saved.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -70,14 +81,17 @@ def main(argv: list[str] | None = None) -> None:
             server_name=args.host,
             server_port=args.port,
             auth=auth,
-            allowed_paths=[str(args.exports)],  # results are served from exports/ only
+            allowed_paths=[str(p) for p in service.served_dirs],  # results and monitors' recordings only
             show_error=True,
             footer_links=[],
             ssr_mode=False,  # no Node.js server beside Python
             **LAUNCH_OPTIONS,
         )
     finally:
+        if monitors is not None:
+            monitors.stop()
         service.shutdown()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`python -m app detect ...`: the headless monitor, a thin layer over the same service the console uses;
 `python -m app evaluate ...`: accuracy of checkpoints on the val (or test) split of one or more datasets;
 `python -m app calibrate ...`: store a checkpoint's best inference size and confidence in it;
-`python -m app export ...`: an ONNX or OpenVINO export that the engine, CLI and console run like a checkpoint.
+`python -m app export ...`: an ONNX or OpenVINO export that the engine, CLI and console run like a checkpoint;
+`python -m app monitor --config FILE`: watch cameras until stopped (records, recordings, alerts).
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -28,9 +30,11 @@ from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
 from .export import export_onnx, export_openvino, onnx_parity, openvino_parity
 from .files import atomic_write
+from .monitor import MonitorConfig, MonitorSet
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .service import DetectionService, RunOptions
+from .sources import redact
 
 PARITY_TOLERANCE = 1e-3  # fp32 ONNX Runtime / OpenVINO against PyTorch, raw outputs (pixels and scores)
 EXPORT_MAP50_LOSS = 0.01  # an INT8 / FP16 export may lose at most this much mAP50 on any checked val split
@@ -86,7 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[Path("datasets/gloves.yaml"), Path("datasets/gloves-scenes.yaml")],
                    help="INT8 / FP16: dataset YAMLs to score the export on beside PyTorch (val)")  # fmt: skip
     x.add_argument("--out", type=Path, default=None, help="where to write the export (default: beside the weights)")
+    m = sub.add_parser("monitor", help="watch cameras until stopped (Ctrl-C, SIGTERM): records, recordings, alerts")
+    m.add_argument("--config", type=Path, required=True, help="monitor config YAML (README: Monitoring cameras)")
+    m.add_argument("--duration", type=float, default=None, help="stop after this many seconds (demos, tests)")
     return parser
+
+
+def monitor(args: argparse.Namespace) -> int:
+    monitors = MonitorSet(MonitorConfig.load(args.config))
+    # SIGTERM (a service manager) and Ctrl-C stop it the same way: runs saved, files finished, status `stopped`.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: monitors.interrupt())
+    names = ", ".join(f"{m.spec.name} ({redact(str(m.spec.source))})" for m in monitors.monitors)
+    print(f"watching {names}; records in {monitors.service.store.location}; Ctrl-C stops", flush=True)
+    try:
+        monitors.start()
+        monitors.wait(args.duration)
+    finally:
+        monitors.stop()
+        monitors.service.shutdown()
+    for m in monitors.monitors:
+        row = m.status_row()
+        print(
+            f"{row.name}: {row.status}, {row.frames} frame(s), run {row.run_id}"
+            + (f" ({row.message})" if row.message else "")
+        )
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:
@@ -205,7 +234,7 @@ def detect(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export}
+COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export, "monitor": monitor}
 
 
 def main(argv: list[str] | None = None) -> int:

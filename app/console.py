@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import cv2
 import gradio as gr
@@ -30,6 +31,7 @@ STREAM_LIMIT_S = 3600  # one browser stream event; the live run itself is kept b
 STREAM_EVERY_S = 0.05
 NO_POLICY = "none"
 MIN_CONF = 0.001  # a typed -1 or 0 would draw every box the model can produce
+MONITOR_REFRESH_S = 1.0  # the Monitors tab and the alarm bar are read again from the records this often
 
 
 @dataclass
@@ -62,6 +64,8 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
         default = service.default_model()
         info = service.model_info(default) if default else None  # the page opens ready, before `load` refreshes
         notice = gr.Markdown("" if info else _none_loaded(service)[-1], elem_id="notice")
+        # Outside the tabs, so that a camera monitor's alarm shows (and sounds) whichever tab is open.
+        alarms, tick = gr.HTML(elem_id="monitor-alarms"), gr.Timer(MONITOR_REFRESH_S)
         controls = _controls(service, info, default_conf)
         with gr.Tabs():
             with gr.Tab("Image", id="image"):
@@ -70,6 +74,8 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
                 _video_tab(service, controls)
             with gr.Tab("Live camera", id="live"):
                 _live_tab(service, controls)
+            with gr.Tab("Monitors", id="monitors"):
+                _monitors_tab(service, tick, alarms)
             with gr.Tab("History & Export", id="history"):
                 _history_tab(service)
             with gr.Tab("Model", id="model-tab"):
@@ -227,6 +233,52 @@ def _history_tab(service: DetectionService) -> None:
     export_btn.click(_answer(lambda a, b: str(service.workbook(None, a, b)), 1), [start, end], [workbook])
 
 
+def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) -> None:
+    """Every camera monitor on these records (any process), redrawn from its status row each tick: the model never
+    runs per viewer, the latest frame is the monitor's own JPEG served as a file. Today's events with their snapshot,
+    clip and acknowledgement."""
+    served = service.served_dirs  # webui.py's allowed_paths: the files Gradio serves
+    cards = gr.HTML(elem_id="monitor-cards")  # the first tick fills it (the help text where no monitor ran)
+    events = gr.Dataframe(views.monitor_events_table([], _now()), label="Today's events (select one)",
+                          elem_id="monitor-events", interactive=False, max_height=320)  # fmt: skip
+    shown = gr.State(None)  # the events as this page's table last drew them: it is redrawn only when they change
+    with gr.Row():
+        event = gr.Number(label="Event", precision=0, elem_id="monitor-event", scale=1)
+        who = gr.Textbox(label="Your name", placeholder="name or initials", elem_id="monitor-ack-name", scale=2)
+        ack_btn = gr.Button("Acknowledge", variant="primary", elem_id="monitor-ack", scale=1)
+    note = gr.Markdown(elem_id="monitor-event-note")
+    with gr.Row():
+        snapshot = gr.Image(label="Snapshot", type="filepath", interactive=False, elem_id="monitor-snapshot")
+        clip = gr.Video(label="Clip", interactive=False, elem_id="monitor-clip")
+
+    def refresh(drawn: tuple | None):
+        now = _now()
+        try:
+            monitors = service.monitors(now)
+        except GloveSafetyError as e:  # records unreachable: said in place of the cards, not as a toast a second
+            return gr.skip(), f'<div class="monitor-message">{html.escape(str(e))}</div>', gr.skip(), drawn
+        key = views.monitor_events_key(monitors)
+        table = views.monitor_events_table(monitors, now) if key != drawn else gr.skip()
+        return views.monitor_alarms(monitors, now), views.monitor_cards(monitors, now, served), table, key
+
+    def show_event(event_id):
+        media = service.event_media(_event_id(event_id))
+        return media.event.id, _path(media.snapshot), _path(media.clip), views.event_media_note(media, _now())
+
+    def select_event(evt: gr.SelectData):
+        return show_event(evt.row_value[0]) if evt.row_value else (gr.skip(),) * 4  # a header: nothing chosen
+
+    def acknowledge(event_id, name: str | None):
+        service.acknowledge(_event_id(event_id), name or "")
+        _, _, table, drawn = refresh(None)  # the table shows who and when at once
+        return show_event(event_id)[-1], table, drawn
+
+    tick.tick(refresh, [shown], [alarms, cards, events, shown], show_progress="hidden", concurrency_limit=None)
+    events.select(_answer(select_event, 4), None, [event, snapshot, clip, note])
+    event.submit(_answer(show_event, 4), [event], [event, snapshot, clip, note])
+    ack_btn.click(_answer(acknowledge, 3), [event, who], [note, events, shown])
+
+
 def _model_tab(service: DetectionService, info: ModelInfo | None) -> tuple[gr.File, gr.Markdown]:
     upload = gr.File(label="Upload a trained best.pt (or .onnx export)", file_types=[".pt", ".onnx"],
                      elem_id="upload-pt")  # fmt: skip
@@ -294,6 +346,25 @@ def _options(model, conf, iou, classes, imgsz, track, policy, zone) -> RunOption
         classes=tuple(classes or ()), imgsz=int(imgsz), track=bool(track),
         policy=None if policy in (None, NO_POLICY) else policy, zone=zone or None,
     )  # fmt: skip
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _event_id(value: object) -> int:
+    """The event chosen in the Monitors tab (a table row's id, or typed)."""
+    try:
+        event_id = int(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        event_id = 0
+    if event_id <= 0:  # an empty number box reads 0
+        raise ServiceError("Select an event in the table first (or type its number).")
+    return event_id
+
+
+def _path(path) -> str | None:
+    return None if path is None else str(path)
 
 
 def _add_zone_point(text: str, evt: gr.SelectData, image) -> str:

@@ -39,3 +39,7 @@ class RecordsError(GloveSafetyError):
 
 class ServiceError(GloveSafetyError):
     """A request to the detection service cannot be served (no model, bad upload, ended live run)."""
+
+
+class ConfigError(GloveSafetyError):
+    """A camera monitor configuration cannot be used; the message names the key."""

@@ -36,6 +36,7 @@ class RunUpdate:
     status: FrameStatus | None = None
     rows: list[DetectionRow] = field(default_factory=list)
     skipped: BadItem | None = None
+    events: list[EventRow] = field(default_factory=list)  # events opened, extended or closed by this frame
 
 
 @dataclass
@@ -92,7 +93,8 @@ class DetectionRun:
     """Process one source with an engine, settings, an optional safety policy, a records store and run files.
 
     This is the one way a run is put together: the CLI, the console's service and the benchmarks all make one.
-    `settings` are fixed for the run and recorded as they are (the values inference used).
+    `settings` are fixed for the run and recorded as they are (the values inference used). A camera monitor's run
+    (`monitor` names it) keeps no annotated video of its own: the monitor records its frames in segments.
 
     Example:
         >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")
@@ -110,21 +112,25 @@ class DetectionRun:
         policy: SafetyPolicy | None = None,
         store: RecordStore | None = None,
         exports_dir: Path = EXPORTS_DIR,
+        monitor: str | None = None,
     ) -> None:
         self.settings = (settings or engine.settings()).check(engine.names)
         if policy is not None:
             policy.check(engine.names)
         self.engine, self.source, self.policy, self.store = engine, source, policy, store
         self.monitor = SafetyMonitor(policy, still_images=source.still) if policy else None
+        self.camera_monitor = monitor
         run_id = RecordStore.new_run_id()
         output_dir = Path(exports_dir) / datetime.now().strftime("%Y-%m-%d") / run_id
         self.summary = RunSummary(record=self._record(run_id, output_dir), output_dir=output_dir)
+        self._stopping = False
         self._track_ids: dict[str, set[int]] = {}
         self._event_index: dict[int, int] = {}  # event id -> its place in summary.events
 
     def __iter__(self) -> Iterator[RunUpdate]:
         s, engine, record = self.summary, self.engine, self.summary.record
-        writer = RunWriter(s.output_dir, video_fps=None if self.source.still else self.source.fps)
+        video = not self.source.still and self.camera_monitor is None
+        writer = RunWriter(s.output_dir, video_fps=self.source.fps if video else None)
         if self.store is not None:
             self.store.start_run(record)
         engine.reset()
@@ -143,12 +149,12 @@ class DetectionRun:
                 now = utc_now()
                 rows = [DetectionRow.of(record.id, frame, d, now) for d in frame.detections]
                 self._count(frame)
-                writer.add(frame, rows, frame.annotated)
+                writer.add(frame, rows, frame.annotated if self.camera_monitor is None else None)
                 if self.store is not None:
                     self.store.add_frame(record.id, rows)
-                self._save_events(writer)
-                yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows)
-            record.status = "completed"
+                events = self._save_events(writer)
+                yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events)
+            record.status = "stopped" if self._stopping else "completed"
         except GeneratorExit:
             record.status = "stopped"
             raise
@@ -167,6 +173,12 @@ class DetectionRun:
                 self.store.finish_run(record.id, record.status)
             s.tracks = {k: len(v) for k, v in self._track_ids.items()}
 
+    def stop(self) -> None:
+        """End the run after the frame in flight, from another thread (a camera monitor shutting down); it is
+        saved as usual and recorded as `stopped`."""
+        self._stopping = True
+        self.source.stop()
+
     def run(self) -> RunSummary:
         """Process the whole source and return the summary."""
         for _ in self:
@@ -182,11 +194,12 @@ class DetectionRun:
             if d.track_id is not None:
                 self._track_ids.setdefault(d.class_name, set()).add(d.track_id)
 
-    def _save_events(self, writer: RunWriter) -> None:
+    def _save_events(self, writer: RunWriter) -> list[EventRow]:
+        """Save the events changed since the last frame; returns their rows."""
         if self.monitor is None:
-            return
+            return []
         changed = self.monitor.take_changes()
-        events = self.summary.events
+        events, saved = self.summary.events, []
         for event in changed:
             # The snapshot is written when the event opens (so a crash still leaves one) and again when it
             # closes, when its peak-confidence frame is final; then the image is let go (a shift has many events).
@@ -208,8 +221,10 @@ class DetectionRun:
                 events[index] = row
             if event.closed:
                 event.snapshot = None
+            saved.append(row)
         if changed:
             writer.write_events(events)
+        return saved
 
     def _record(self, run_id: str, output_dir: Path) -> RunRow:
         e, s, p = self.engine, self.settings, self.policy
@@ -231,4 +246,5 @@ class DetectionRun:
             started_at=utc_now(),
             host=HOST,
             pid=os.getpid(),
+            monitor=self.camera_monitor,
         )

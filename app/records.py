@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .errors import RecordsError
 from .runtime import EXPORTS_DIR
-from .schema import FLAG, ROWS, SCHEMA_VERSION, DetectionRow, EventRow, Row, RunRow
+from .schema import FLAG, ROWS, SCHEMA_VERSION, DetectionRow, EventRow, GapRow, MonitorRow, RecordingRow, Row, RunRow
 
 DEFAULT_DB = EXPORTS_DIR / "records.sqlite"
 RECORDS_ENV = "GLOVE_RECORDS"
@@ -41,6 +41,7 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS detections_run ON detections(run_id, frame_index)",
     "CREATE INDEX IF NOT EXISTS detections_time ON detections(detected_at)",
     "CREATE INDEX IF NOT EXISTS events_run ON events(run_id)",
+    "CREATE INDEX IF NOT EXISTS recordings_path ON recordings(path)",
 )
 OPEN_TIMEOUT_S = 30.0
 """How long opening waits for a busy SQLite file, and a lost PostgreSQL connection is tried again (a restart)."""
@@ -326,19 +327,94 @@ class RecordStore:
         self._tx(write)
 
     def save_event(self, event: EventRow) -> int:
-        """Insert an event, or update it (keeping its snapshot unless a new one is given); returns its id."""
+        """Insert an event, or update it (keeping its snapshot unless a new one is given, and what a monitor set:
+        its clip and acknowledgement); returns its id."""
         if event.id is None:
             event.id = self._tx(lambda db: _insert(db, event))
             return event.id
-        names = [c.name for c in EventRow.columns() if c.name not in ("id", "run_id", "recorded_at")]
+        kept = ("id", "run_id", "recorded_at", *EventRow.MONITOR_FIELDS)
+        names = [c.name for c in EventRow.columns() if c.name not in kept]
         sets = ", ".join(f"{n} = COALESCE(?, {n})" if n == "snapshot" else f"{n} = ?" for n in names)
         args = (*(_value(getattr(event, n)) for n in names), event.id)
         self._tx(lambda db: db.execute(f"UPDATE events SET {sets} WHERE id = ?", args))
         return event.id
 
+    def event(self, event_id: int) -> EventRow | None:
+        found = self._select(EventRow, "FROM events t WHERE t.id = ?", (event_id,))
+        return found[0] if found else None
+
+    def set_event_clip(self, event_id: int, clip: str) -> None:
+        self._tx(lambda db: db.execute("UPDATE events SET clip = ? WHERE id = ?", (clip, event_id)))
+
+    def acknowledge(self, event_id: int, by: str) -> EventRow:
+        """Record who acknowledged an event's alarm, and when (the first acknowledgement stands)."""
+        if not by.strip():
+            raise RecordsError("say who acknowledges the event (a name or initials)")
+        self._tx(lambda db: db.execute(
+            "UPDATE events SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_by IS NULL",
+            (by.strip(), utc_now(), event_id)))  # fmt: skip
+        event = self.event(event_id)
+        if event is None:
+            raise RecordsError(f"no event {event_id} in the records")
+        return event
+
     def finish_run(self, run_id: str, status: str) -> None:
         self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id)))
 
+    # camera monitors
+    def save_monitor(self, monitor: MonitorRow) -> None:
+        """Insert or replace a monitor's row (one per name)."""
+        values = {k: _value(v) for k, v in monitor.as_dict().items()}
+        sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in values if n != "name")
+        sql = (f"INSERT INTO monitors ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) "
+               f"ON CONFLICT (name) DO UPDATE SET {sets}")  # fmt: skip
+        self._tx(lambda db: db.execute(sql, tuple(values.values())))
+
+    def monitors(self) -> list[MonitorRow]:
+        return self._select(MonitorRow, "FROM monitors t ORDER BY t.name", ())
+
+    def monitor_events(self, monitor: str, since: str | None = None) -> list[EventRow]:
+        """Events of a monitor's runs recorded since a time (ISO, UTC), newest first."""
+        where, args = "WHERE r.monitor = ?", (monitor,)
+        if since:
+            where, args = where + " AND t.recorded_at >= ?", (*args, since)
+        return self._select(EventRow, f"FROM events t JOIN runs r ON r.id = t.run_id {where} ORDER BY t.id DESC", args)
+
+    def add_recording(self, recording: RecordingRow) -> int:
+        recording.id = self._tx(lambda db: _insert(db, recording))
+        return recording.id
+
+    def recordings(self, monitor: str | None = None) -> list[RecordingRow]:
+        if monitor is None:
+            return self._select(RecordingRow, "FROM recordings t ORDER BY t.id", ())
+        return self._select(RecordingRow, "FROM recordings t WHERE t.monitor = ? ORDER BY t.id", (monitor,))
+
+    def recording(self, path: str) -> RecordingRow | None:
+        found = self._select(RecordingRow, "FROM recordings t WHERE t.path = ? ORDER BY t.id DESC", (path,))
+        return found[0] if found else None
+
+    def mark_pruned(self, paths: Iterable[str]) -> None:
+        """Say that these recording files were deleted by retention (their rows stay)."""
+        rows = [(utc_now(), p) for p in paths]
+        if rows:
+            self._tx(lambda db: db.executemany(
+                "UPDATE recordings SET pruned_at = ? WHERE path = ? AND pruned_at IS NULL", rows))  # fmt: skip
+
+    def save_gap(self, gap: GapRow) -> int:
+        """Insert a gap, or update its end (a gap is saved when it starts and again when frames return)."""
+        if gap.id is None:
+            gap.id = self._tx(lambda db: _insert(db, gap))
+        else:
+            self._tx(lambda db: db.execute("UPDATE gaps SET ended_at = ?, reason = ? WHERE id = ?",
+                                           (gap.ended_at, gap.reason, gap.id)))  # fmt: skip
+        return gap.id
+
+    def gaps(self, monitor: str | None = None) -> list[GapRow]:
+        if monitor is None:
+            return self._select(GapRow, "FROM gaps t ORDER BY t.id", ())
+        return self._select(GapRow, "FROM gaps t WHERE t.monitor = ? ORDER BY t.id", (monitor,))
+
+    # history
     def runs(self, start: str | None = None, end: str | None = None, source: str | None = None) -> list[RunRow]:
         """Runs started in [start, end) (ISO dates or date-times, UTC), newest first, optionally by source (as
         stored, or a file name)."""

@@ -101,6 +101,7 @@ class RunRow(Row):
     frames: int = column("INTEGER NOT NULL DEFAULT 0", "Frames", default=0)
     host: str | None = column("TEXT", "Host", kind=TEXT, console=False)  # the machine and process running it:
     pid: int | None = column("INTEGER", "Process", console=False)  # a run left `running` by a dead one is closed
+    monitor: str | None = column("TEXT", "Monitor", kind=TEXT)  # the camera monitor that made it (schema 3)
 
 
 @dataclass
@@ -159,6 +160,14 @@ class EventRow(Row):
     closed: bool = column("INTEGER NOT NULL", "Closed", kind=FLAG, default=False)
     recorded_at: str = column("TEXT NOT NULL", "Recorded at", kind=DATETIME, console=False, default="")
     id: int | None = column("INTEGER PRIMARY KEY", "Event", files=False)
+    # Set by a camera monitor, never by the run itself (schema 3): the event's video clip (a path, kept when the
+    # file is pruned: `RecordingRow.pruned_at` says so), and who acknowledged the alarm in the console, when.
+    clip: str | None = column("TEXT", "Clip", kind=TEXT, console=False)
+    acknowledged_by: str | None = column("TEXT", "Acknowledged by", kind=TEXT, console=False)
+    acknowledged_at: str | None = column("TEXT", "Acknowledged at", kind=DATETIME, console=False)
+
+    MONITOR_FIELDS: ClassVar[tuple[str, ...]] = ("clip", "acknowledged_by", "acknowledged_at")
+    """Columns a run's own updates of the event leave as they are."""
 
     @classmethod
     def of(cls, run_id: str, e: SafetyEvent, snapshot: str | None, recorded_at: str) -> EventRow:
@@ -171,9 +180,71 @@ class EventRow(Row):
         )  # fmt: skip
 
 
-ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow)
+@dataclass
+class MonitorRow(Row):
+    """A camera monitor as it stands, one row per monitor name, updated by its process every second or so: what the
+    console's Monitors tab shows for monitors of any process on the same records."""
+
+    table: ClassVar[str] = "monitors"
+
+    name: str = column("TEXT PRIMARY KEY", "Monitor", kind=TEXT, default=...)
+    source: str = column("TEXT NOT NULL", "Source", kind=TEXT, default=...)
+    status: str = column("TEXT NOT NULL", "Status", kind=TEXT, default="starting")  # see MONITOR_STATUSES
+    violation: bool = column("INTEGER NOT NULL", "Violation", kind=FLAG, default=False)
+    fps: float = column("REAL NOT NULL", "Frames/s", default=0.0)
+    frames: int = column("INTEGER NOT NULL", "Frames", default=0)
+    last_frame_at: str | None = column("TEXT", "Last frame", kind=DATETIME)
+    run_id: str | None = column("TEXT", "Run", kind=TEXT, console=False)
+    policy: str | None = column("TEXT", "Policy", kind=TEXT)
+    latest_frame: str | None = column("TEXT", "Latest frame", kind=TEXT, console=False)  # JPEG path on its host
+    message: str | None = column("TEXT", "Message", kind=TEXT)  # why it is reconnecting or failed
+    host: str | None = column("TEXT", "Host", kind=TEXT, console=False)
+    pid: int | None = column("INTEGER", "Process", console=False)
+    started_at: str = column("TEXT NOT NULL", "Started", kind=DATETIME, console=False, default="")
+    updated_at: str = column("TEXT NOT NULL", "Updated", kind=DATETIME, console=False, default="")
+
+
+@dataclass
+class RecordingRow(Row):
+    """A finished video file of a monitor: a continuous segment or an event clip. Retention deletes files and
+    sets `pruned_at`; the row stays, so records never point at a file without saying it is gone."""
+
+    table: ClassVar[str] = "recordings"
+
+    monitor: str = column("TEXT NOT NULL", "Monitor", kind=TEXT, default=...)
+    kind: str = column("TEXT NOT NULL", "Kind", kind=TEXT, default=...)  # segment / clip
+    path: str = column("TEXT NOT NULL", "File", kind=TEXT, default=...)
+    started_at: str = column("TEXT NOT NULL", "From", kind=DATETIME, default=...)
+    ended_at: str = column("TEXT NOT NULL", "Until", kind=DATETIME, default=...)
+    bytes: int = column("INTEGER NOT NULL", "Bytes", default=0)
+    frames: int = column("INTEGER NOT NULL", "Frames", default=0)
+    run_id: str | None = column("TEXT", "Run", kind=TEXT, console=False)
+    event_id: int | None = column("INTEGER", "Event", console=False)
+    pruned_at: str | None = column("TEXT", "Pruned", kind=DATETIME)
+    id: int | None = column("INTEGER PRIMARY KEY", "ID", console=False, files=False)
+
+
+@dataclass
+class GapRow(Row):
+    """A time a monitor saw no frames (a camera that dropped, records that could not be written) and why."""
+
+    table: ClassVar[str] = "gaps"
+
+    monitor: str = column("TEXT NOT NULL", "Monitor", kind=TEXT, default=...)
+    started_at: str = column("TEXT NOT NULL", "From", kind=DATETIME, default=...)
+    ended_at: str | None = column("TEXT", "Until", kind=DATETIME)
+    reason: str = column("TEXT NOT NULL", "Reason", kind=TEXT, default="")
+    run_id: str | None = column("TEXT", "Run", kind=TEXT, console=False)
+    id: int | None = column("INTEGER PRIMARY KEY", "ID", console=False, files=False)
+
+
+ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow, MonitorRow, RecordingRow, GapRow)
 """Every table, in creation order (detections and events refer to runs)."""
-SCHEMA_VERSION = 2
-"""Version 1: the first tables; 2: runs.host and runs.pid. A store adds missing columns when it opens a database."""
+SCHEMA_VERSION = 3
+"""Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
+events.clip and the acknowledgement). A store adds missing tables and columns when it opens a database."""
+MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
+"""`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
+cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""
 RUN_STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 """`interrupted`: the process running it ended without closing it (a crash, a kill, a power cut)."""

@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import SafetyPolicy, list_policies, parse_zone
 from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
-from .schema import RunRow
+from .schema import EventRow, MonitorRow, RunRow
 from .sources import LiveSource, Source, open_source
 
 NO_WEIGHTS_HELP = (
@@ -40,6 +40,8 @@ LIVE_GAP_S = 5.0
 """A camera pause longer than this ends the live run; the next frame starts a new one."""
 LIVE_TIME_LIMIT_S = 8 * 3600.0
 """A live run is saved and ended after this long (one shift); the next frame starts a new one."""
+MONITOR_STALE_S = 15.0
+"""A monitor whose status row is older than this is shown as not responding (its process is gone or stuck)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,34 @@ class ModelInfo:
             f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
             f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source})"
         )
+
+
+@dataclass(frozen=True)
+class MonitorView:
+    """A camera monitor as the console's Monitors tab shows it: its status row and today's events."""
+
+    row: MonitorRow
+    events: list[EventRow]  # recorded today (this machine's day), newest first
+    stale: bool  # no status for MONITOR_STALE_S while it should be running: its process is gone or stuck
+
+    @property
+    def state(self) -> str:
+        """What the operator reads: running, reconnecting, failed, stopped, or not responding."""
+        return "not responding" if self.stale else self.row.status
+
+    @property
+    def violation(self) -> bool:
+        return self.row.violation and not self.stale and self.row.status == "running"
+
+
+@dataclass(frozen=True)
+class EventMedia:
+    """An event's files: its snapshot and clip where they exist, and why not where they do not."""
+
+    event: EventRow
+    snapshot: Path | None
+    clip: Path | None
+    note: str  # e.g. "clip pruned by retention on 2026-12-07" or "clip still recording"
 
 
 class LiveSession:
@@ -177,6 +207,8 @@ class DetectionService:
         # A SQLite file or a postgresql:// URL; else $GLOVE_RECORDS, else the exports folder's records.sqlite.
         self.store = open_store(db, default=self.exports_dir / "records.sqlite")
         self.uploads_dir = self.exports_dir / "uploaded-models"
+        self.served_dirs: list[Path] = [self.exports_dir]
+        """Folders whose files the console may serve (results; camera monitors add their recordings)."""
         self._engines: dict[tuple[str, int], DetectionEngine] = {}
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -225,8 +257,9 @@ class DetectionService:
         return [n for n in names if SafetyPolicy.load(n).fits(model_names)]
 
     # runs
-    def open_run(self, source: Source, options: RunOptions) -> DetectionRun:
-        """A ready run for a source under the user's options (iterate it, or call `run()`)."""
+    def open_run(self, source: Source, options: RunOptions, monitor: str | None = None) -> DetectionRun:
+        """A ready run for a source under the user's options (iterate it, or call `run()`); `monitor` names the
+        camera monitor it belongs to."""
         # Tracker state lives in the model's predictor: a tracking run gets a model of its own.
         engine = self.engine(options.weights, dedicated=options.track)
         try:
@@ -238,7 +271,9 @@ class DetectionService:
             zone = parse_zone(options.zone) if isinstance(options.zone, str) else options.zone
             if policy is not None and zone:
                 policy = policy.with_zone(zone)
-            return DetectionRun(engine, source, settings, policy, self.store, exports_dir=self.exports_dir)
+            return DetectionRun(
+                engine, source, settings, policy, self.store, exports_dir=self.exports_dir, monitor=monitor
+            )
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 
@@ -257,6 +292,44 @@ class DetectionService:
         session = LiveSession(self, options)
         self._sessions.add(session)
         return session
+
+    # camera monitors (started by `python -m app monitor` or `webui.py --monitors`, any process on these records)
+    def monitors(self, now: datetime | None = None) -> list[MonitorView]:
+        """Every monitor that has recorded a status, with today's events."""
+        now = now or datetime.now(timezone.utc)
+        midnight = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        since = midnight.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        views = []
+        for row in self.store.monitors():
+            age = (now - datetime.fromisoformat(row.updated_at)).total_seconds() if row.updated_at else 1e9
+            stale = row.status in ("starting", "running", "reconnecting") and age > MONITOR_STALE_S
+            views.append(MonitorView(row, self.store.monitor_events(row.name, since), stale))
+        return views
+
+    def acknowledge(self, event_id: int, by: str) -> EventRow:
+        """Record that `by` (a name or initials) acknowledged an event's alarm; the first acknowledgement stands."""
+        return self.store.acknowledge(event_id, by)
+
+    def event_media(self, event_id: int) -> EventMedia:
+        """An event's snapshot and clip, where they still exist."""
+        event = self.store.event(event_id)
+        if event is None:
+            raise ServiceError(f"no event {event_id} in the records")
+        run = self.store.run(event.run_id)
+        snapshot = Path(run.output_dir) / event.snapshot if run and run.output_dir and event.snapshot else None
+        snapshot = snapshot if snapshot is not None and snapshot.is_file() else None
+        clip, note = None, "no clip (not a camera monitor's event)"
+        if event.clip:
+            recording = self.store.recording(event.clip)
+            if recording is not None and recording.pruned_at:
+                note = f"clip pruned by retention on {recording.pruned_at[:10]}"
+            elif Path(event.clip).is_file():
+                clip, note = Path(event.clip), ""
+            else:
+                note = f"clip {event.clip} is missing (on another machine, or deleted)"
+        elif run is not None and run.monitor:
+            note = "clip still recording" if not event.closed else "clip being written"
+        return EventMedia(event, snapshot, clip, note)
 
     # history
     def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRow]:

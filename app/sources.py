@@ -7,11 +7,12 @@ does not end a run. Errors that make the whole source unusable raise `SourceErro
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from .errors import SourceError
 
 MAX_PIXELS = 50_000_000  # larger images (decompression bombs) are refused before decoding
-
+_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+STREAM_TIMEOUT_MS = 10_000  # opening or reading a network stream gives up after this long (then reconnects)
 
 
 @dataclass
@@ -68,6 +70,9 @@ class Source:
     def frames(self) -> Iterator[Frame | BadItem]:
         raise NotImplementedError
 
+    def stop(self) -> None:
+        """End `frames()` from another thread (live sources; a file or folder simply runs to its end)."""
+
     @property
     def warnings(self) -> list[str]:
         """Problems found while reading that did not stop the run (a cut-off video)."""
@@ -91,6 +96,12 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise SourceError(f"{display_name(path.name)}: not a readable image (corrupt or unsupported format)")
     return to_bgr8(image)
+
+
+def redact(text: str | None) -> str:
+    """A source URL (or a message holding one) without the credentials of `rtsp://user:password@camera/...`: what
+    is stored, shown and sent about a camera."""
+    return _CREDENTIALS.sub(r"\1***@", text or "")
 
 
 def display_name(path: str | Path) -> str:
@@ -227,48 +238,104 @@ def _check_frame_size(name: str, w: float, h: float) -> None:
 
 
 class StreamSource(Source):
-    """A camera index or an RTSP/HTTP URL. Reconnects after a dropped connection; `stop()` ends it cleanly."""
+    """A camera index or an RTSP/HTTP URL. Reconnects after a dropped connection, waiting longer after each failed
+    try (`reconnect_delay` doubling up to `max_delay`); `stop()` ends it cleanly from another thread.
+
+    `max_reconnects` consecutive failed tries end it (None: never give up, as a camera monitor must);
+    `on_state(state, reason)` hears `reconnecting` when the feed drops and `running` when frames flow again.
+    """
 
     kind = "stream"
     live = True
     seekable = False
 
-    def __init__(self, spec: str | int, reconnect_delay: float = 1.0, max_reconnects: int = 5) -> None:
+    def __init__(
+        self, spec: str | int, reconnect_delay: float = 1.0, max_reconnects: int | None = 5, max_delay: float = 30.0,
+        on_state: Callable[[str, str], None] | None = None,
+    ) -> None:  # fmt: skip
         self.spec = spec
-        self.reconnect_delay, self.max_reconnects = reconnect_delay, max_reconnects
-        self.description = f"camera {spec}" if isinstance(spec, int) else str(spec)
+        self.reconnect_delay, self.max_reconnects, self.max_delay = reconnect_delay, max_reconnects, max_delay
+        self.on_state = on_state
+        self.description = f"camera {spec}" if isinstance(spec, int) else redact(spec)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _open(self) -> cv2.VideoCapture:
+        if isinstance(self.spec, int):
+            return cv2.VideoCapture(self.spec)
+        # Network streams: a dead server must not hang a read for FFmpeg's default (minutes).
+        timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            STREAM_TIMEOUT_MS,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            STREAM_TIMEOUT_MS,
+        ]
+        return cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, timeouts)
+
+    def frames(self) -> Iterator[Frame]:
+        index, start, failures, dropped = 0, time.monotonic(), 0, False
+        while not self._stop.is_set():
+            cap = self._open()
+            if cap.isOpened():
+                self.fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+                try:
+                    while not self._stop.is_set():
+                        ok, image = cap.read()
+                        if not ok:
+                            break  # dropped: reconnect
+                        if dropped and self.on_state is not None:
+                            self.on_state("running", "")
+                        failures, dropped = 0, False
+                        yield Frame(image, index, time.monotonic() - start, self.description)
+                        index += 1
+                finally:
+                    cap.release()
+                reason = "the stream stopped sending frames"
+            else:
+                cap.release()
+                reason = "cannot open stream"
+            if self._stop.is_set():
+                return
+            failures += 1
+            if self.max_reconnects is not None and failures > self.max_reconnects:
+                if index == 0:
+                    raise SourceError(f"{self.description}: {reason} (tried {failures} times)")
+                return  # the stream ended for good (or a file URL reached its end)
+            if not dropped and self.on_state is not None:
+                self.on_state("reconnecting", reason)
+            dropped = True
+            self._stop.wait(min(self.reconnect_delay * 2 ** (failures - 1), self.max_delay))
+
+
+class LoopingVideoSource(VideoSource):
+    """A video file played as if it were a camera: in real time at its own frame rate and, with `loop`, from the
+    start again at its end, until `stop()` (demos and tests of camera monitors)."""
+
+    kind = "stream"
+    live = True
+    seekable = False
+
+    def __init__(self, path: Path, loop: bool = True) -> None:
+        super().__init__(path)
+        self.total, self.loop = None, loop
         self._stop = threading.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
     def frames(self) -> Iterator[Frame]:
-        index, start, failures = 0, time.monotonic(), 0
+        index, start = 0, time.monotonic()
         while not self._stop.is_set():
-            cap = cv2.VideoCapture(self.spec)
-            if not cap.isOpened():
-                cap.release()
-                failures += 1
-                if failures > self.max_reconnects:
-                    raise SourceError(f"{self.description}: cannot open stream (tried {failures} times)")
-                self._stop.wait(self.reconnect_delay)
-                continue
-            self.fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-            try:
-                while not self._stop.is_set():
-                    ok, image = cap.read()
-                    if not ok:
-                        break  # dropped: reconnect
-                    failures = 0
-                    yield Frame(image, index, time.monotonic() - start, self.description)
-                    index += 1
-            finally:
-                cap.release()
-            if not self._stop.is_set():
-                failures += 1
-                if failures > self.max_reconnects:
-                    return  # the stream ended for good (or a file URL reached its end)
-                self._stop.wait(self.reconnect_delay)
+            for frame in super().frames():
+                due = start + index / self.fps  # real time: a frame is not handed out before its moment
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                yield Frame(frame.image, index, time.monotonic() - start, self.description)
+                index += 1
+            if not self.loop:
+                return
 
 
 class LiveSource(Source):

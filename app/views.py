@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import urllib.parse
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,10 +19,11 @@ import pandas as pd
 from .policy import FrameStatus
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow
+from .sources import redact
 
 if TYPE_CHECKING:  # the service imports nothing from here; these are for type hints only
     from .pipeline import RunSummary
-    from .service import DetectionService, LiveSession
+    from .service import DetectionService, EventMedia, LiveSession, MonitorView
 
 NEUTRAL, OK, VIOLATION = "none", "ok", "violation"
 CSS = """
@@ -33,6 +38,20 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
 .glove-chart .bar-row {display: flex; align-items: center; gap: 8px; margin: 4px 0}
 .glove-chart .bar-label {width: 9em; text-align: right}
 .glove-chart .bar {background: #1565c0; height: 1.4em; min-width: 2px}
+.safety-banner[data-state=offline] {background: #ef6c00}
+.monitor-grid {display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 12px}
+.monitor-card {border: 1px solid #9e9e9e55; border-radius: 8px; padding: 10px}
+.monitor-card h3 {margin: 0 0 6px 0}
+.monitor-card .safety-banner {font-size: 1.2em; padding: 8px 14px}
+.monitor-frame {width: 100%; aspect-ratio: 16 / 9; object-fit: contain; background: #000; margin: 6px 0;
+  border-radius: 4px}
+.monitor-noframe {padding: 40px 10px; text-align: center; background: #00000022; margin: 6px 0; border-radius: 4px}
+.monitor-facts {display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0}
+.monitor-facts dt {font-weight: bold}
+.monitor-facts dd {margin: 0; overflow-wrap: anywhere}
+.monitor-message {margin-top: 6px; color: #ef6c00; overflow-wrap: anywhere}
+.monitor-alarm {padding: 8px 14px; margin: 4px 0; border-radius: 6px; background: #c62828; color: white;
+  font-weight: bold; animation: glove-flash 0.8s step-start 0s 6}
 """
 PAGE_JS = """
 <script>
@@ -46,13 +65,27 @@ document.addEventListener("keydown", (e) => {
   let ctx = null;
   const beep = () => {
     ctx = ctx || new (window.AudioContext || window.webkitAudioContext)();
+    if (ctx.state === "suspended") ctx.resume().catch(() => {});  // made before the first click: may play now
     const osc = ctx.createOscillator(), gain = ctx.createGain();
     osc.type = "square"; osc.frequency.value = 880; gain.gain.value = 0.2;
     osc.connect(gain).connect(ctx.destination); osc.start(); osc.stop(ctx.currentTime + 0.4);
   };
   const seen = new WeakSet();
+  // A camera monitor's alarm is keyed on its event id: the Monitors tab re-renders every second, and an event
+  // alarms once per page however often it is drawn (acknowledged events are no longer drawn).
+  const seenEvents = new Set();
+  const count = (key) => { document.body.dataset[key] = String(Number(document.body.dataset[key] || 0) + 1); };
   new MutationObserver(() => {
-    document.querySelectorAll(".safety-banner[data-state=violation]").forEach((el) => {
+    document.querySelectorAll(".monitor-alarm[data-event]").forEach((el) => {
+      if (seenEvents.has(el.dataset.event)) return;
+      seenEvents.add(el.dataset.event);
+      count("monitorAlarms");
+      if (document.querySelector("#alarm-mute input")?.checked) return;
+      count("alarms");
+      try { beep(); } catch (e) { console.warn("alarm sound unavailable", e); }
+    });
+    // the monitors' own banners are redrawn every second: their alarm is the one above
+    document.querySelectorAll(".safety-banner[data-state=violation]:not(.monitor-banner)").forEach((el) => {
       if (seen.has(el)) return;
       seen.add(el);
       const muted = document.querySelector("#alarm-mute input")?.checked;
@@ -157,8 +190,10 @@ def runs_table(runs: list[RunRow]) -> pd.DataFrame:
     """History: short sources and model names, so status, frames and policy stay in view."""
     columns = RunRow.console_columns()
     values = [
-        [Path(v).name if c.name in ("source", "model") and v else v for c, v in zip(columns, r.console_values(),
-                                                                                      strict=True)]
+        [
+            Path(v).name if c.name in ("source", "model") and v else v
+            for c, v in zip(columns, r.console_values(), strict=True)
+        ]
         for r in runs
     ]
     return pd.DataFrame(values, columns=[c.title for c in columns])
@@ -182,3 +217,152 @@ def saved_live(summary: RunSummary | None) -> str:
         return "No live run to save."
     return (f"Saved live run `{summary.run_id}`: {summary.frames} frames, {len(summary.events)} event(s), in "
             f"`{summary.output_dir}`. Stop the camera; starting it again begins a new run.")  # fmt: skip
+
+
+# camera monitors (the Monitors tab)
+MONITOR_HELP = (
+    '<div class="monitor-help"><b>No camera monitor has run on these records yet.</b> Start one beside the console, '
+    "on the same records:<pre>python -m app monitor --config monitors.yaml</pre>or with the console itself: "
+    "<code>python webui.py --monitors monitors.yaml</code>. The config lists the cameras (name, source, policy, fps); "
+    'see the README, "Monitoring cameras". Each monitor then shows here with its latest frame, its verdict and '
+    "today's events.</div>"
+)
+ALARM_RECENT_S = 60.0
+"""An unacknowledged event alarms while it is open and for this long after it opened (a short one is not missed)."""
+MONITOR_EVENT_COLUMNS = ["Event", "Time", "Monitor", "Reason", "Class", "Peak", "State", "Acknowledged by",
+                         "Acknowledged at"]  # fmt: skip
+FILE_ROUTE = "gradio_api/file="  # relative to the page, so a console behind a path prefix works too
+
+
+def file_url(path: str | Path | None, served: Sequence[str | Path]) -> str | None:
+    """The console's URL of a file under one of the `served` folders (`launch(allowed_paths=...)`), with its
+    modification time as a cache-buster; None where it is not there or not served."""
+    if not path:
+        return None
+    path = Path(os.path.abspath(path))
+    if not any(path.is_relative_to(os.path.abspath(root)) for root in served):
+        return None
+    try:
+        version = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return f"{FILE_ROUTE}{urllib.parse.quote(str(path))}?v={version}"
+
+
+def local_time(iso: str | None, now: datetime) -> str:
+    """A stored UTC time as this machine's local clock time: `14:03:07` today, else with its date."""
+    if not iso:
+        return ""
+    at = datetime.fromisoformat(iso).astimezone()
+    return at.strftime("%H:%M:%S" if at.date() == now.astimezone().date() else "%Y-%m-%d %H:%M:%S")
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "never"
+    seconds = max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+    age = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.0f} h"  # fmt: skip
+    return f"{local_time(iso, now)} ({age} ago)"
+
+
+def monitor_banner(view: MonitorView, now: datetime) -> str:
+    """A monitor's verdict in the banner's look: VIOLATION / OK while it runs, else what keeps it from watching."""
+    row, state = view.row, view.state
+    if state != "running":
+        look = NEUTRAL if state in ("starting", "stopped") else "offline"
+        detail = redact(row.message) or {
+            "not responding": f"no status since {_ago(row.updated_at, now)}: is its "
+                              "process running?",
+            "stopped": "not watching",
+            "starting": "opening the camera",
+        }.get(state, "")  # fmt: skip
+        return _monitor_banner(look, state.upper(), detail)
+    if not row.policy:
+        return _monitor_banner(NEUTRAL, "No safety policy", "detections only: give the monitor a policy")
+    if view.violation:
+        reasons = sorted({f"{e.reason} ({e.class_name})" for e in view.events if not e.closed})
+        return _monitor_banner(VIOLATION, "VIOLATION", ", ".join(reasons) or "act now: stop the machine")
+    return _monitor_banner(OK, "OK", f"policy {row.policy}")
+
+
+def _monitor_banner(state: str, text: str, detail: str) -> str:
+    return _banner(state, text, detail).replace('class="safety-banner"', 'class="safety-banner monitor-banner"', 1)
+
+
+def monitor_cards(views: list[MonitorView], now: datetime, served: Sequence[str | Path]) -> str:
+    """One card per monitor: name, banner, latest frame (served as a file, never re-encoded), state, fps, last
+    frame and why it is not running; the help text when no monitor has run on these records."""
+    if not views:
+        return MONITOR_HELP
+    cards = []
+    for view in views:
+        row, name = view.row, html.escape(view.row.name)
+        url = file_url(row.latest_frame, served)
+        if url:
+            frame = f'<img class="monitor-frame" src="{html.escape(url)}" alt="latest frame of {name}">'
+        else:
+            why = "no frame yet"
+            if row.latest_frame:  # on another machine (shared records), or outside the folders this console serves
+                why = f"latest frame not readable here: {row.latest_frame} on {row.host or 'an unknown host'}"
+            frame = f'<div class="monitor-noframe">{html.escape(why)}</div>'
+        facts = [("State", "monitor-state", view.state), ("fps", "monitor-fps", f"{row.fps:.1f}"),
+                 ("Last frame", "monitor-last", _ago(row.last_frame_at, now)),
+                 ("Frames", "monitor-frames", str(row.frames)), ("Policy", "monitor-policy", row.policy or "none"),
+                 ("Source", "monitor-source", redact(row.source)),
+                 ("Events today", "monitor-events", str(len(view.events)))]  # fmt: skip
+        dl = "".join(f'<dt>{t}</dt><dd class="{c}">{html.escape(v)}</dd>' for t, c, v in facts)
+        message = f'<div class="monitor-message">{html.escape(redact(row.message))}</div>' if row.message else ""
+        cards.append(
+            f'<div class="monitor-card" data-monitor="{name}" data-state="{html.escape(view.state)}">'
+            f'<h3>{name}</h3>{monitor_banner(view, now)}{frame}<dl class="monitor-facts">{dl}</dl>{message}</div>'
+        )
+    return f'<div class="monitor-grid">{"".join(cards)}</div>'
+
+
+def alarm_events(views: list[MonitorView], now: datetime) -> list[tuple[str, EventRow]]:
+    """(monitor, event) for every unacknowledged event still open or opened in the last `ALARM_RECENT_S`."""
+    return [(v.row.name, e) for v in views for e in v.events if e.id is not None and not e.acknowledged_by and (
+        not e.closed or (now - datetime.fromisoformat(e.recorded_at)).total_seconds() < ALARM_RECENT_S)]  # fmt: skip
+
+
+def monitor_alarms(views: list[MonitorView], now: datetime) -> str:
+    """The alarm bar shown on every tab: one `.monitor-alarm` per alarming event, keyed by its id (the page's
+    script sounds each id once)."""
+    return "".join(
+        f'<div class="monitor-alarm" role="alert" data-event="{e.id}" data-monitor="{html.escape(m)}">'
+        f"ALARM {html.escape(m)}: {html.escape(e.reason)} ({html.escape(e.class_name)}) since "
+        f"{local_time(e.recorded_at, now)}, event {e.id} {'open' if not e.closed else 'closed'}, not acknowledged "
+        "(Monitors tab)</div>"
+        for m, e in alarm_events(views, now)
+    )
+
+
+def monitor_events_table(views: list[MonitorView], now: datetime) -> pd.DataFrame:
+    """Today's events of every monitor, newest first, with who acknowledged each and when."""
+    rows = sorted(((v.row.name, e) for v in views for e in v.events), key=lambda r: r[1].recorded_at, reverse=True)
+    return pd.DataFrame(
+        [[e.id, local_time(e.recorded_at, now), m, e.reason, e.class_name, f"{e.peak_confidence:.0%}",
+          "closed" if e.closed else "open", e.acknowledged_by or "", local_time(e.acknowledged_at, now)]
+         for m, e in rows],
+        columns=MONITOR_EVENT_COLUMNS,
+    )  # fmt: skip
+
+
+def monitor_events_key(views: list[MonitorView]) -> tuple:
+    """What the events table shows, to redraw it only when that changed (a redraw loses the reader's place)."""
+    return tuple((e.id, e.closed, e.peak_confidence, e.acknowledged_by) for v in views for e in v.events)
+
+
+def event_media_note(media: EventMedia, now: datetime) -> str:
+    """What the operator reads beside an event's snapshot and clip, and why one of them is missing."""
+    e = media.event
+    lines = [f"Event {e.id}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.0%}, "
+             f"{'closed' if e.closed else 'open'}."]  # fmt: skip
+    if e.acknowledged_by:
+        lines.append(f"Acknowledged by {e.acknowledged_by} at {local_time(e.acknowledged_at, now)}.")
+    if media.snapshot is None:
+        lines.append("No snapshot.")
+    if media.note:
+        lines.append(media.note[:1].upper() + media.note[1:] + ".")
+    return html.escape(" ".join(lines))

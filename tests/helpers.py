@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
+import queue
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
 
 from app.outputs import VideoWriter
 from app.runtime import ROOT
@@ -140,3 +147,118 @@ def running_console(*args: str, log: Path | None = None, timeout_s: float = 120)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+# --- alert receivers: a webhook endpoint and an MQTT broker and subscriber of a test's own ---
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_MISSING = (
+    "Mosquitto is not installed: `apt-get install mosquitto` (./test.sh installs it); the MQTT alert tests run "
+    "against a real broker"
+)
+
+
+def wait_until(condition: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.01)
+
+
+class Receiver:
+    """A webhook receiver on loopback that answers with `codes` in turn (then 200) and keeps each request."""
+
+    def __init__(self, codes: tuple[int, ...] = ()) -> None:
+        self.codes = list(codes)
+        self.requests: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        self.hits = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.hits += 1
+                receiver.requests.put((self.path, dict(self.headers), body))
+                code = receiver.codes.pop(0) if receiver.codes else 200
+                self.send_response(code)
+                if 300 <= code < 400:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        # One thread serves every request, so the test's thread count is not the server's.
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/gloves?token=secret"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def body(self, timeout: float = 10.0) -> dict[str, Any]:
+        return json.loads(self.requests.get(timeout=timeout)[2])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Broker:
+    """A Mosquitto broker of its own on a loopback port, with its config, log and (optional) persistence in `folder`."""
+
+    def __init__(self, folder: Path, persistence: bool = False) -> None:
+        if not os.access(MOSQUITTO, os.X_OK):
+            pytest.fail(MOSQUITTO_MISSING)
+        self.port = free_port()
+        self.folder = folder
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence {str(persistence).lower()}\npersistence_location {folder}/\n"
+            # As root, Mosquitto would switch to the `mosquitto` user, who cannot write pytest's folders.
+            "user root\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        log = (self.folder / "mosquitto.log").open("ab")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            assert self.process.poll() is None, (self.folder / "mosquitto.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert time.monotonic() < deadline, "Mosquitto did not open its port in 10 s"
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: Mosquitto saves its persistence file and exits
+            self.process.wait(10)
+
+
+class Subscriber:
+    """A paho client that subscribes (QoS 1) to `topic` on every connect and keeps what arrives."""
+
+    def __init__(self, port: int, topic: str, client_id: str = "", clean_session: bool = True) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+        self.client.reconnect_delay_set(0.05, 0.2)
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = lambda _client, _userdata, message: self.messages.put(message)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "the subscriber got no SUBACK in 10 s"
+
+    def get(self, timeout: float = 10.0) -> tuple[dict[str, Any], bool]:
+        """The next message's JSON and its retain flag."""
+        message = self.messages.get(timeout=timeout)
+        return json.loads(message.payload), message.retain
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -20,7 +20,7 @@ from helpers import free_port
 
 from app.errors import RecordsError
 from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
-from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, RunRow
+from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, GapRow, MonitorRow, RecordingRow, RunRow
 from app.service import DetectionService
 
 RUN_COLUMNS_V1 = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes",
@@ -208,8 +208,12 @@ def test_save_event_insert_then_update(store: RecordStore) -> None:
 
 def fill_range(store: RecordStore) -> None:
     """Four runs around the week of 2026-11-16, from two sources, each with one detection and one event."""
-    runs = [("before", "2026-11-15T23:59:59.999+00:00", "cam-1"), ("first", "2026-11-16T00:00:00.000+00:00", "cam-1"),
-            ("mid", "2026-11-18T12:00:00.000+00:00", "cam-2"), ("end", "2026-11-23T00:00:00.000+00:00", "cam-1")]
+    runs = [
+        ("before", "2026-11-15T23:59:59.999+00:00", "cam-1"),
+        ("first", "2026-11-16T00:00:00.000+00:00", "cam-1"),
+        ("mid", "2026-11-18T12:00:00.000+00:00", "cam-2"),
+        ("end", "2026-11-23T00:00:00.000+00:00", "cam-1"),
+    ]
     for run_id, started_at, source in runs:
         store.start_run(make_run(run_id, started_at, source))
         store.add_frame(run_id, [make_detection(run_id, 0)])
@@ -322,21 +326,30 @@ def test_newer_schema_version_is_kept(location: str | Path) -> None:
 
 
 def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
-    """A database of schema version 1 (runs without host and pid) gains them when opened, keeps its rows and
-    records the new version: a later column is added the same way, on both backends."""
+    """A database of schema version 1 (runs without host, pid and monitor; events without clip and
+    acknowledgement; no monitor tables) gains them when opened, keeps its rows and records the new version: a
+    later column or table is added the same way, on both backends."""
     first = RecordStore(location)
     first.start_run(make_run("old", "2026-10-01T07:00:00.000+00:00"))
     first.add_frame("old", [make_detection("old", 0)])
     first.close()
-    sql(location, "ALTER TABLE runs DROP COLUMN host")
-    sql(location, "ALTER TABLE runs DROP COLUMN pid")
+    for table, column in [
+        ("runs", "host"),
+        ("runs", "pid"),
+        ("runs", "monitor"),
+        *(("events", c) for c in EventRow.MONITOR_FIELDS),
+    ]:
+        sql(location, f"ALTER TABLE {table} DROP COLUMN {column}")
+    for table in ("monitors", "recordings", "gaps"):
+        sql(location, f"DROP TABLE {table}")
     set_schema_version(location, 1)
     assert "host" not in table_columns(location, "runs")
 
     store = RecordStore(location)
     try:
         assert store.schema_version == SCHEMA_VERSION
-        assert table_columns(location, "runs") == [c.name for c in RunRow.columns()]
+        for row in ROWS:
+            assert table_columns(location, row.table) == [c.name for c in row.columns()]
         assert store.run("old") == dataclasses.replace(make_run("old", "2026-10-01T07:00:00.000+00:00"), frames=1)
         assert len(store.detections(run_id="old")) == 1
         store.start_run(dataclasses.replace(make_run("new", "2026-11-16T08:00:00.000+00:00"), host=HOST, pid=7))
@@ -650,3 +663,60 @@ def test_the_service_records_where_it_is_told(
     for service in (given, from_env, default):
         service.store.close()
     assert not (tmp_path / "a" / "records.sqlite").exists()  # the default was not opened beside the given one
+
+
+def test_monitor_rows_are_upserted_and_listed(store: RecordStore) -> None:
+    """One status row per monitor name: saving again replaces it; flags come back as bool."""
+    row = MonitorRow(name="bandsaw-1", source="rtsp://cam1/stream", status="running", violation=True, fps=4.5,
+                     frames=10, started_at="2026-11-30T07:00:00.000+00:00", updated_at=utc_now())  # fmt: skip
+    store.save_monitor(row)
+    store.save_monitor(dataclasses.replace(row, status="reconnecting", violation=False, frames=12, message="dropped"))
+    store.save_monitor(dataclasses.replace(row, name="bench", source="0"))
+    got = store.monitors()
+    assert [m.name for m in got] == ["bandsaw-1", "bench"]
+    assert (got[0].status, got[0].violation, got[0].frames, got[0].message) == ("reconnecting", False, 12, "dropped")
+    assert got[1].violation is True
+
+
+def test_monitor_events_clips_and_acknowledgements(store: RecordStore) -> None:
+    """A monitor's events are found through its runs; the run's own updates keep the clip and the acknowledgement
+    a monitor and an operator set; the first acknowledgement stands."""
+    store.start_run(dataclasses.replace(make_run("m1", "2026-11-30T07:00:00.000+00:00"), monitor="bandsaw-1"))
+    store.start_run(make_run("other", "2026-11-30T07:00:00.000+00:00"))
+    event = make_event("m1")
+    store.save_event(event)
+    store.save_event(make_event("other"))
+    store.set_event_clip(event.id, "exports/recordings/bandsaw-1/events/1.mp4")
+    acknowledged = store.acknowledge(event.id, " Ana ")
+    assert acknowledged.acknowledged_by == "Ana" and acknowledged.acknowledged_at
+    assert store.acknowledge(event.id, "Ben").acknowledged_by == "Ana"
+    event.closed, event.end_frame = True, 9
+    store.save_event(event)  # the run closes it later: clip and acknowledgement stay
+    got = store.monitor_events("bandsaw-1")
+    assert [e.id for e in got] == [event.id]
+    assert (got[0].closed, got[0].end_frame, got[0].clip, got[0].acknowledged_by) == (
+        True, 9, "exports/recordings/bandsaw-1/events/1.mp4", "Ana")  # fmt: skip
+    assert store.monitor_events("bandsaw-1", since="2999-01-01") == []
+    with pytest.raises(RecordsError, match="who acknowledges"):
+        store.acknowledge(event.id, "  ")
+    with pytest.raises(RecordsError, match="no event"):
+        store.acknowledge(10_000, "Ana")
+
+
+def test_recordings_say_when_pruned_and_gaps_close(store: RecordStore) -> None:
+    """Recording rows stay when retention deletes the file, and say when; a gap is saved open, then closed."""
+    for i in range(3):
+        store.add_recording(RecordingRow(monitor="bench", kind="segment", path=f"seg{i}.mp4",
+                                         started_at=f"2026-11-30T07:0{i}:00.000+00:00",
+                                         ended_at=f"2026-11-30T07:0{i + 1}:00.000+00:00", bytes=1000))  # fmt: skip
+    store.mark_pruned(["seg0.mp4", "seg1.mp4"])
+    got = store.recordings("bench")
+    assert [r.path for r in got] == ["seg0.mp4", "seg1.mp4", "seg2.mp4"]
+    assert [bool(r.pruned_at) for r in got] == [True, True, False]
+    assert store.recording("seg2.mp4") == got[2] and store.recording("none.mp4") is None
+    gap = GapRow(monitor="bench", started_at=utc_now(), reason="camera: the stream stopped sending frames")
+    store.save_gap(gap)
+    assert store.gaps("bench")[0].ended_at is None
+    gap.ended_at = utc_now()
+    store.save_gap(gap)
+    assert store.gaps("bench") == [gap] and store.gaps("other") == []

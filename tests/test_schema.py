@@ -13,11 +13,12 @@ from app.schema import DATETIME, FLAG, PERCENT, ROWS, DetectionRow, EventRow, Ru
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
-               "pid"]  # fmt: skip
+               "pid", "monitor"]  # fmt: skip
 DETECTION_COLUMNS = ["run_id", "item", "frame_index", "video_time", "detected_at", "class_id", "class_name",
                      "confidence", "x1", "y1", "x2", "y2", "track_id", "mask_area", "polygon", "id"]  # fmt: skip
 EVENT_COLUMNS = ["run_id", "item", "reason", "class_name", "start_frame", "end_frame", "start_time", "end_time",
-                 "peak_confidence", "snapshot", "closed", "recorded_at", "id"]  # fmt: skip
+                 "peak_confidence", "snapshot", "closed", "recorded_at", "id", "clip", "acknowledged_by",
+                 "acknowledged_at"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -30,18 +31,22 @@ def test_columns_in_declaration_order(row: type, names: list[str]) -> None:
 
 def test_rows_in_creation_order() -> None:
     """Runs come first: detections and events refer to them."""
-    assert [r.table for r in ROWS] == ["runs", "detections", "events"]
+    assert [r.table for r in ROWS] == ["runs", "detections", "events", "monitors", "recordings", "gaps"]
 
 
 def test_column_kinds() -> None:
     """Percent, date-time and flag columns are marked so every view formats them alike."""
     kinds = {(r.table, c.name): c.kind for r in ROWS for c in r.columns()}
-    assert {k for k, v in kinds.items() if v == FLAG} == {("runs", "tracking"), ("events", "closed")}
+    flags = {("runs", "tracking"), ("events", "closed"), ("monitors", "violation")}
+    assert {k for k, v in kinds.items() if v == FLAG} == flags
     assert {k for k, v in kinds.items() if v == PERCENT} == {
         ("runs", "conf"), ("runs", "iou"), ("detections", "confidence"), ("events", "peak_confidence")
     }  # fmt: skip
     assert {k for k, v in kinds.items() if v == DATETIME} == {
-        ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at")
+        ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at"),
+        ("events", "acknowledged_at"), ("monitors", "last_frame_at"), ("monitors", "started_at"),
+        ("monitors", "updated_at"), ("recordings", "started_at"), ("recordings", "ended_at"),
+        ("recordings", "pruned_at"), ("gaps", "started_at"), ("gaps", "ended_at"),
     }  # fmt: skip
 
 
@@ -63,10 +68,12 @@ def test_console_and_file_columns() -> None:
     assert detection_console == [n for n in DETECTION_COLUMNS
                                  if n not in ("run_id", "detected_at", "class_id", "polygon", "id")]  # fmt: skip
     event_console = [c.name for c in EventRow.console_columns()]
-    hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at")
+    hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at", "clip",
+                     "acknowledged_by", "acknowledged_at")  # the Monitors tab shows these for monitors' events
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
     hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid")
+    assert "monitor" in run_console
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
 
 
@@ -107,7 +114,7 @@ def test_event_row_of() -> None:
         "run_id": "run-1", "item": "clip.mp4", "reason": "no gloves", "class_name": "hand", "start_frame": 3,
         "end_frame": 9, "start_time": 0.123, "end_time": 0.988, "peak_confidence": 0.9123,
         "snapshot": "events/event_000003.jpg", "closed": True, "recorded_at": "2026-11-16T08:00:01.000+00:00",
-        "id": 42,
+        "id": 42, "clip": None, "acknowledged_by": None, "acknowledged_at": None,
     }  # fmt: skip
 
 

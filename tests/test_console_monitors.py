@@ -1,0 +1,301 @@
+"""The console's Monitors tab: its rendering helpers, and in a real browser what an operator sees of the camera
+monitors recorded in the console's records (status rows, latest frames, events, alarms, acknowledgements)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, make_video, running_console
+from playwright.sync_api import Page, expect, sync_playwright
+
+from app import views
+from app.outputs import write_jpeg
+from app.records import RecordStore, utc_now
+from app.schema import EventRow, MonitorRow, RecordingRow, RunRow
+from app.service import MonitorView
+
+NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds")
+
+
+def _row(**kw) -> MonitorRow:
+    values = dict(name="bandsaw-1", source="rtsp://cam1/stream", status="running", violation=False, fps=4.83,
+                  frames=120, last_frame_at=_iso(NOW - timedelta(seconds=1)), policy="gloves",
+                  started_at=_iso(NOW - timedelta(hours=1)), updated_at=_iso(NOW))  # fmt: skip
+    return MonitorRow(**{**values, **kw})
+
+
+def _event(event_id: int, **kw) -> EventRow:
+    values = dict(run_id="r1", item="rtsp://cam1/stream", reason="no gloves", class_name="bare_hand", start_frame=1,
+                  end_frame=5, start_time=0.2, end_time=1.0, peak_confidence=0.8734, recorded_at=_iso(NOW),
+                  id=event_id)  # fmt: skip
+    return EventRow(**{**values, **kw})
+
+
+# the rendering helpers (pure functions)
+def test_cards_show_name_state_fps_banner_and_the_served_latest_frame(tmp_path: Path) -> None:
+    frame = write_jpeg(tmp_path / "recordings" / "bandsaw-1" / "latest.jpg", np.zeros((90, 160, 3), np.uint8))
+    ok = MonitorView(_row(latest_frame=str(frame)), [], stale=False)
+    bad = MonitorView(_row(name="<b>cam</b>", violation=True), [_event(3)], stale=False)
+    html = views.monitor_cards([ok, bad], NOW, served=[tmp_path])
+    assert 'data-monitor="bandsaw-1" data-state="running"' in html
+    assert '<dd class="monitor-fps">4.8</dd>' in html and '<dd class="monitor-frames">120</dd>' in html
+    assert f'src="gradio_api/file={frame}?v={frame.stat().st_mtime_ns}"' in html
+    assert "&lt;b&gt;cam&lt;/b&gt;" in html and "<b>cam</b>" not in html  # names from the records are escaped
+    assert html.count('class="safety-banner monitor-banner" data-state="ok"') == 1
+    assert html.count('class="safety-banner monitor-banner" data-state="violation"') == 1
+    assert "no gloves (bare_hand)" in html and "no frame yet" in html
+    # a frame outside the served folders is not linked (Gradio would refuse it): the card says where it is
+    elsewhere = views.monitor_cards([ok], NOW, served=[tmp_path / "exports"])
+    assert "<img" not in elsewhere and "latest frame not readable here" in elsewhere
+
+
+def test_cards_say_why_a_monitor_is_not_watching() -> None:
+    stale = MonitorView(_row(violation=True, updated_at=_iso(NOW - timedelta(minutes=5))), [], stale=True)
+    dropped = MonitorView(_row(status="reconnecting", message="camera rtsp://admin:pw@cam1/s: timeout"), [], False)
+    html = views.monitor_cards([stale, dropped], NOW, served=[])
+    assert 'data-state="not responding"' in html and "NOT RESPONDING" in html and "(5 min ago)" in html
+    assert 'data-state="reconnecting"' in html and 'data-state="violation"' not in html  # a dead monitor: no verdict
+    assert html.count('data-state="offline"') == 2 and "rtsp://***@cam1/s: timeout" in html and "pw@" not in html
+    assert views.monitor_cards([], NOW, served=[]) == views.MONITOR_HELP
+    assert "python -m app monitor --config monitors.yaml" in views.MONITOR_HELP
+    assert "python webui.py --monitors monitors.yaml" in views.MONITOR_HELP
+
+
+def test_alarms_are_keyed_on_unacknowledged_recent_or_open_events() -> None:
+    old = _iso(NOW - timedelta(minutes=10))
+    events = [_event(1), _event(2, closed=True, recorded_at=old), _event(3, acknowledged_by="Ada"),
+              _event(4, closed=True), _event(5, recorded_at=old)]  # fmt: skip
+    html = views.monitor_alarms([MonitorView(_row(), events, stale=False)], NOW)
+    assert [int(x.split('"')[0]) for x in html.split('data-event="')[1:]] == [1, 4, 5]
+    assert html.count('class="monitor-alarm"') == 3 and 'data-monitor="bandsaw-1"' in html
+    assert views.monitor_alarms([MonitorView(_row(), [], stale=False)], NOW) == ""
+
+
+def test_events_table_and_its_redraw_key() -> None:
+    acked = _event(2, acknowledged_by="Ada", acknowledged_at=_iso(NOW), recorded_at=_iso(NOW + timedelta(seconds=5)))
+    monitors = [MonitorView(_row(), [acked, _event(1)], False), MonitorView(_row(name="bench"), [_event(7)], False)]
+    table = views.monitor_events_table(monitors, NOW)
+    assert list(table.columns) == views.MONITOR_EVENT_COLUMNS
+    local = NOW.astimezone().strftime("%H:%M:%S")
+    assert table.values.tolist()[0] == [2, (NOW + timedelta(seconds=5)).astimezone().strftime("%H:%M:%S"),
+                                        "bandsaw-1", "no gloves", "bare_hand", "87%", "open", "Ada", local]  # fmt: skip
+    assert sorted(table["Monitor"]) == ["bandsaw-1", "bandsaw-1", "bench"]
+    key = views.monitor_events_key(monitors)
+    assert views.monitor_events_key(monitors) == key
+    monitors[0].events[1].acknowledged_by = "Bo"
+    assert views.monitor_events_key(monitors) != key
+
+
+# in the browser
+class FakeMonitor(threading.Thread):
+    """Writes a monitor's status row every 0.5 s, as a monitor process does, from `row` (changed by the test)."""
+
+    def __init__(self, store: RecordStore, row: MonitorRow) -> None:
+        super().__init__(daemon=True)
+        self.store, self.row, self.stopped = store, row, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            self.store.save_monitor(replace(self.row, updated_at=utc_now(), last_frame_at=utc_now()))
+
+
+def _frame(path: Path, width: int, height: int) -> Path:
+    image = np.full((height, width, 3), 60, np.uint8)
+    cv2.putText(image, "cam", (10, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+    return write_jpeg(path, image)
+
+
+def _alarms(page: Page) -> tuple[int, int]:
+    """(alarms sounded, monitor alarms shown) as the page's script counted them."""
+    counts = page.evaluate("[document.body.dataset.alarms, document.body.dataset.monitorAlarms]")
+    return int(counts[0] or 0), int(counts[1] or 0)
+
+
+def _card(page: Page, name: str):
+    return page.locator(f'#monitor-cards .monitor-card[data-monitor="{name}"]')
+
+
+def _add_event(store: RecordStore, run_id: str, snapshot: str | None, clip: str | None = None) -> EventRow:
+    event = EventRow(run_id=run_id, item="rtsp://cam1/stream", reason="no gloves", class_name="bare_hand",
+                     start_frame=3, end_frame=9, start_time=0.6, end_time=1.8, peak_confidence=0.91,
+                     snapshot=snapshot, closed=clip is not None, recorded_at=utc_now())  # fmt: skip
+    store.save_event(event)
+    if clip is not None:
+        store.add_recording(RecordingRow(monitor="bandsaw-1", kind="clip", path=clip, started_at=utc_now(),
+                                         ended_at=utc_now(), bytes=Path(clip).stat().st_size, run_id=run_id,
+                                         event_id=event.id))  # fmt: skip
+        store.set_event_clip(event.id, clip)
+        event.clip = clip
+    return event
+
+
+@pytest.fixture
+def monitored(tmp_path: Path) -> Iterator[dict]:
+    """A console (no model needed) on records that camera monitors write to, written here directly."""
+    exports, weights = tmp_path / "exports", tmp_path / "weights"
+    weights.mkdir()
+    store = RecordStore(exports / "records.sqlite")
+    with running_console("--exports", str(exports), "--weights-dir", str(weights), log=tmp_path / "webui.log") as url:
+        yield {"url": url, "exports": exports, "store": store}
+    store.close()
+
+
+@pytest.mark.browser
+def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
+    exports, store = monitored["exports"], monitored["store"]
+    folder = exports / "recordings" / "bandsaw-1"
+    run_dir = exports / "2026-11-30" / "run-1"
+    run = RunRow(id="run-1", source="rtsp://cam1/stream", kind="stream", model="gloves-n.pt", model_sha256="0",
+                 task="detect", conf=0.25, iou=0.7, imgsz=416, policy="gloves", output_dir=str(run_dir),
+                 started_at=utc_now(), host="camera-pc", pid=1, monitor="bandsaw-1")  # fmt: skip
+    store.start_run(run)
+    write_jpeg(run_dir / "snapshots" / "event-1.jpg", np.full((120, 200, 3), 200, np.uint8))
+    clip = make_video(folder / "clip-1.mp4", frames=10)
+    row = MonitorRow(name="bandsaw-1", source="rtsp://cam1/stream", status="running", violation=True, fps=4.8,
+                     frames=300, run_id="run-1", policy="gloves", started_at=utc_now(),
+                     latest_frame=str(_frame(folder / "latest.jpg", 320, 180)), host="camera-pc")  # fmt: skip
+    long_ago = _iso(datetime.now(timezone.utc) - timedelta(minutes=10))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+        page.goto(monitored["url"])
+        page.get_by_role("tab", name="Monitors").click()
+        # no monitor has run on these records: how to start one
+        expect(page.locator("#monitor-cards")).to_contain_text("python -m app monitor --config monitors.yaml")
+
+        # monitors start writing their status (one of them long dead): shown without a reload
+        store.save_monitor(replace(row, name="old-cam", violation=False, updated_at=long_ago, latest_frame=None))
+        monitor = FakeMonitor(store, row)
+        monitor.start()
+        try:
+            card = _card(page, "bandsaw-1")
+            expect(card).to_have_attribute("data-state", "running", timeout=15000)
+            expect(card.locator(".monitor-fps")).to_have_text("4.8")
+            expect(card.locator(".monitor-banner")).to_have_attribute("data-state", "violation")
+            expect(card.locator(".monitor-policy")).to_have_text("gloves")
+            page.wait_for_function("document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 320")
+            expect(_card(page, "old-cam")).to_have_attribute("data-state", "not responding")
+            expect(_card(page, "old-cam").locator(".monitor-state")).to_have_text("not responding")
+            assert _alarms(page) == (0, 0)
+
+            # an event opens: one alarm, however often the tab redraws
+            first = _add_event(store, "run-1", "snapshots/event-1.jpg", str(clip))
+            alarm = page.locator(f'#monitor-alarms .monitor-alarm[data-event="{first.id}"]')
+            expect(alarm).to_contain_text("ALARM bandsaw-1: no gloves (bare_hand)", timeout=10000)
+            time.sleep(3.5)  # three refreshes
+            assert _alarms(page) == (1, 1)
+            rows = _table_rows(page)
+            assert rows[0][0] == str(first.id) and rows[0][2:8] == ["bandsaw-1", "no gloves", "bare_hand", "91%",
+                                                                    "closed", ""]  # fmt: skip
+
+            # muted: the next event is shown, not sounded
+            page.locator("#alarm-mute input").check()
+            second = _add_event(store, "run-1", None)
+            expect(page.locator(f'.monitor-alarm[data-event="{second.id}"]')).to_be_visible(timeout=10000)
+            time.sleep(2.5)
+            assert _alarms(page) == (1, 2)
+
+            page.click("#monitor-ack")  # no event chosen yet
+            expect(page.locator(".toast-body").filter(has_text="Select an event")).to_be_visible(timeout=10000)
+            page.locator(".toast-body .toast-close").first.click()
+            # the operator opens the first event: its snapshot and its clip, which plays
+            _wait_rows(page, 2)
+            page.locator("#monitor-events .virtual-row", has_text="closed").locator("[role=gridcell]").nth(2).click()
+            expect(page.locator("#monitor-event input")).to_have_value(str(first.id), timeout=10000)
+            page.wait_for_function("document.querySelector('#monitor-snapshot img')?.naturalWidth === 200")
+            page.wait_for_function(
+                "(v => v && (v.readyState > 0 || v.duration > 0))(document.querySelector('#monitor-clip video'))"
+            )
+            # and acknowledges it: without a name it is refused, with one the table says who and when
+            page.click("#monitor-ack")
+            expect(page.locator(".toast-body").filter(has_text="say who acknowledges")).to_be_visible(timeout=10000)
+            page.locator(".toast-body .toast-close").first.click()
+            page.locator("#monitor-ack-name textarea, #monitor-ack-name input").first.fill("Ada L")
+            page.click("#monitor-ack")
+            expect(page.locator("#monitor-events .virtual-row", has_text="closed")).to_contain_text("Ada L")
+            expect(page.locator("#monitor-event-note")).to_contain_text("Acknowledged by Ada L")
+            assert store.event(first.id).acknowledged_by == "Ada L"
+            expect(alarm).to_have_count(0, timeout=5000)  # acknowledged: no longer alarming, and never again
+            # the open event has no clip yet: the note says why
+            page.locator("#monitor-events .virtual-row", has_text="open").locator("[role=gridcell]").nth(2).click()
+            expect(page.locator("#monitor-event-note")).to_contain_text("Clip still recording", timeout=10000)
+
+            # the camera drops: the monitor's new status and frame show within seconds, without a reload
+            monitor.row = replace(row, status="reconnecting", violation=False, message="camera: no frame for 10 s",
+                                  latest_frame=str(_frame(folder / "latest.jpg", 240, 136)))  # fmt: skip
+            expect(card).to_have_attribute("data-state", "reconnecting", timeout=5000)
+            expect(card.locator(".monitor-message")).to_have_text("camera: no frame for 10 s")
+            expect(card.locator(".monitor-banner")).to_have_attribute("data-state", "offline")
+            page.wait_for_function(
+                "document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 240", timeout=5000
+            )
+            assert _alarms(page) == (1, 2)
+        finally:
+            monitor.stopped.set()
+            monitor.join()
+            browser.close()
+
+
+def _wait_rows(page: Page, count: int) -> None:
+    expect(page.locator("#monitor-events .virtual-row")).to_have_count(count, timeout=10000)
+
+
+def _table_rows(page: Page) -> list[list[str]]:
+    expect(page.locator("#monitor-events .virtual-row [role=gridcell]").first).not_to_have_text("", timeout=10000)
+    return page.evaluate(
+        "Array.from(document.querySelectorAll('#monitor-events .virtual-row')).map(row => "
+        "Array.from(row.querySelectorAll('[role=gridcell]')).map(cell => cell.textContent.trim()))"
+    )
+
+
+@pytest.mark.browser
+def test_monitors_tab_shows_a_real_monitor_started_by_the_console(tmp_path: Path, shared_data: Path) -> None:
+    """`webui.py --monitors`: a looping video watched with the shipped model, shown as the monitor records it."""
+    exports = tmp_path / "exports"
+    config = tmp_path / "monitors.yaml"
+    config.write_text(
+        f"recordings: {{folder: {exports / 'recordings'}}}\n"
+        "monitors:\n"
+        f"  - {{name: desk, source: {shared_data / 'videos' / 'hand_desk.mp4'}, loop: true, imgsz: 160, fps: 4, "
+        "policy: gloves}\n"
+    )
+    args = ["--exports", str(exports), "--monitors", str(config)]
+    with running_console(*args, log=tmp_path / "webui.log") as url, sync_playwright() as p:
+        store = RecordStore(exports / "records.sqlite")
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+            page.goto(url)
+            page.get_by_role("tab", name="Monitors").click()
+            card = _card(page, "desk")
+            expect(card).to_have_attribute("data-state", "running", timeout=60000)
+            page.wait_for_function(  # the monitor's own annotated frame, at the video's size
+                "document.querySelector('.monitor-card[data-monitor=desk] .monitor-frame')?.naturalWidth === 720",
+                timeout=30000,
+            )
+            expect(card.locator(".monitor-policy")).to_have_text("gloves")
+            expect(card.locator(".monitor-banner")).to_have_attribute("data-state", re.compile("ok|violation"))
+            shown = int(card.locator(".monitor-frames").inner_text())
+            expect(card.locator(".monitor-frames")).not_to_have_text(str(shown), timeout=10000)  # it keeps going
+            row = store.monitors()[0]
+            assert row.name == "desk" and row.status == "running" and row.fps > 0
+            assert 0 < float(card.locator(".monitor-fps").inner_text()) <= 4.5
+            events = store.monitor_events("desk")
+            expect(card.locator(".monitor-events")).to_have_text(re.compile(rf"^{len(events)}$|^{len(events) + 1}$"))
+        finally:
+            browser.close()
+    assert store.monitors()[0].status == "stopped"  # the console stopped its monitor as it ended
+    store.close()
