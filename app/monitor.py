@@ -321,6 +321,7 @@ class Monitor(threading.Thread):
         self.run_now: DetectionRun | None = None
         self._halt = threading.Event()
         self._gap: GapRow | None = None
+        self._unfinished: str | None = None
         self._open: dict[int, Path] = {}  # events open now: id -> the clip it will have
         self._last_status = 0.0
         self._frame_times: list[float] = []
@@ -342,6 +343,7 @@ class Monitor(threading.Thread):
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if not isinstance(e, GloveSafetyError | OSError):
                     log.exception("monitor %s: run failed", self.spec.name)
+                self._unfinished = self.live.run_id  # closed as failed once the records can be written again
                 self._start_gap(f"run failed: {reason}")
                 self._set_status("failed", f"{reason}; starting again in {delay:g} s")
                 self._halt.wait(delay)
@@ -352,6 +354,11 @@ class Monitor(threading.Thread):
 
     def _watch(self) -> bool:
         """One run over the camera until it ends or the monitor stops; True when the source ended for good."""
+        if self._unfinished is not None:  # a run that failed with the records down could not record its end
+            failed = self.store.run(self._unfinished)
+            if failed is not None and failed.status == "running":
+                self.store.finish_run(failed.id, "failed")
+            self._unfinished = None
         feed = MonitorFeed(self.spec.open_source(self._on_source_state), self.spec.fps, self.spec.name)
         run = self.service.open_run(feed, self.spec.options(), monitor=self.spec.name)
         self.run_now, self.live.run_id = run, run.summary.run_id

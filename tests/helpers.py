@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -109,6 +109,29 @@ def postgres_cluster(fsync: bool = True) -> Iterator[str]:
             subprocess.run([*ctl, "-m", "fast", "stop"], capture_output=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def postgres_control(server: str) -> Callable[[str], None]:
+    """`pg_ctl` for the server at a base URL (`postgresql://postgres@127.0.0.1:PORT`): `control("restart")`,
+    `control("stop")`, `control("start")`; its data folder and binaries are asked while it is up."""
+    import psycopg  # the records tests' driver; most tests never need it
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        data = admin.execute("SHOW data_directory").fetchone()[0]
+        bindir = admin.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone()[0]
+        options = admin.execute("SELECT string_agg(a, ' ') FROM unnest(ARRAY["
+                                "'-k ' || current_setting('unix_socket_directories'), "
+                                "'-p ' || current_setting('port'), "
+                                "'-c listen_addresses=' || current_setting('listen_addresses'), "
+                                "'-c fsync=' || current_setting('fsync')]) a").fetchone()[0]  # fmt: skip
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    log = Path(data).parent / "server.log"  # without a log file the server would hold the caller's pipe open
+
+    def control(action: str) -> None:
+        subprocess.run([*as_owner, f"{bindir}/pg_ctl", "-D", data, "-l", str(log), "-o", options, "-m", "fast",
+                        "-w", action], check=True, capture_output=True)  # fmt: skip
+
+    return control
 
 
 def y4m(clip: Path, out: Path, frames: int = 40, size: int = 320) -> Path:

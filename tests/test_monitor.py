@@ -19,8 +19,9 @@ import av
 import cv2
 import pytest
 import yaml
-from helpers import Broker, Receiver, Subscriber, free_port, wait_until
+from helpers import Broker, Receiver, Subscriber, free_port, postgres_cluster, postgres_control, wait_until
 
+from app import records
 from app.cli import main
 from app.errors import ConfigError
 from app.monitor import MonitorConfig, MonitorSet
@@ -345,3 +346,41 @@ def test_sigkill_loses_only_the_segment_in_flight_and_sigterm_stops_cleanly(
     assert row.status == "stopped" and store.run(row.run_id).status == "stopped"
     assert not list((tmp_path / "recordings").rglob(f".*.{second.pid}.part")), "SIGTERM finishes its files"
     assert "desk: stopped" in (tmp_path / "second.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_records_server_outage_is_a_gap_not_a_crash(
+    tmp_path: Path, clips: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL stopped for longer than the store's reconnect window (30 s; 2 s here): the run fails, the monitor
+    keeps watching, starts a new run when the server is back, records the gap and closes the failed run."""
+    monkeypatch.setattr(records, "OPEN_TIMEOUT_S", 2.0)
+    with postgres_cluster(fsync=False) as server:
+        url = f"{server}/postgres"
+        path = write_config(tmp_path, [{"name": "desk", "source": clips["desk"], "loop": True}])
+        config = yaml.safe_load(path.read_text())
+        config["records"] = url
+        path.write_text(yaml.safe_dump(config))
+        control = postgres_control(server)
+        with MonitorSet(MonitorConfig.load(path)) as monitors:
+            monitor = monitors.monitors[0]
+            wait_until(lambda: monitor.live.frames > 5, 60, "frames")
+            first_run = monitor.live.run_id
+            control("stop")
+            wait_until(lambda: monitor.live.status == "failed", 30, "the run to fail")
+            assert monitor.is_alive()
+            time.sleep(3)
+            control("start")
+            wait_until(lambda: monitor.live.run_id != first_run and monitor.live.status == "running", 90, "a new run")
+            frames = monitor.live.frames
+            wait_until(lambda: monitor.live.frames > frames + 3, 60, "frames after the outage")
+        store = RecordStore(url)
+        try:
+            assert store.run(first_run).status == "failed"
+            again = store.run(monitor.live.run_id)
+            assert again is not None and again.status == "stopped" and again.frames > 3
+            [gap] = store.gaps("desk")
+            assert gap.reason.startswith("run failed: ") and gap.ended_at and gap.ended_at > gap.started_at
+            assert store.monitors()[0].status == "stopped"
+        finally:
+            store.close()

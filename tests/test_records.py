@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import psycopg
 import pytest
-from helpers import free_port
+from helpers import free_port, postgres_control
 
 from app.errors import RecordsError
 from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
@@ -112,6 +112,7 @@ def stored(rows: list[DetectionRow]) -> list[DetectionRow]:
 
 
 BACKENDS = ["sqlite", "postgresql"]
+TABLES = ", ".join(row.table for row in ROWS)  # SECURITY.md grants on every table
 
 
 @pytest.fixture(params=BACKENDS)
@@ -569,12 +570,7 @@ def test_a_postgresql_restart_is_survived(postgres_server: str, postgres_url: st
         store.add_frame("r1", [make_detection("r1", 0)])
         admin = f"{postgres_server}/postgres"
         started = sql(admin, "SELECT pg_postmaster_start_time()")
-        [data] = sql(admin, "SHOW data_directory")
-        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        pg_ctl = Path(sql(admin, "SELECT setting FROM pg_config WHERE name = 'BINDIR'")[0][0])
-        log = Path(data[0]).parent / "server.log"  # without a log file the server would hold our pipe open
-        subprocess.run([*as_owner, str(pg_ctl / "pg_ctl"), "-D", data[0], "-l", str(log), "-m", "fast", "-w",
-                        "restart"], check=True, capture_output=True)  # fmt: skip
+        postgres_control(postgres_server)("restart")
         assert sql(admin, "SELECT pg_postmaster_start_time()") != started
         store.add_frame("r1", [make_detection("r1", 1)])
         store.finish_run("r1", "completed")
@@ -594,14 +590,21 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
     for statement in (f"CREATE ROLE {writer} LOGIN", f"CREATE ROLE {reader} LOGIN",
                       f"GRANT CONNECT ON DATABASE {db} TO {writer}, {reader}",
                       f"GRANT USAGE ON SCHEMA public TO {writer}, {reader}",
-                      f"GRANT SELECT, INSERT, UPDATE ON runs, detections, events TO {writer}",
-                      f"GRANT SELECT ON runs, detections, events, schema_version TO {writer}, {reader}"):  # fmt: skip
+                      f"GRANT SELECT, INSERT, UPDATE ON {TABLES} TO {writer}",
+                      f"GRANT SELECT ON {TABLES}, schema_version TO {writer}, {reader}"):  # fmt: skip
         sql(postgres_url, statement)
     try:
         as_writer = RecordStore(postgres_url.replace("postgres@", f"{writer}@"))
         as_writer.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
         as_writer.add_frame("r1", [make_detection("r1", 0)])
-        as_writer.save_event(make_event("r1"))
+        as_writer.save_event(event := make_event("r1"))
+        as_writer.save_monitor(MonitorRow(name="bench", source="0", updated_at=utc_now()))
+        as_writer.add_recording(
+            RecordingRow(monitor="bench", kind="segment", path="s.mp4", started_at="a", ended_at="b")
+        )
+        as_writer.save_gap(GapRow(monitor="bench", started_at=utc_now(), reason="camera"))
+        as_writer.mark_pruned(["s.mp4"])
+        as_writer.acknowledge(event.id, "Ana")
         as_writer.finish_run("r1", "completed")
         assert as_writer.close_interrupted() == []
         as_writer.close()
@@ -611,6 +614,9 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
             assert len(as_reader.events(run_id="r1")) == 1
             with pytest.raises(RecordsError, match="permission denied"):
                 as_reader.start_run(make_run("r2", "2026-11-16T09:00:00.000+00:00"))
+            with pytest.raises(RecordsError, match="permission denied"):
+                as_reader.acknowledge(event.id, "Ben")
+            assert [m.name for m in as_reader.monitors()] == ["bench"] and as_reader.recordings()[0].pruned_at
             assert [r.id for r in as_reader.runs()] == ["r1"]  # the store goes on after the refusal
         finally:
             as_reader.close()
