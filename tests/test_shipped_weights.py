@@ -1,5 +1,6 @@
-"""The shipped glove models on real content from both sets: the default model (models/weights/gloves-bra-n.pt,
-BRA-YOLO11n) and plain YOLO11n trained at the same schedule (gloves-n.pt), each at its own calibrated defaults.
+"""The shipped glove models on real content from both sets: the default model (models/weights/gloves-n.pt, plain
+YOLO11n) and BRA-YOLO11n (gloves-bra-n.pt), each at its own calibrated defaults (benchmarks/real_hands.py prints
+the counts).
 Scene photos from gloves-scenes/valid, close-ups from gloves/valid, the desk clip (a bare hand, no glove) and blank
 frames. The thresholds are the model card's measured numbers (models/README.md), rounded down a little; the card
 also lists what these models still get wrong."""
@@ -9,7 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,11 +18,10 @@ from app.nn import BiLevelRoutingAttention
 from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from desk_clip import desk_counts, desk_frames
+from real_hands import CLASSES, PHOTOS_PER_CLASS, desk_counts, desk_frames, hands_found, single_hand_photos
 
 pytestmark = pytest.mark.slow  # the shipped models on real images and video
 
-PHOTOS_PER_CLASS = 8  # valid photos holding exactly one hand of the class, first by name
 # Measured at each model's defaults (models/README.md): labelled hands found of 8 per class and set, and the desk clip.
 FOUND_AT_LEAST = {  # measured 6, 6, 6, 8 (gloves-n.pt) and 0, 4, 7, 8 (gloves-bra-n.pt)
     ("gloves-n.pt", "gloves-scenes", "gloved_hand"): 5,
@@ -61,36 +60,12 @@ def test_blank_frames_have_next_to_no_detections(engine: DetectionEngine, value:
     assert len(detections) <= BLANK_AT_MOST.get((engine.weights.name, value), 0), detections
 
 
-def _single_hand_photos(split: Path, class_id: int) -> list[tuple[Path, np.ndarray]]:
-    """Photos labelled with exactly one hand, of `class_id`, and that hand's box in pixels."""
-    chosen = []
-    for label in sorted((split / "labels").glob("*.txt")):
-        rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
-        if len(rows) == 1 and int(rows[0][0]) == class_id:
-            image = next((split / "images").glob(f"{label.stem}.*"))
-            h, w = cv2.imread(str(image)).shape[:2]
-            cx, cy, bw, bh = (float(v) for v in rows[0][1:5])
-            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
-            chosen.append((image, box))
-        if len(chosen) == PHOTOS_PER_CLASS:
-            break
-    return chosen
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
-    return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
-
-
 @pytest.mark.parametrize("dataset", ["gloves-scenes", "gloves"])
 @pytest.mark.parametrize("class_name", ["gloved_hand", "bare_hand"])
 def test_labelled_hands_are_found(engine: DetectionEngine, shared_data: Path, dataset: str, class_name: str) -> None:
-    photos = _single_hand_photos(shared_data / dataset / "valid", {"gloved_hand": 0, "bare_hand": 1}[class_name])
+    photos = single_hand_photos(shared_data / dataset / "valid", CLASSES[class_name])
     assert len(photos) == PHOTOS_PER_CLASS
-    found = 0
-    for image, box in photos:
-        detections = engine.predict(cv2.imread(str(image)), annotate=False).detections
-        found += any(d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5 for d in detections)
+    found = hands_found(engine, photos, class_name, engine.defaults.imgsz, engine.defaults.conf)
     assert found >= FOUND_AT_LEAST[engine.weights.name, dataset, class_name], found
 
 

@@ -1,0 +1,113 @@
+"""What the shipped models see in real single-hand photos and in a clip from a camera nobody trained on.
+
+    .venv/bin/python benchmarks/real_hands.py [--weights W.pt ...] [--imgsz N ...] [--conf C ...]
+
+Single hands: the first 8 photos (by name) of each valid split (`gloves-scenes`, `gloves`) labelled with exactly
+one hand, per class; a hand counts as found when a box of its class overlaps its label at IoU >= 0.5.
+Desk clip: 12 frames sampled evenly from ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no
+glove): in how many frames the bare hand is found, and how many `gloved_hand` boxes (false: there is no glove)
+appear, with the highest confidence among them. Each model at its calibrated defaults unless sizes / confidences
+are given. The model card's numbers and tests/test_shipped_weights.py's thresholds come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import app  # noqa: F401  (first: it sets the offline environment that Ultralytics reads when imported)
+
+# isort: split
+import cv2
+import numpy as np
+
+from app.engine import DetectionEngine
+from app.runtime import ROOT, WEIGHTS_DIR
+
+DATA = ROOT.parent / "shared" / "data"
+CLIP = DATA / "videos" / "hand_desk.mp4"
+PHOTOS_PER_CLASS = 8
+CLASSES = {"gloved_hand": 0, "bare_hand": 1}
+SETS = ("gloves-scenes", "gloves")
+
+
+def single_hand_photos(split: Path, class_id: int, count: int = PHOTOS_PER_CLASS) -> list[tuple[Path, np.ndarray]]:
+    """The first `count` photos (by name) labelled with exactly one hand, of `class_id`, and its box in pixels."""
+    chosen = []
+    for label in sorted((split / "labels").glob("*.txt")):
+        rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
+        if len(rows) == 1 and int(rows[0][0]) == class_id:
+            image = next((split / "images").glob(f"{label.stem}.*"))
+            h, w = cv2.imread(str(image)).shape[:2]
+            cx, cy, bw, bh = (float(v) for v in rows[0][1:5])
+            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            chosen.append((image, box))
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def hands_found(engine: DetectionEngine, photos: list[tuple[Path, np.ndarray]], class_name: str, imgsz: int,
+                conf: float) -> int:  # fmt: skip
+    """Photos whose labelled hand gets a box of its class at IoU >= 0.5."""
+    settings = engine.settings(imgsz=imgsz, conf=conf)
+    found = 0
+    for image, box in photos:
+        detections = engine.predict(cv2.imread(str(image)), settings, annotate=False).detections
+        found += any(d.class_name == class_name and _iou(np.array(d.xyxy), box) >= 0.5 for d in detections)
+    return found
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
+    return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
+
+
+def desk_frames(clip: Path = CLIP, count: int = 12) -> list[np.ndarray]:
+    """`count` frames spread evenly over the clip."""
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    for index in np.linspace(0, cap.get(cv2.CAP_PROP_FRAME_COUNT) - 1, count).astype(int):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = cap.read()
+        if not ok:
+            raise SystemExit(f"cannot read frame {index} of {clip}")
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def desk_counts(engine: DetectionEngine, frames: list[np.ndarray], imgsz: int, conf: float) -> tuple[int, int, float]:
+    """Frames with a bare hand; false gloved_hand boxes; their highest confidence."""
+    settings = engine.settings(imgsz=imgsz, conf=conf)
+    found = [engine.predict(f, settings, annotate=False).detections for f in frames]
+    bare = sum(any(d.class_name == "bare_hand" for d in ds) for ds in found)
+    gloved = [d.confidence for ds in found for d in ds if d.class_name == "gloved_hand"]
+    return bare, len(gloved), max(gloved, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", type=Path, nargs="+", default=[WEIGHTS_DIR / "gloves-bra-n.pt",
+                                                                    WEIGHTS_DIR / "gloves-n.pt"])  # fmt: skip
+    parser.add_argument("--imgsz", type=int, nargs="*", default=[], help="sizes (default: each model's own)")
+    parser.add_argument("--conf", type=float, nargs="*", default=[], help="confidences (default: the model's)")
+    args = parser.parse_args()
+    frames = desk_frames()
+    photos = {(s, c): single_hand_photos(DATA / s / "valid", i) for s in SETS for c, i in CLASSES.items()}
+    for weights in args.weights:
+        engine = DetectionEngine(weights)
+        d = engine.defaults
+        print(f"{weights.name}: defaults {d.as_dict()} ({'calibrated' if d.calibrated else 'not calibrated'})")
+        for imgsz in args.imgsz or [d.imgsz]:
+            for conf in args.conf or [d.conf]:
+                found = ", ".join(f"{s} {c} {hands_found(engine, p, c, imgsz, conf)}/{len(p)}"
+                                  for (s, c), p in photos.items())  # fmt: skip
+                print(f"  single hands at {imgsz}, confidence {conf:.2f}: {found}")
+                bare, gloved, peak = desk_counts(engine, frames, imgsz, conf)
+                print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
+                      f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
