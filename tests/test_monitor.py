@@ -384,3 +384,22 @@ def test_a_records_server_outage_is_a_gap_not_a_crash(
             assert store.monitors()[0].status == "stopped"
         finally:
             store.close()
+
+
+@pytest.mark.slow
+def test_a_dead_camera_does_not_stop_the_other_monitors(tmp_path: Path, clips: dict[str, str]) -> None:
+    """One camera that never answers: it reconnects with back-off and says why, its time without frames is an open
+    gap, and the other monitor watches on."""
+    dead = f"rtsp://127.0.0.1:{free_port()}/stream"
+    path = write_config(tmp_path, [{"name": "dead", "source": dead}, {"name": "desk", "source": clips["desk"],
+                                                                       "loop": True}])  # fmt: skip
+    store = RecordStore(tmp_path / "records.sqlite")
+    with MonitorSet(MonitorConfig.load(path)) as monitors:
+        wait_until(lambda: {m.name: m.frames for m in store.monitors()}.get("desk", 0) > 10, 90, "desk frames")
+        wait_until(lambda: store.monitors()[0].status == "reconnecting", 30, "the dead camera reconnecting")
+        dead_row = store.monitors()[0]
+        assert all(m.is_alive() for m in monitors.monitors)
+    assert dead_row.name == "dead" and dead_row.frames == 0 and "cannot open stream" in dead_row.message
+    [gap] = store.gaps("dead")
+    assert gap.reason == "camera: cannot open stream" and gap.ended_at, "closed when the monitor stops"
+    assert [m.status for m in store.monitors()] == ["stopped", "stopped"]

@@ -282,6 +282,7 @@ for n in range(100_000):
 """
 
 
+@pytest.mark.slow  # a recording subprocess in real time
 def test_sigkill_loses_only_the_files_being_written(tmp_path: Path) -> None:
     folder = tmp_path / "cam"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
