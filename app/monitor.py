@@ -108,16 +108,17 @@ class MonitorConfig:
             raise ConfigError(f"monitor config not found: {path}")
         data = read_yaml_mapping(path, ConfigError, path.name, "with a monitors list")
         _known(data, TOP_KEYS, path.name)
+        base = path.resolve().parent  # relative paths in the config are relative to the config file, not to cwd
         monitors = data.get("monitors")
         if not isinstance(monitors, list) or not monitors:
             raise ConfigError(f"{path.name}: monitors must be a list of cameras (name, source, ...)")
-        specs = tuple(_monitor(m, f"monitors[{i}]") for i, m in enumerate(monitors))
+        specs = tuple(_monitor(m, f"monitors[{i}]", base) for i, m in enumerate(monitors))
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ConfigError(f"{path.name}: monitor names must be unique, got {names}")
-        exports = Path(_get(data, "exports", str, str(EXPORTS_DIR), path.name))
+        exports = base / _get(data, "exports", str, str(EXPORTS_DIR), path.name)
         rec = _section(data, "recordings", RECORDING_KEYS)
-        folder = Path(_get(rec, "folder", str, str(exports / "recordings"), "recordings"))
+        folder = base / _get(rec, "folder", str, str(exports / "recordings"), "recordings")
         numbers = {k: _get(rec, k, float, None, "recordings") for k in RECORDING_KEYS if k != "folder" and k in rec}
         try:
             recordings = RecordingSettings(**numbers)
@@ -139,9 +140,11 @@ class MonitorConfig:
             )
         except GloveSafetyError as e:
             raise ConfigError(f"alerts: {e}") from None
-        records = data.get("records")
+        records = _get(data, "records", str, None, path.name)
+        if records is not None and "://" not in records:
+            records = str(base / records)
         return cls(
-            monitors=specs, records=None if records is None else str(records), exports=exports,
+            monitors=specs, records=records, exports=exports,
             recordings_dir=folder, recordings=recordings, alerts=alert_settings,
         )  # fmt: skip
 
@@ -173,20 +176,21 @@ def _get(data: dict, key: str, kind: type, default: Any, where: str) -> Any:
     return value
 
 
-def _monitor(data: Any, where: str) -> MonitorSpec:
+def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must be a mapping with name and source")
-    _known(data, MONITOR_KEYS, where)
     name = data.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         raise ConfigError(f"{where}.name: use 1-64 letters, digits, - or _ (it names folders and MQTT topics)")
     where = f"monitors[{name}]"
+    _known(data, MONITOR_KEYS, where)
     source = data.get("source")
     if isinstance(source, bool) or not isinstance(source, int | str) or source == "":
         raise ConfigError(f"{where}.source: give a camera index, an rtsp:// or http:// URL, or a video file")
     if isinstance(source, str) and source.isdigit():
         source = int(source)
     if isinstance(source, str) and "://" not in source:
+        source = str(base / source)
         try:
             if open_source(source).kind != "video":
                 raise ConfigError(f"{where}.source: {source} is not a video file, camera or stream")
@@ -203,6 +207,8 @@ def _monitor(data: Any, where: str) -> MonitorSpec:
     if not 0 < fps <= 120:
         raise ConfigError(f"{where}.fps: must be a number of frames per second in (0, 120], got {fps!r}")
     policy = _get(data, "policy", str, None, where)
+    if policy is not None and (base / policy).is_file():  # a policy file beside the config; else a shipped name
+        policy = str(base / policy)
     try:
         if policy is not None:
             SafetyPolicy.load(policy)
@@ -215,7 +221,7 @@ def _monitor(data: Any, where: str) -> MonitorSpec:
         raise ConfigError(f"{where}.zone: {e}") from None
     return MonitorSpec(
         name=name, source=source, loop=_get(data, "loop", bool, False, where), policy=policy, zone=zone,
-        weights=Path(_get(data, "weights", str, str(DEFAULT_WEIGHTS), where)), imgsz=imgsz,
+        weights=base / _get(data, "weights", str, str(DEFAULT_WEIGHTS), where), imgsz=imgsz,
         conf=_get(data, "conf", float, None, where), iou=_get(data, "iou", float, None, where), fps=fps,
     )  # fmt: skip
 
@@ -318,6 +324,8 @@ class Monitor(threading.Thread):
         self.latest_frame = self.folder / "latest.jpg"
         self.live = _Live()
         self.started_at = utc_now()
+        self.policy_name = SafetyPolicy.load(spec.policy).name if spec.policy else None
+        self.events = 0  # opened since this monitor started
         self.run_now: DetectionRun | None = None
         self._halt = threading.Event()
         self._gap: GapRow | None = None
@@ -333,6 +341,7 @@ class Monitor(threading.Thread):
             run.stop()
 
     def run(self) -> None:
+        self._record_downtime()
         delay = RESTART_DELAYS_S[0]
         while not self._halt.is_set():
             try:
@@ -397,6 +406,19 @@ class Monitor(threading.Thread):
             write_jpeg(self.latest_frame, image, quality=80)
             self._set_status("running", None)
 
+    def _record_downtime(self) -> None:
+        """A previous process that ended without stopping this monitor (killed, crashed, power cut) left a time with
+        no frames: recorded as a gap from its last frame to now."""
+        try:
+            last = next((m for m in self.store.monitors() if m.name == self.spec.name), None)
+            if last is not None and last.status != "stopped" and (last.last_frame_at or last.updated_at):
+                self.store.save_gap(GapRow(
+                    monitor=self.spec.name, started_at=last.last_frame_at or last.updated_at, ended_at=utc_now(),
+                    reason="the monitor's process ended without stopping (killed or crashed)", run_id=last.run_id,
+                ))  # fmt: skip
+        except GloveSafetyError as e:
+            log.warning("monitor %s: %s", self.spec.name, e)
+
     def _event(self, row: EventRow, feed: MonitorFeed, recorder: Recorder, closed: bool) -> None:
         """An event opened, changed or closed: its clip and its alerts (a closed event is never reported again)."""
         assert row.id is not None
@@ -413,7 +435,10 @@ class Monitor(threading.Thread):
             self._alert(row, "closed", snapshot, clip, feed)
 
     def _alert(self, row: EventRow, state: str, snapshot: str | None, clip: Path, feed: MonitorFeed) -> None:
-        payload = event_payload(row, self.spec.policy, snapshot, clip)
+        log.info("%s: event %d %s: %s (%s, peak %.0f%%)%s", self.spec.name, row.id, state, row.reason, row.class_name,
+                 100 * row.peak_confidence, f"; clip {clip}" if state == "closed" else "")  # fmt: skip
+        self.events += state == "opened"
+        payload = event_payload(row, self.policy_name, snapshot, clip)
         payload["started_at"] = _iso(feed.wall(row.start_time))  # the wall clock, for people reading the alert
         payload["ended_at"] = _iso(feed.wall(row.end_time)) if state == "closed" else None
         self.alerts.event(state, payload)
@@ -469,7 +494,7 @@ class Monitor(threading.Thread):
         return MonitorRow(
             name=self.spec.name, source=redact(str(self.spec.source)), status=live.status, violation=live.violation,
             fps=round(live.fps, 2), frames=live.frames, last_frame_at=live.last_frame_at, run_id=live.run_id,
-            policy=self.spec.policy, latest_frame=str(self.latest_frame) if self.latest_frame.exists() else None,
+            policy=self.policy_name, latest_frame=str(self.latest_frame) if self.latest_frame.exists() else None,
             message=live.message, host=HOST, pid=os.getpid(), started_at=self.started_at, updated_at=utc_now(),
         )  # fmt: skip
 

@@ -102,6 +102,10 @@ class RunRow(Row):
     host: str | None = column("TEXT", "Host", kind=TEXT, console=False)  # the machine and process running it:
     pid: int | None = column("INTEGER", "Process", console=False)  # a run left `running` by a dead one is closed
     monitor: str | None = column("TEXT", "Monitor", kind=TEXT)  # the camera monitor that made it (schema 3)
+    # What computed the detections (schema 3): torch, onnxruntime or openvino, and the precision its layers computed
+    # in: f32, fp16 (FP16 weights, f32 arithmetic) or int8 (INT8 layers, the rest f32). None: an earlier run.
+    runtime: str | None = column("TEXT", "Runtime", kind=TEXT, console=False)
+    precision: str | None = column("TEXT", "Precision", kind=TEXT, console=False)
 
 
 @dataclass
@@ -160,11 +164,12 @@ class EventRow(Row):
     closed: bool = column("INTEGER NOT NULL", "Closed", kind=FLAG, default=False)
     recorded_at: str = column("TEXT NOT NULL", "Recorded at", kind=DATETIME, console=False, default="")
     id: int | None = column("INTEGER PRIMARY KEY", "Event", files=False)
-    # Set by a camera monitor, never by the run itself (schema 3): the event's video clip (a path, kept when the
-    # file is pruned: `RecordingRow.pruned_at` says so), and who acknowledged the alarm in the console, when.
-    clip: str | None = column("TEXT", "Clip", kind=TEXT, console=False)
-    acknowledged_by: str | None = column("TEXT", "Acknowledged by", kind=TEXT, console=False)
-    acknowledged_at: str | None = column("TEXT", "Acknowledged at", kind=DATETIME, console=False)
+    # Set by a camera monitor, never by the run itself (schema 3), so in the records and workbooks but not in the
+    # run's own events.json: the event's video clip (a path, kept when the file is pruned: `RecordingRow.pruned_at`
+    # says so), and who acknowledged the alarm in the console, when.
+    clip: str | None = column("TEXT", "Clip", kind=TEXT, console=False, files=False)
+    acknowledged_by: str | None = column("TEXT", "Acknowledged by", kind=TEXT, console=False, files=False)
+    acknowledged_at: str | None = column("TEXT", "Acknowledged at", kind=DATETIME, console=False, files=False)
 
     MONITOR_FIELDS: ClassVar[tuple[str, ...]] = ("clip", "acknowledged_by", "acknowledged_at")
     """Columns a run's own updates of the event leave as they are."""
@@ -242,7 +247,8 @@ ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow, MonitorRow, Recor
 """Every table, in creation order (detections and events refer to runs)."""
 SCHEMA_VERSION = 3
 """Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
-events.clip and the acknowledgement). A store adds missing tables and columns when it opens a database."""
+events.clip and the acknowledgement) and each run's runtime and precision. A store adds missing tables and columns
+when it opens a database."""
 MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
 """`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
 cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""

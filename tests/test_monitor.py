@@ -19,7 +19,16 @@ import av
 import cv2
 import pytest
 import yaml
-from helpers import Broker, Receiver, Subscriber, free_port, postgres_cluster, postgres_control, wait_until
+from helpers import (
+    Broker,
+    Receiver,
+    Subscriber,
+    free_port,
+    make_video,
+    postgres_cluster,
+    postgres_control,
+    wait_until,
+)
 
 from app import records
 from app.cli import main
@@ -73,8 +82,8 @@ def decode(path: Path) -> tuple[int, float, str]:
         ({"monitors": [{"name": "a", "source": 0, "conf": 1.5}]}, "monitors[a].conf"),
         ({"monitors": [{"name": "a", "source": 0, "zone": "0,0 1,1"}]}, "monitors[a].zone"),
         ({"monitors": [{"name": "a", "source": 0, "policy": "nope"}]}, "monitors[a].policy"),
-        ({"monitors": [{"name": "a", "source": "missing.mp4"}]}, "monitors[a].source: missing.mp4: file not found"),
-        ({"monitors": [{"name": "a", "source": 0, "colour": 1}]}, "monitors[0]: unknown key 'colour'"),
+        ({"monitors": [{"name": "a", "source": "missing.mp4"}]}, "missing.mp4: file not found"),
+        ({"monitors": [{"name": "a", "source": 0, "colour": 1}]}, "monitors[a]: unknown key 'colour'"),
         ({"monitors": [{"name": "a", "source": 0}, {"name": "a", "source": 1}]}, "names must be unique"),
         ({"recordings": {"segment_s": -5}}, "recordings: segment_s"),
         ({"recordings": {"max_gb": "lots"}}, "recordings.max_gb: must be a number"),
@@ -105,6 +114,27 @@ def test_a_good_config_loads_with_defaults(tmp_path: Path) -> None:
     assert bench.source == 0 and bench.zone == ((0.2, 0.2), (0.8, 0.2), (0.5, 0.9))
     assert config.alerts.webhooks == ("http://alarm.local/hook",) and config.alerts.mqtt_host == "localhost"
     assert config.recordings.segment_s == 60
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    """A config works from any working directory: its files are found beside it."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    make_video(folder / "clip.mp4", frames=3)
+    (folder / "quick.yaml").write_text(yaml.safe_dump({"name": "quick", **QUICK_POLICY}))
+    (folder / "monitors.yaml").write_text(yaml.safe_dump({
+        "records": "data/records.sqlite", "exports": "out",
+        "monitors": [{"name": "demo", "source": "clip.mp4", "loop": True, "policy": "quick.yaml"},
+                     {"name": "shipped", "source": 0, "policy": "gloves"}]}))  # fmt: skip
+    config = MonitorConfig.load(folder / "monitors.yaml")
+    assert config.records == str(folder / "data" / "records.sqlite")
+    assert (config.exports, config.recordings_dir) == (folder / "out", folder / "out" / "recordings")
+    demo, shipped = config.monitors
+    assert (demo.source, demo.policy, shipped.policy) == (
+        str(folder / "clip.mp4"),
+        str(folder / "quick.yaml"),
+        "gloves",
+    )
 
 
 def test_cli_refuses_a_bad_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -342,6 +372,9 @@ def test_sigkill_loses_only_the_segment_in_flight_and_sigterm_stops_cleanly(
     second.send_signal(signal.SIGTERM)
     assert second.wait(60) == 0, (tmp_path / "second.log").read_text()
     assert store.run(killed_run).status == "interrupted", "the killed process's run is closed as interrupted"
+    [downtime] = store.gaps("desk")
+    assert downtime.reason.startswith("the monitor's process ended without stopping") and downtime.run_id == killed_run
+    assert downtime.started_at < downtime.ended_at
     row = store.monitors()[0]
     assert row.status == "stopped" and store.run(row.run_id).status == "stopped"
     assert not list((tmp_path / "recordings").rglob(f".*.{second.pid}.part")), "SIGTERM finishes its files"

@@ -13,7 +13,7 @@ from app.schema import DATETIME, FLAG, PERCENT, ROWS, DetectionRow, EventRow, Ru
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
-               "pid", "monitor"]  # fmt: skip
+               "pid", "monitor", "runtime", "precision"]  # fmt: skip
 DETECTION_COLUMNS = ["run_id", "item", "frame_index", "video_time", "detected_at", "class_id", "class_name",
                      "confidence", "x1", "y1", "x2", "y2", "track_id", "mask_area", "polygon", "id"]  # fmt: skip
 EVENT_COLUMNS = ["run_id", "item", "reason", "class_name", "start_frame", "end_frame", "start_time", "end_time",
@@ -59,20 +59,32 @@ def test_required_fields() -> None:
 
 
 def test_console_and_file_columns() -> None:
-    """The console hides ids, run ids and machine-only fields; the files carry everything but the database id."""
+    """The console hides ids, run ids and machine-only fields; the files carry everything but the database id (and
+    what a monitor or an operator sets on an event after the run wrote it)."""
     assert [c.name for c in DetectionRow.file_columns()] == [n for n in DETECTION_COLUMNS if n != "id"]
-    assert [c.name for c in EventRow.file_columns()] == [n for n in EVENT_COLUMNS if n != "id"]
+    assert [c.name for c in EventRow.file_columns()] == [
+        n for n in EVENT_COLUMNS if n not in ("id", *EventRow.MONITOR_FIELDS)
+    ]
     assert [c.name for c in RunRow.file_columns()] == RUN_COLUMNS
 
     detection_console = [c.name for c in DetectionRow.console_columns()]
     assert detection_console == [n for n in DETECTION_COLUMNS
                                  if n not in ("run_id", "detected_at", "class_id", "polygon", "id")]  # fmt: skip
     event_console = [c.name for c in EventRow.console_columns()]
-    hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at", "clip",
-                     "acknowledged_by", "acknowledged_at")  # the Monitors tab shows these for monitors' events
+    hidden_events = (
+        "run_id",
+        "item",
+        "start_frame",
+        "end_frame",
+        "snapshot",
+        "recorded_at",
+        "clip",
+        "acknowledged_by",
+        "acknowledged_at",
+    )  # the Monitors tab shows these for monitors' events
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
-    hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid")
+    hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid", "runtime", "precision")
     assert "monitor" in run_console
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
 
