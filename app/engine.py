@@ -1,6 +1,12 @@
 """The inference engine: a checked model plus the settings a user picks, turning frames into `FrameResult`s.
 
 The CLI, the console and the tests all use this class; none of them call Ultralytics directly.
+
+Runtimes: a `.pt` runs in PyTorch, or in ONNX Runtime or OpenVINO through FP32 exports made from it on first use
+(`export.cached_export`). `auto`, the default, runs OpenVINO on the CPU (the INT8 export beside the weights where
+it passed its accuracy check and the CPU has INT8 instructions) and PyTorch on a GPU. Each export is static, one
+per input canvas: the canvas PyTorch itself would letterbox a frame to (`imgsz` on the long side, the short side
+padded to a multiple of the stride), so OpenVINO sees exactly the pixels PyTorch would and does no more work.
 """
 
 from __future__ import annotations
@@ -10,14 +16,29 @@ import re
 import threading
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from ultralytics import YOLO
+from ultralytics.data.augment import LetterBox
+from ultralytics.utils.checks import check_imgsz
 
 from .errors import ModelError, ModelExportError
-from .export import MAX_BIN_BYTES, ExportInfo, openvino_precision_callback, read_onnx_info, read_openvino_info
+from .export import (
+    MAX_BIN_BYTES,
+    ExportFormat,
+    ExportInfo,
+    cached_export,
+    checked_int8,
+    file_sha256,
+    openvino_cpu,
+    openvino_precision_callback,
+    predictor_precision,
+    read_onnx_info,
+    read_openvino_info,
+)
 from .results import FrameResult, from_ultralytics
 from .sources import Frame
 
@@ -29,8 +50,10 @@ _CHECKPOINT_ENTRY = re.compile(
     r"^[^/]+/(data\.pkl|byteorder|version|\.format_version|\.storage_alignment|\.data/serialization_id|"
     r"\.data/version|data/\d+)$"
 )
-
-
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+"""What a model may be asked to run in: `auto` chooses (module docstring), the others force one."""
+RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+"""The runtimes a run records, as people read them."""
 
 DEFAULT_CONF = 0.25
 """Confidence for a model that stores no calibrated default (Ultralytics' own predict default)."""
@@ -105,25 +128,56 @@ class RunSettings:
         return self
 
 
+@dataclass(frozen=True)
+class Backend:
+    """What a run's frames go through: the runtime, the precision its layers compute in (read from the runtime where
+    it has a choice) and, where `auto` fell back from OpenVINO, why.
+
+    `precision`: `f32`; `fp16` (an export's FP16 weights, computed in f32); `int8` (INT8 layers, the rest f32).
+    """
+
+    runtime: str  # a key of RUNTIME_NAMES
+    precision: str
+    note: str = ""
+    model: YOLO | None = field(default=None, repr=False, compare=False)
+    """The model for every frame; None: an export of the checkpoint per input canvas (`DetectionEngine.predict`)."""
+
+    @property
+    def label(self) -> str:
+        return runtime_label(self.runtime, self.precision)
+
+
+def runtime_label(runtime: str | None, precision: str | None) -> str:
+    """`OpenVINO f32`: a run's runtime and precision as people read them (empty for runs recorded before both were)."""
+    return f"{RUNTIME_NAMES.get(runtime, runtime)} {precision}" if runtime else ""
+
+
 class DetectionEngine:
-    """A detect or segment model (ours with BRA, or plain YOLO) ready to run on frames.
+    """A detect or segment model (ours with BRA, or plain YOLO) ready to run on frames, in a runtime (`RUNTIMES`).
 
     The engine holds the model only; each run brings its own `RunSettings`, so one engine serves concurrent
     runs (calls are serialised: Ultralytics keeps one predictor per model). Tracking keeps state in that
     predictor, so a tracking run needs an engine of its own.
 
     Example:
-        >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")
-        >>> frame = engine.predict(cv2.imread("hand.jpg"), engine.settings(conf=0.4))
+        >>> engine = DetectionEngine("models/weights/gloves-bra-n.pt")  # runtime="auto"
+        >>> settings = engine.settings(conf=0.4)
+        >>> engine.backend(settings).label  # made (or loaded from the cache) now
+        'OpenVINO f32'
+        >>> frame = engine.predict(cv2.imread("hand.jpg"), settings)
         >>> [d.class_name for d in frame.detections]
     """
 
-    def __init__(self, weights: str | Path) -> None:
-        self.weights = Path(weights)
+    def __init__(self, weights: str | Path, runtime: str = "auto") -> None:
+        if runtime not in RUNTIMES:
+            raise ModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.weights, self.runtime = Path(weights), runtime
         task, self.fixed_imgsz = None, None  # an export with a static input runs at its own size only
+        self._stored_precision = "fp32"  # what an OpenVINO export folder stores
         if is_openvino_folder(self.weights):
-            task, self.fixed_imgsz = _export_task_and_size(self.weights, read_openvino_info)
-            self.sha256 = folder_sha256(self.weights)
+            info = _export_info(self.weights, read_openvino_info)
+            task, self.fixed_imgsz, self._stored_precision = info.task, info.input_hw, info.precision
+            self.sha256, self.format = folder_sha256(self.weights), "openvino"
         else:
             if not self.weights.is_file():
                 raise ModelError(f"{self.weights}: model file not found")
@@ -133,10 +187,18 @@ class DetectionEngine:
                 )
             if self.weights.suffix == ".onnx":
                 _check_size(self.weights)
-                task, self.fixed_imgsz = _export_task_and_size(self.weights, read_onnx_info)
+                info = _export_info(self.weights, read_onnx_info)
+                task, self.fixed_imgsz, self.format = info.task, info.input_hw, "onnx"
             else:
                 check_checkpoint_archive(self.weights)
+                self.format = "torch"
             self.sha256 = file_sha256(self.weights)
+        if self.format != "torch" and runtime not in ("auto", self.format):
+            name = "ONNX Runtime" if self.format == "onnx" else "OpenVINO"
+            raise ModelError(
+                f"{self.weights.name} is an {self.format} export: it runs in {name} only (runtime auto or "
+                f"{self.format}), not {runtime}"
+            )
         try:
             self.model = YOLO(str(self.weights), task=task)
         except Exception as e:  # Ultralytics raises many types for files that are not its checkpoints
@@ -157,6 +219,8 @@ class DetectionEngine:
         if self.fixed_imgsz:
             self.defaults = replace(self.defaults, imgsz=self.fixed_imgsz[0])
         self._lock = threading.Lock()  # one Ultralytics predictor per model: calls must not interleave
+        self._backends: dict[tuple[int, bool], Backend] = {}  # by (imgsz, on the CPU)
+        self._exports: dict[tuple[ExportFormat, tuple[int, int]], YOLO] = {}  # by (format, canvas)
 
     @property
     def task(self) -> str:
@@ -203,11 +267,28 @@ class DetectionEngine:
             tracker=tracker,
         ).check(self.names)
 
+    def backend(self, settings: RunSettings) -> Backend:
+        """What runs with these settings use, chosen (and its model made or loaded, checked and compiled) on the
+        first call for their size and device.
+
+        Raises:
+            ModelError, ModelExportError: A forced runtime (not `auto`) cannot run this model.
+        """
+        with self._lock:
+            return self._backend(settings)
+
+    def model_for(self, image: np.ndarray, settings: RunSettings) -> YOLO:
+        """The Ultralytics model that predicts `image` under `settings` (for benchmarks: `predict` uses it)."""
+        with self._lock:
+            return self._model_for(image, settings)
+
     def reset(self) -> None:
         """Forget tracks: call at the start of each new video or stream."""
         with self._lock:
-            for tracker in getattr(self.model.predictor, "trackers", None) or []:
-                tracker.reset()
+            models = [b.model for b in self._backends.values() if b.model is not None] + list(self._exports.values())
+            for model in models:
+                for tracker in getattr(model.predictor, "trackers", None) or []:
+                    tracker.reset()
 
     def predict(
         self, frame: Frame | np.ndarray, settings: RunSettings | None = None, annotate: bool = True
@@ -224,14 +305,92 @@ class DetectionEngine:
         if s.device is not None:
             kwargs["device"] = s.device
         with self._lock:
+            model = self._model_for(frame.image, s)
             if s.track:
-                result = self.model.track(frame.image, persist=True, tracker=s.tracker, **kwargs)[0]
+                result = model.track(frame.image, persist=True, tracker=s.tracker, **kwargs)[0]
             else:
-                result = self.model.predict(frame.image, **kwargs)[0]
+                result = model.predict(frame.image, **kwargs)[0]
             annotated = result.plot() if annotate else None
         out = from_ultralytics(result, frame.index, frame.timestamp, frame.name)
         out.annotated = annotated
         return out
+
+    def _backend(self, s: RunSettings) -> Backend:
+        """`backend`, with the lock held."""
+        key = (s.imgsz, _on_cpu(s.device))
+        if key not in self._backends:
+            self._backends[key] = self._choose(*key)
+        return self._backends[key]
+
+    def _model_for(self, image: np.ndarray, s: RunSettings) -> YOLO:
+        """`model_for`, with the lock held."""
+        backend = self._backend(s)
+        if backend.model is not None:
+            return backend.model
+        # an export per canvas: the frame's own, so it sees exactly what PyTorch would
+        return self._export(_EXPORT_FORMAT[backend.runtime], self._canvas(image, s.imgsz))
+
+    def _choose(self, imgsz: int, cpu: bool) -> Backend:
+        """The backend for a size and device: the runtime asked for, or `auto`'s choice (module docstring)."""
+        if self.format == "onnx":
+            return Backend("onnxruntime", "f32", model=self.model)
+        if self.format == "openvino":
+            size = self.fixed_imgsz or (imgsz, imgsz)
+            compiled = _warm_up(self.model, size)
+            precision = compiled if self._stored_precision == "fp32" else self._stored_precision
+            return Backend("openvino", precision, model=self.model)
+        if self.runtime == "torch" or (self.runtime == "auto" and not cpu):
+            return Backend("torch", "f32", model=self.model)
+        square = self._square(imgsz)
+        if self.runtime == "onnx":
+            self._export("onnx", square)  # made and checked now: a failure is reported before the run starts
+            return Backend("onnxruntime", "f32")
+        int8 = checked_int8(self.weights, self.sha256, square[0]) if self.runtime == "auto" else None
+        try:
+            if int8 is not None and openvino_cpu().fast_int8:  # without VNNI / AMX INT8 is no faster, less accurate
+                model = self._load_export(int8, "openvino")  # run as it was checked: every frame on its square
+                return Backend("openvino", "int8", model=model)
+            precision = predictor_precision(self._export("openvino", square))
+        except ModelExportError as e:
+            if self.runtime == "openvino":
+                raise
+            note = f"OpenVINO could not run this model, so PyTorch did: {e}"
+            return Backend("torch", "f32", note=note, model=self.model)
+        return Backend("openvino", precision)
+
+    def _square(self, imgsz: int) -> tuple[int, int]:
+        """The canvas of a square frame: `imgsz` rounded up to a multiple of the stride, as Ultralytics does."""
+        h, w = check_imgsz(imgsz, stride=self._stride, min_dim=2)
+        return h, w
+
+    def _canvas(self, image: np.ndarray, imgsz: int) -> tuple[int, int]:
+        """The input PyTorch would letterbox `image` to: Ultralytics' own minimum rectangle for the size."""
+        p = LetterBox(self._square(imgsz), auto=True, stride=self._stride).get_params({"img": image})
+        return p["new_unpad"][1] + p["top"] + p["bottom"], p["new_unpad"][0] + p["left"] + p["right"]
+
+    @property
+    def _stride(self) -> int:
+        return int(self.model.model.stride.max())
+
+    def _export(self, fmt: ExportFormat, canvas: tuple[int, int]) -> YOLO:
+        """The checkpoint's `fmt` export for a canvas, loaded and compiled (once per engine; made once per cache)."""
+        key = (fmt, canvas)
+        if key not in self._exports:
+            self._exports[key] = self._load_export(cached_export(self.weights, self.sha256, fmt, canvas), fmt)
+        return self._exports[key]
+
+    def _load_export(self, path: Path, fmt: ExportFormat) -> YOLO:
+        """An export of this checkpoint loaded in Ultralytics; OpenVINO ones compiled in f32 now (`_warm_up`)."""
+        try:
+            model = YOLO(str(path), task=self.task)
+            if fmt == "openvino":
+                model.add_callback("on_predict_start", openvino_precision_callback("f32"))
+                _warm_up(model, read_openvino_info(path).input_hw)
+        except ModelExportError:
+            raise
+        except Exception as e:  # Ultralytics and OpenVINO raise many types for a model they cannot load or compile
+            raise ModelExportError(f"{path.name}: {fmt} cannot run it: {type(e).__name__}: {e}") from e
+        return model
 
 
 def is_openvino_folder(path: Path) -> bool:
@@ -239,15 +398,30 @@ def is_openvino_folder(path: Path) -> bool:
     return path.is_dir() and path.name.endswith("_openvino_model")
 
 
-def _export_task_and_size(
-    path: Path, read_info: Callable[[Path], ExportInfo]
-) -> tuple[str, tuple[int, int] | None]:
-    """The task and static input size (None if dynamic) an export declares, read without running anything."""
+_EXPORT_FORMAT: dict[str, ExportFormat] = {"onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def _on_cpu(device: str | None) -> bool:
+    """Whether inference runs on the CPU: asked for, or left to Ultralytics on a machine without CUDA."""
+    if device is None or not str(device).strip():
+        return not torch.cuda.is_available()
+    return str(device).strip().lower() == "cpu"
+
+
+def _warm_up(model: YOLO, canvas: tuple[int, int] | None) -> str:
+    """Predict once on a blank frame, so an OpenVINO model is compiled (at the precision its callback pins) before
+    the first real frame; returns that precision, read from the plugin."""
+    h, w = canvas or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
+    model.predict(np.zeros((h, w, 3), np.uint8), imgsz=[h, w], verbose=False)
+    return predictor_precision(model)
+
+
+def _export_info(path: Path, read_info: Callable[[Path], ExportInfo]) -> ExportInfo:
+    """What an export declares (task, static input size or None, precision), read without running anything."""
     try:
-        info = read_info(path)
+        return read_info(path)
     except ModelExportError as e:
         raise ModelError(str(e)) from e
-    return info.task, info.input_hw
 
 
 def check_checkpoint_archive(path: Path) -> None:
@@ -285,13 +459,4 @@ def folder_sha256(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         h.update(path.name.encode() + b"\0" + bytes.fromhex(file_sha256(path)))
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()

@@ -5,14 +5,22 @@ An OpenVINO export is a folder, `<stem>_openvino_model/`: the graph `<stem>.xml`
 Ultralytics' `metadata.yaml`. OpenVINO's CPU plugin computes float layers in BF16 by default on CPUs with AMX or
 AVX512-BF16, even for an FP32 export, so everything here compiles with an explicit inference precision and can
 report the one the plugin actually chose (`compiled_precision`).
+
+The engine's runtimes (`auto`, `onnx`, `openvino` on a `.pt`) run exports made here on first use and kept in a cache
+(`cached_export`): `<format>-cache/<checkpoint SHA-256>-<height>x<width>/` under `.runtime/`, each checked against
+PyTorch before it is used.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import hashlib
+import json
+import os
 import shutil
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -22,12 +30,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+import yaml
 from ultralytics import YOLO
 from ultralytics.nn.modules import Detect
 
 from .data import list_images, load_dataset_yaml, unique_photos, write_resolved_yaml
 from .errors import DatasetError, ModelExportError
-from .files import read_yaml_mapping
+from .files import atomic_write, read_yaml_mapping
+from .runtime import RUNTIME_DIR
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -36,6 +46,9 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "fp16", "int8"]
 """What an OpenVINO export stores: FP32 weights; FP16 weights (half the file, computed in the inference precision
 like FP32 ones); or INT8 weights and activations, quantised by NNCF with the detection head kept in float."""
+
+ExportFormat = Literal["onnx", "openvino"]
+"""What `cached_export` makes from a checkpoint for the engine's `onnx` and `openvino` runtimes."""
 
 Hint = Literal["f32", "bf16", "f16"]
 """OpenVINO's INFERENCE_PRECISION_HINT: the type float layers compute in (the plugin falls back to f32 where the
@@ -47,18 +60,44 @@ MAX_BIN_BYTES = 200 * 2**20  # the weights; also the limit on checkpoints (engin
 CALIBRATION_IMAGES = 300  # NNCF's own default calibration subset
 ISA_FEATURES = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16")
 """The CPU instructions that make OpenVINO's INT8 (VNNI, AMX-INT8) and BF16 / FP16 (AVX512-BF16, AMX) fast."""
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""Those that make INT8 faster than FP32 (without them it is not: docs/performance-openvino.txt)."""
+PARITY_TOLERANCE = 1e-3  # FP32 ONNX Runtime / OpenVINO against PyTorch, raw outputs (pixels and scores)
+EXPORT_MAP50_LOSS = 0.01  # an INT8 / FP16 export may lose at most this much mAP50 on any checked val split
+CACHE_ROOT = RUNTIME_DIR
+"""Where `cached_export` keeps its `<format>-cache/` folders."""
+CACHE_ENTRIES = 32
+"""Exports kept per format, the most recently used; a folder of photos of many shapes needs one per input canvas."""
+_MARKER = "export.json"  # written into a cache entry last: the files it lists and their SHA-256, the parity
+_STALE_S = 3600.0  # a hidden (building or discarded) cache folder this old was left by a killed process
 
 _QUANTIZE = {"fp32": None, "fp16": 16, "int8": 8}  # Ultralytics' `quantize` export argument per precision
 
 
 @dataclass(frozen=True)
+class AccuracyCheck:
+    """An export scored beside its source checkpoint by `python -m app export` (INT8, FP16), kept in the export's
+    `metadata.yaml` under `accuracy_check`: what lets the engine's `auto` runtime choose it."""
+
+    source_sha256: str  # the checkpoint it was exported from and scored against
+    map50_loss: float  # the largest mAP50 lost against that checkpoint over `data` (negative: gained)
+    data: tuple[str, ...]  # the dataset YAMLs whose val split was scored
+
+    @property
+    def passed(self) -> bool:
+        return self.map50_loss <= EXPORT_MAP50_LOSS
+
+
+@dataclass(frozen=True)
 class ExportInfo:
-    """What an export declares: its task, class names, input size (None where dynamic) and stored precision."""
+    """What an export declares: its task, class names, input size (None where dynamic), stored precision and the
+    accuracy check recorded in it, if any."""
 
     task: str
     names: dict[int, str]
     input_hw: tuple[int, int] | None
     precision: Precision = "fp32"
+    check: AccuracyCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -74,19 +113,29 @@ class CpuPrecisions:
         """Whether float layers can really compute in `hint` here (else the plugin quietly uses f32)."""
         return {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}[hint] in self.capabilities
 
+    @property
+    def fast_int8(self) -> bool:
+        """Whether the CPU has the instructions that make INT8 faster than FP32."""
+        return any(f in self.features for f in INT8_FEATURES)
+
 
 def export_onnx(
-    weights: str | Path, imgsz: int = 640, dynamic: bool = False, out: Path | None = None, model: YOLO | None = None
+    weights: str | Path,
+    imgsz: int | tuple[int, int] = 640,
+    dynamic: bool = False,
+    out: Path | None = None,
+    model: YOLO | None = None,
 ) -> Path:
     """Export a detect or segment checkpoint to ONNX (simplified, opset chosen by Ultralytics) and return its path.
 
-    Static exports run at `imgsz` only; dynamic ones take any batch and any size (multiple of 32). `model`, if
-    given, is `weights` already loaded (the exporter works on a copy of it).
+    Static exports run at `imgsz` (a square, or height and width) only; dynamic ones take any batch and any size
+    (multiple of 32). `model`, if given, is `weights` already loaded (the exporter works on a copy of it).
     """
     weights = Path(weights)
+    size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
     try:
         model = model or YOLO(str(weights))
-        exported = Path(model.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
+        exported = Path(model.export(format="onnx", imgsz=size, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
         raise ModelExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
     if out is not None and exported.resolve() != Path(out).resolve():
@@ -98,13 +147,14 @@ def export_onnx(
 
 def export_openvino(
     weights: str | Path,
-    imgsz: int = 640,
+    imgsz: int | tuple[int, int] = 640,
     precision: Precision = "fp32",
     data: str | Path | None = None,
     out: str | Path | None = None,
     calibration_images: int = CALIBRATION_IMAGES,
 ) -> Path:
-    """Export a detect or segment checkpoint to an OpenVINO folder (static input, batch 1) and return its path.
+    """Export a detect or segment checkpoint to an OpenVINO folder (static input of `imgsz`, a square or height and
+    width; batch 1) and return its path.
 
     `int8` is calibrated on `calibration_images` images of the dataset YAML `data`'s train split, spread evenly over
     its sources and photos (its val split stays unseen, for evaluation); only `int8` takes `data`. The folder is
@@ -120,8 +170,7 @@ def export_openvino(
         raise ModelExportError(f"OpenVINO precision must be one of {', '.join(_QUANTIZE)}, got {precision!r}")
     if (precision == "int8") != (data is not None):
         raise ModelExportError("an INT8 export needs a dataset YAML to calibrate on, and only INT8 takes one")
-    tag = "" if precision == "fp32" else f"_{precision}"
-    out = Path(out) if out is not None else weights.parent / f"{weights.stem}{tag}_openvino_model"
+    out = Path(out) if out is not None else openvino_export_path(weights, precision)
     if out.exists() and not (out / "metadata.yaml").is_file():
         raise ModelExportError(f"{out} exists and is not an OpenVINO export: not replaced")
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +186,10 @@ def export_openvino(
         )
         try:
             exported = YOLO(str(source)).export(
-                format="openvino", imgsz=imgsz, quantize=_QUANTIZE[precision], **calibration
+                format="openvino",
+                imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
+                quantize=_QUANTIZE[precision],
+                **calibration,
             )
         except Exception as e:  # the exporter raises many types (tracing, conversion, NNCF)
             raise ModelExportError(
@@ -148,6 +200,153 @@ def export_openvino(
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
     return out
+
+
+def openvino_export_path(weights: str | Path, precision: Precision = "fp32") -> Path:
+    """Where `export_openvino` puts an export by default: `<stem>_openvino_model` (`<stem>_fp16_openvino_model`,
+    `<stem>_int8_openvino_model`) beside the weights."""
+    weights = Path(weights)
+    tag = "" if precision == "fp32" else f"_{precision}"
+    return weights.parent / f"{weights.stem}{tag}_openvino_model"
+
+
+def record_check(folder: str | Path, check: AccuracyCheck) -> None:
+    """Keep an accuracy check in an OpenVINO export's `metadata.yaml` (replacing an earlier one)."""
+    path = Path(folder) / "metadata.yaml"
+    meta = read_yaml_mapping(path, ModelExportError, f"{Path(folder).name}/metadata.yaml")
+    meta["accuracy_check"] = {"source_sha256": check.source_sha256, "map50_loss": round(check.map50_loss, 4),
+                              "data": list(check.data)}  # fmt: skip
+    atomic_write(path, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).encode())
+
+
+def checked_int8(weights: str | Path, sha256: str, imgsz: int) -> Path | None:
+    """The INT8 export beside a checkpoint (`openvino_export_path`) if it was made from this very checkpoint (its
+    SHA-256), takes `imgsz` and passed its accuracy check; else None (also where it is unreadable: it is optional).
+    """
+    folder = openvino_export_path(weights, "int8")
+    if not folder.is_dir():
+        return None
+    try:
+        info = read_openvino_info(folder)
+    except ModelExportError:
+        return None
+    check = info.check
+    usable = info.precision == "int8" and info.input_hw == (imgsz, imgsz)
+    return folder if usable and check is not None and check.source_sha256 == sha256 and check.passed else None
+
+
+def cached_export(weights: str | Path, sha256: str, fmt: ExportFormat, canvas: tuple[int, int]) -> Path:
+    """The FP32 `fmt` export of a checkpoint for a static input `canvas` (height, width), made on first use and kept
+    in `CACHE_ROOT/<fmt>-cache/<sha256>-<height>x<width>/`; returns the export (a `.onnx` file or an OpenVINO folder).
+
+    An export is used only when its raw outputs match PyTorch's within `PARITY_TOLERANCE` (OpenVINO compiled in f32).
+    It is built in a hidden folder beside the entry and renamed into place whole, so concurrent processes never see
+    half of one (the first to finish wins; the others use its result), and an entry whose files no longer match their
+    recorded SHA-256 (damaged, half-deleted) is built again. A changed checkpoint has a new SHA-256, so a new entry;
+    the least recently used beyond `CACHE_ENTRIES` are deleted.
+
+    Raises:
+        ModelExportError: The export failed or does not match PyTorch.
+    """
+    weights = Path(weights)
+    root = CACHE_ROOT / f"{fmt}-cache"
+    entry = root / f"{sha256}-{canvas[0]}x{canvas[1]}"
+    found = _cache_hit(entry, fmt)
+    if found is not None:
+        return found
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".building-", dir=root) as tmp:
+        source = Path(tmp) / "model.pt"  # the exporters write beside their source: never beside the user's weights
+        shutil.copyfile(weights, source)
+        building = Path(tmp) / entry.name
+        model = _cache_model(building, fmt)
+        if fmt == "openvino":
+            export_openvino(source, canvas, out=model)
+            diff = openvino_parity(source, model)
+        else:
+            export_onnx(source, canvas, out=model)
+            diff = onnx_parity(source, model, [(1, 3, *canvas)])
+        if diff > PARITY_TOLERANCE:
+            raise ModelExportError(
+                f"{weights.name}: its {fmt} export for {canvas[0]}x{canvas[1]} differs from PyTorch by {diff:.1e} "
+                f"(limit {PARITY_TOLERANCE:g}); not used"
+            )
+        files = {str(p.relative_to(building)): file_sha256(p) for p in sorted(building.rglob("*")) if p.is_file()}
+        (building / _MARKER).write_text(json.dumps({"files": files, "parity": diff}), encoding="utf-8")
+        _publish(building, entry, fmt)
+    _evict(root)
+    return _cache_model(entry, fmt)
+
+
+def _cache_model(entry: Path, fmt: ExportFormat) -> Path:
+    """The export inside a cache entry."""
+    return entry / ("model_openvino_model" if fmt == "openvino" else "model.onnx")
+
+
+def _cache_hit(entry: Path, fmt: ExportFormat) -> Path | None:
+    """The export of a sound cache entry (every file as recorded, the export's own checks passed), marked as just
+    used; None where there is none or it is damaged."""
+    try:
+        recorded = json.loads((entry / _MARKER).read_text(encoding="utf-8"))["files"]
+        present = {str(p.relative_to(entry)) for p in entry.rglob("*") if p.is_file() and p.name != _MARKER}
+        if set(recorded) != present or any(file_sha256(entry / name) != recorded[name] for name in present):
+            return None
+        model = _cache_model(entry, fmt)
+        (read_openvino_info if fmt == "openvino" else read_onnx_info)(model)
+        os.utime(entry / _MARKER)  # last use: eviction keeps what is used
+    except (OSError, ValueError, KeyError, TypeError, ModelExportError):
+        return None
+    return model
+
+
+def _publish(building: Path, entry: Path, fmt: ExportFormat) -> None:
+    """Rename a finished entry into place. Where another process was first with a sound one, it is kept (ours is
+    dropped with its temporary folder); a damaged one is moved aside first."""
+    for _ in range(3):
+        try:
+            building.rename(entry)  # atomic; refused while `entry` exists and is not empty
+            return
+        except OSError:
+            if _cache_hit(entry, fmt) is not None:
+                return
+            _discard(entry)
+    raise ModelExportError(f"cannot write the export cache entry {entry}")
+
+
+def _discard(path: Path) -> None:
+    """Delete a cache folder: first renamed to a hidden name, so no reader finds half of it."""
+    hidden = path.with_name(f".discard-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        path.rename(hidden)
+    except FileNotFoundError:  # another process discarded it first
+        return
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _evict(root: Path) -> None:
+    """Keep the `CACHE_ENTRIES` most recently used entries, and remove hidden folders left by killed processes."""
+    entries, now = [], time.time()
+    for path in root.iterdir():
+        try:
+            if path.name.startswith("."):
+                if now - path.stat().st_mtime > _STALE_S:
+                    shutil.rmtree(path, ignore_errors=True)
+                continue
+            marker = path / _MARKER
+            entries.append((marker.stat().st_mtime if marker.exists() else 0.0, path))
+        except FileNotFoundError:  # removed meanwhile by another process
+            continue
+    for _, path in sorted(entries, reverse=True)[CACHE_ENTRIES:]:
+        _discard(path)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _calibration_yaml(data: str | Path, count: int, folder: Path) -> Path:
@@ -281,6 +480,12 @@ def openvino_precision_callback(hint: Hint = "f32") -> Callable[[BasePredictor],
     return pin
 
 
+def predictor_precision(model: YOLO) -> str:
+    """The precision an OpenVINO model run by Ultralytics computes in, read from the plugin once it has predicted
+    (and so compiled): `f32` where `openvino_precision_callback("f32")` pinned it."""
+    return compiled_precision(model.predictor.model.backend.ov_compiled_model)
+
+
 def onnx_parity(
     weights: str | Path | YOLO, onnx_file: str | Path, shapes: Sequence[tuple[int, int, int, int]]
 ) -> float:
@@ -378,7 +583,18 @@ def _read_metadata(path: Path) -> ExportInfo:
     precision = {v: k for k, v in _QUANTIZE.items()}.get(args.get("quantize"))
     if precision is None and args.get("quantize") not in (None, 32):
         raise ModelExportError(f"{where}: unknown quantize {str(args.get('quantize'))[:20]!r}")
-    return ExportInfo(task, names, None if args.get("dynamic") else (imgsz[0], imgsz[1]), precision or "fp32")
+    return ExportInfo(task, names, None if args.get("dynamic") else (imgsz[0], imgsz[1]), precision or "fp32",
+                      _read_check(meta.get("accuracy_check")))  # fmt: skip
+
+
+def _read_check(stored: object) -> AccuracyCheck | None:
+    """A recorded accuracy check, or None where there is none or it is malformed (not trusted, not an error)."""
+    if not isinstance(stored, dict):
+        return None
+    sha, loss, data = stored.get("source_sha256"), stored.get("map50_loss"), stored.get("data")
+    if not (isinstance(sha, str) and len(sha) == 64 and type(loss) in (int, float) and isinstance(data, list)):
+        return None
+    return AccuracyCheck(sha, float(loss), tuple(map(str, data)))
 
 
 def _check_size(path: Path, limit: int) -> None:

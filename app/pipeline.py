@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .annotate import draw_safety
-from .engine import DetectionEngine, RunSettings
+from .engine import DetectionEngine, RunSettings, runtime_label
 from .outputs import RunWriter
 from .policy import FrameStatus, SafetyMonitor, SafetyPolicy
 from .records import HOST, RecordStore, utc_now
@@ -51,6 +51,7 @@ class RunSummary:
     events: list[EventRow] = field(default_factory=list)
     skipped: list[BadItem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, nothing wrong with the input (a runtime fallback)
     video: Path | None = None
     images: list[Path] = field(default_factory=list)
 
@@ -77,7 +78,7 @@ class RunSummary:
         lines = [
             f"Run {r.id} ({r.status}): {r.frames} frame(s) of {r.source}",
             f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, IoU {r.iou:g}, "
-            f"policy {r.policy or 'none'}",
+            f"policy {r.policy or 'none'}, runtime {runtime_label(r.runtime, r.precision) or 'not recorded'}",
             f"  detections: {counts}",
         ]
         if self.tracks:
@@ -85,6 +86,7 @@ class RunSummary:
         lines.append(f"  violation events: {self.violations}" if r.policy else "  no safety policy: no verdict")
         lines += [f"  skipped {b.name}: {b.reason}" for b in self.skipped]
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"  saved to {self.output_dir}")
         return "\n".join(lines)
 
@@ -93,7 +95,9 @@ class DetectionRun:
     """Process one source with an engine, settings, an optional safety policy, a records store and run files.
 
     This is the one way a run is put together: the CLI, the console's service and the benchmarks all make one.
-    `settings` are fixed for the run and recorded as they are (the values inference used). A camera monitor's run
+    `settings` are fixed for the run and recorded as they are (the values inference used), with the runtime and
+    precision the engine runs them in (`DetectionEngine.backend`: chosen, and a model exported if need be, when the
+    run is made). A camera monitor's run
     (`monitor` names it) keeps no annotated video of its own: the monitor records its frames in segments.
 
     Example:
@@ -120,9 +124,12 @@ class DetectionRun:
         self.engine, self.source, self.policy, self.store = engine, source, policy, store
         self.monitor = SafetyMonitor(policy, still_images=source.still) if policy else None
         self.camera_monitor = monitor
+        self.backend = engine.backend(self.settings)
         run_id = RecordStore.new_run_id()
         output_dir = Path(exports_dir) / datetime.now().strftime("%Y-%m-%d") / run_id
         self.summary = RunSummary(record=self._record(run_id, output_dir), output_dir=output_dir)
+        if self.backend.note:
+            self.summary.notes.append(self.backend.note)
         self._stopping = False
         self._track_ids: dict[str, set[int]] = {}
         self._event_index: dict[int, int] = {}  # event id -> its place in summary.events
@@ -247,4 +254,6 @@ class DetectionRun:
             host=HOST,
             pid=os.getpid(),
             monitor=self.camera_monitor,
+            runtime=self.backend.runtime,
+            precision=self.backend.precision,
         )

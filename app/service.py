@@ -56,6 +56,7 @@ class RunOptions:
         policy: A shipped policy name or a policy YAML path, or None for no verdicts.
         zone: Danger zone overriding the policy's own: (x, y) points in 0..1, or text `x,y x,y x,y`.
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
+        runtime: `auto`, `torch`, `onnx` or `openvino` (`engine.RUNTIMES`), or None for the service's own.
     """
 
     weights: str | Path | None
@@ -67,17 +68,19 @@ class RunOptions:
     policy: str | Path | None = None
     zone: str | tuple[tuple[float, float], ...] | None = None
     device: str | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model as the console presents it."""
+    """A model as the console presents it, with what it runs in at its default size on this machine."""
 
     path: Path
     task: str
     names: dict[int, str]
     sha256: str
     defaults: ModelDefaults
+    runtime: str  # e.g. `OpenVINO f32 (runtime auto)`
 
     @property
     def short_name(self) -> str:
@@ -89,7 +92,7 @@ class ModelInfo:
         source = "calibrated with the model" if d.calibrated else "the model's training size and the usual 0.25"
         return (
             f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
-            f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source})"
+            f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source}); runs in {self.runtime}"
         )
 
 
@@ -197,19 +200,24 @@ class LiveSession:
 class DetectionService:
     """What the console and the CLI do, without any UI: models, runs, live cameras, history and workbooks.
 
-    Shared by all console users: the records store and a cache of loaded engines (one per model file).
+    Shared by all console users: the records store and a cache of loaded engines (one per model file and runtime).
+    `runtime` is what runs whose options name none run in (`engine.RUNTIMES`).
     """
 
     def __init__(
-        self, exports_dir: Path = EXPORTS_DIR, weights_dir: Path = WEIGHTS_DIR, db: str | Path | None = None
+        self,
+        exports_dir: Path = EXPORTS_DIR,
+        weights_dir: Path = WEIGHTS_DIR,
+        db: str | Path | None = None,
+        runtime: str = "auto",
     ) -> None:
-        self.exports_dir, self.weights_dir = Path(exports_dir), Path(weights_dir)
+        self.exports_dir, self.weights_dir, self.runtime = Path(exports_dir), Path(weights_dir), runtime
         # A SQLite file or a postgresql:// URL; else $GLOVE_RECORDS, else the exports folder's records.sqlite.
         self.store = open_store(db, default=self.exports_dir / "records.sqlite")
         self.uploads_dir = self.exports_dir / "uploaded-models"
         self.served_dirs: list[Path] = [self.exports_dir]
         """Folders whose files the console may serve (results; camera monitors add their recordings)."""
-        self._engines: dict[tuple[str, int], DetectionEngine] = {}
+        self._engines: dict[tuple[str, int, str], DetectionEngine] = {}
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.interrupted = self.store.close_interrupted()  # left `running` by a crash or a kill of an earlier process
@@ -234,8 +242,15 @@ class DetectionService:
         return models[0] if models else None
 
     def model_info(self, weights: str | Path | None) -> ModelInfo:
+        """A model's description; what it runs in at its default size is chosen (an export made) now, so the first
+        run does not wait for it."""
         engine = self.engine(weights)
-        return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256, engine.defaults)
+        try:
+            backend = engine.backend(engine.settings())
+        except GloveSafetyError as e:
+            raise ServiceError(str(e)) from e
+        runtime = f"{backend.label} (runtime {engine.runtime})"
+        return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256, engine.defaults, runtime)
 
     def add_upload(self, uploaded: str | Path) -> ModelInfo:
         """Check an uploaded model and keep it beside the other uploads (named by its content hash)."""
@@ -261,7 +276,7 @@ class DetectionService:
         """A ready run for a source under the user's options (iterate it, or call `run()`); `monitor` names the
         camera monitor it belongs to."""
         # Tracker state lives in the model's predictor: a tracking run gets a model of its own.
-        engine = self.engine(options.weights, dedicated=options.track)
+        engine = self.engine(options.weights, dedicated=options.track, runtime=options.runtime)
         try:
             settings = engine.settings(
                 conf=options.conf, iou=options.iou, imgsz=options.imgsz, classes=options.classes,
@@ -288,7 +303,7 @@ class DetectionService:
     def live(self, options: RunOptions | None = None) -> LiveSession:
         """A browser camera session (runs start with its first frame; options may come with the frames)."""
         if options is not None:
-            self.engine(options.weights)  # a bad model is reported now, not on the first frame
+            self.engine(options.weights, runtime=options.runtime)  # a bad model is reported now, not on the first frame
         session = LiveSession(self, options)
         self._sessions.add(session)
         return session
@@ -347,18 +362,22 @@ class DetectionService:
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 
-    def engine(self, weights: str | Path | None, dedicated: bool = False) -> DetectionEngine:
-        """The cached engine for a model file (or a fresh one), with load errors as `ServiceError`."""
+    def engine(
+        self, weights: str | Path | None, dedicated: bool = False, runtime: str | None = None
+    ) -> DetectionEngine:
+        """The cached engine for a model file in a runtime (None: the service's), or a fresh one, with load errors
+        as `ServiceError`."""
         if not weights:
             raise ServiceError(NO_WEIGHTS_HELP)
         path = Path(weights)
         if not path.is_file() and not is_openvino_folder(path):
             raise ServiceError(f"model file not found: {path}")
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        runtime = runtime or self.runtime
+        key = (str(path.resolve()), path.stat().st_mtime_ns, runtime)
         with self._lock:
             if dedicated or key not in self._engines:
                 try:
-                    engine = DetectionEngine(path)
+                    engine = DetectionEngine(path, runtime)
                 except GloveSafetyError as e:
                     raise ServiceError(str(e)) from e
                 if dedicated:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .engine import runtime_label
 from .policy import FrameStatus
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow
@@ -164,9 +165,11 @@ def chart(counts: dict[str, int]) -> str:
 
 
 def stamp(record: RunRow) -> str:
-    """The settings that produced a result, in one line."""
+    """The settings that produced a result, in one line, ending with the runtime (where recorded)."""
+    runtime = runtime_label(record.runtime, record.precision)
     return (f"Model **{Path(record.model).name}** at {record.imgsz} px, confidence {record.conf:g}, "
-            f"IoU {record.iou:g}, policy **{record.policy or 'none'}**")  # fmt: skip
+            f"IoU {record.iou:g}, policy **{record.policy or 'none'}**"
+            + (f", runtime **{runtime}**" if runtime else ""))  # fmt: skip
 
 
 def result_values(service: DetectionService, summary: RunSummary) -> list:
@@ -179,6 +182,7 @@ def result_values(service: DetectionService, summary: RunSummary) -> list:
              f"{len(rows)} detection(s) in {summary.frames} frame(s). Saved to `{summary.output_dir}` "
              f"(run `{summary.run_id}`)"]  # fmt: skip
     notes += [f"Skipped {b.name}: {b.reason}" for b in summary.skipped] + [f"Warning: {w}" for w in summary.warnings]
+    notes += [f"Note: {n}" for n in summary.notes]
     if summary.tracks:
         notes.append("Unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.tracks.items())))
     workbook = str(service.workbook(run_id=summary.run_id))

@@ -15,6 +15,7 @@ import yaml
 from helpers import postgres_cluster
 
 import app  # noqa: F401  (offline environment and BRA registration before Ultralytics is used)
+from app import export
 from app.runtime import ROOT
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -68,6 +69,16 @@ def to_box_labels(data_yaml: Path) -> None:
             box = ((x.min() + x.max()) / 2, (y.min() + y.max()) / 2, x.max() - x.min(), y.max() - y.min())
             rows.append(" ".join([cls, *(f"{v:.5f}" for v in box)]))
         label.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The exports the engine makes for its runtimes (`export.cached_export`) go to a folder of the session's, not
+    the project's .runtime/: the test models change every session."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("export-cache")
+        patch.setattr(export, "CACHE_ROOT", root)
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -327,8 +327,8 @@ def test_newer_schema_version_is_kept(location: str | Path) -> None:
 
 
 def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
-    """A database of schema version 1 (runs without host, pid and monitor; events without clip and
-    acknowledgement; no monitor tables) gains them when opened, keeps its rows and records the new version: a
+    """A database of schema version 1 (runs without host, pid, monitor, runtime and precision; events without clip
+    and acknowledgement; no monitor tables) gains them when opened, keeps its rows and records the new version: a
     later column or table is added the same way, on both backends."""
     first = RecordStore(location)
     first.start_run(make_run("old", "2026-10-01T07:00:00.000+00:00"))
@@ -338,6 +338,8 @@ def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> 
         ("runs", "host"),
         ("runs", "pid"),
         ("runs", "monitor"),
+        ("runs", "runtime"),
+        ("runs", "precision"),
         *(("events", c) for c in EventRow.MONITOR_FIELDS),
     ]:
         sql(location, f"ALTER TABLE {table} DROP COLUMN {column}")
@@ -353,9 +355,10 @@ def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> 
             assert table_columns(location, row.table) == [c.name for c in row.columns()]
         assert store.run("old") == dataclasses.replace(make_run("old", "2026-10-01T07:00:00.000+00:00"), frames=1)
         assert len(store.detections(run_id="old")) == 1
-        store.start_run(dataclasses.replace(make_run("new", "2026-11-16T08:00:00.000+00:00"), host=HOST, pid=7))
+        store.start_run(dataclasses.replace(make_run("new", "2026-11-16T08:00:00.000+00:00"), host=HOST, pid=7,
+                                            runtime="openvino", precision="f32"))  # fmt: skip
         got = store.run("new")
-        assert got is not None and (got.host, got.pid) == (HOST, 7)
+        assert got is not None and (got.host, got.pid, got.runtime, got.precision) == (HOST, 7, "openvino", "f32")
     finally:
         store.close()
 
