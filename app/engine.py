@@ -36,6 +36,7 @@ from .export import (
     openvino_cpu,
     openvino_precision_callback,
     predictor_precision,
+    quiet_ultralytics,
     read_onnx_info,
     read_openvino_info,
 )
@@ -382,10 +383,11 @@ class DetectionEngine:
     def _load_export(self, path: Path, fmt: ExportFormat) -> YOLO:
         """An export of this checkpoint loaded in Ultralytics; OpenVINO ones compiled in f32 now (`_warm_up`)."""
         try:
-            model = YOLO(str(path), task=self.task)
-            if fmt == "openvino":
-                model.add_callback("on_predict_start", openvino_precision_callback("f32"))
-                _warm_up(model, read_openvino_info(path).input_hw)
+            with quiet_ultralytics():
+                model = YOLO(str(path), task=self.task)
+                if fmt == "openvino":
+                    model.add_callback("on_predict_start", openvino_precision_callback("f32"))
+                    _warm_up(model, read_openvino_info(path).input_hw)
         except ModelExportError:
             raise
         except Exception as e:  # Ultralytics and OpenVINO raise many types for a model they cannot load or compile

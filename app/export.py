@@ -14,15 +14,18 @@ PyTorch before it is used.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -33,6 +36,7 @@ import torch
 import yaml
 from ultralytics import YOLO
 from ultralytics.nn.modules import Detect
+from ultralytics.utils import LOGGER
 
 from .data import list_images, load_dataset_yaml, unique_photos, write_resolved_yaml
 from .errors import DatasetError, ModelExportError
@@ -260,12 +264,13 @@ def cached_export(weights: str | Path, sha256: str, fmt: ExportFormat, canvas: t
         shutil.copyfile(weights, source)
         building = Path(tmp) / entry.name
         model = _cache_model(building, fmt)
-        if fmt == "openvino":
-            export_openvino(source, canvas, out=model)
-            diff = openvino_parity(source, model)
-        else:
-            export_onnx(source, canvas, out=model)
-            diff = onnx_parity(source, model, [(1, 3, *canvas)])
+        with quiet_ultralytics():  # a console or monitor compiling its model is not news: only problems are
+            if fmt == "openvino":
+                export_openvino(source, canvas, out=model)
+                diff = openvino_parity(source, model)
+            else:
+                export_onnx(source, canvas, out=model)
+                diff = onnx_parity(source, model, [(1, 3, *canvas)])
         if diff > PARITY_TOLERANCE:
             raise ModelExportError(
                 f"{weights.name}: its {fmt} export for {canvas[0]}x{canvas[1]} differs from PyTorch by {diff:.1e} "
@@ -276,6 +281,20 @@ def cached_export(weights: str | Path, sha256: str, fmt: ExportFormat, canvas: t
         _publish(building, entry, fmt)
     _evict(root)
     return _cache_model(entry, fmt)
+
+
+@contextlib.contextmanager
+def quiet_ultralytics() -> Iterator[None]:
+    """Ultralytics logs a dozen lines per export and two per loaded export, and torch's tracer warns that it is
+    deprecated: a console or monitor compiling its model is not news, so keep warnings and errors only."""
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+            yield
+    finally:
+        LOGGER.setLevel(level)
 
 
 def _cache_model(entry: Path, fmt: ExportFormat) -> Path:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .alerts import Alerts, AlertSettings, event_payload
+from .engine import RUNTIMES
 from .errors import ConfigError, GloveSafetyError
 from .files import read_yaml_mapping
 from .outputs import write_jpeg
@@ -56,7 +57,7 @@ RESTART_DELAYS_S = (1.0, 60.0)
 RETENTION_EVERY_S = 60.0
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # names become folders and MQTT topics
 TOP_KEYS = ("records", "exports", "recordings", "alerts", "monitors")
-MONITOR_KEYS = ("name", "source", "loop", "policy", "zone", "weights", "imgsz", "conf", "iou", "fps")
+MONITOR_KEYS = ("name", "source", "loop", "policy", "zone", "weights", "runtime", "imgsz", "conf", "iou", "fps")
 RECORDING_KEYS = ("folder", "segment_s", "pre_s", "post_s", "keep_days", "events_keep_days", "max_gb")
 ALERT_KEYS = ("webhooks", "mqtt")
 MQTT_KEYS = ("host", "port", "prefix")
@@ -72,6 +73,7 @@ class MonitorSpec:
     policy: str | None = None
     zone: tuple[tuple[float, float], ...] | None = None
     weights: Path = DEFAULT_WEIGHTS
+    runtime: str | None = None  # engine.RUNTIMES; None: auto (the fastest that keeps the model's accuracy)
     imgsz: int | None = None
     conf: float | None = None
     iou: float | None = None
@@ -79,8 +81,9 @@ class MonitorSpec:
 
     def options(self) -> RunOptions:
         return RunOptions(
-            weights=self.weights, conf=self.conf, iou=self.iou, imgsz=self.imgsz, policy=self.policy, zone=self.zone
-        )
+            weights=self.weights, conf=self.conf, iou=self.iou, imgsz=self.imgsz, policy=self.policy, zone=self.zone,
+            runtime=self.runtime,
+        )  # fmt: skip
 
     def open_source(self, on_state: Any) -> Source:
         """The camera, stream or file; cameras and streams reconnect forever (a monitor outlives a dropped feed)."""
@@ -203,6 +206,9 @@ def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
     imgsz = _get(data, "imgsz", int, None, where)
     if imgsz is not None and not 32 <= imgsz <= 4096:
         raise ConfigError(f"{where}.imgsz: must be between 32 and 4096 pixels, got {imgsz}")
+    runtime = _get(data, "runtime", str, None, where)
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(f"{where}.runtime: must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     fps = _get(data, "fps", float, DEFAULT_FPS, where)
     if not 0 < fps <= 120:
         raise ConfigError(f"{where}.fps: must be a number of frames per second in (0, 120], got {fps!r}")
@@ -221,7 +227,7 @@ def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
         raise ConfigError(f"{where}.zone: {e}") from None
     return MonitorSpec(
         name=name, source=source, loop=_get(data, "loop", bool, False, where), policy=policy, zone=zone,
-        weights=base / _get(data, "weights", str, str(DEFAULT_WEIGHTS), where), imgsz=imgsz,
+        weights=base / _get(data, "weights", str, str(DEFAULT_WEIGHTS), where), runtime=runtime, imgsz=imgsz,
         conf=_get(data, "conf", float, None, where), iou=_get(data, "iou", float, None, where), fps=fps,
     )  # fmt: skip
 
@@ -534,7 +540,7 @@ class MonitorSet:
             )
         for spec in config.monitors:  # a bad model or a policy that does not fit it: said now, not per camera
             try:
-                engine = self.service.engine(spec.weights)
+                engine = self.service.engine(spec.weights, runtime=spec.runtime)
                 if spec.policy:
                     SafetyPolicy.load(spec.policy).check(engine.names)
                 engine.settings(conf=spec.conf, iou=spec.iou, imgsz=spec.imgsz)

@@ -80,6 +80,7 @@ def decode(path: Path) -> tuple[int, float, str]:
         ({"monitors": [{"name": "a", "source": 0, "fps": "fast"}]}, "monitors[a].fps: must be a number"),
         ({"monitors": [{"name": "a", "source": 0, "fps": 0}]}, "monitors[a].fps"),
         ({"monitors": [{"name": "a", "source": 0, "conf": 1.5}]}, "monitors[a].conf"),
+        ({"monitors": [{"name": "a", "source": 0, "runtime": "tensorrt"}]}, "monitors[a].runtime: must be one of"),
         ({"monitors": [{"name": "a", "source": 0, "zone": "0,0 1,1"}]}, "monitors[a].zone"),
         ({"monitors": [{"name": "a", "source": 0, "policy": "nope"}]}, "monitors[a].policy"),
         ({"monitors": [{"name": "a", "source": "missing.mp4"}]}, "missing.mp4: file not found"),
