@@ -1,8 +1,9 @@
-"""Calibrated defaults: the inference size and confidence a model runs best at, stored in its checkpoint.
+"""Calibrated defaults: the inference size, NMS and confidence a model runs best at, stored in its checkpoint.
 
 The console and the CLI start every run from a model's `defaults` (see `engine.ModelDefaults`), so an uploaded
 `best.pt` brings its own. They are chosen on a held-apart validation split of real images: the size with the
-best mAP50, then the confidence where the mean F1 over classes peaks at that size.
+best mAP50, then the NMS IoU and class-agnostic NMS (one box per hand, not a gloved and a bare one) that score
+best there, then the confidence where the mean F1 over classes peaks.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def calibrate(
     ious: Sequence[float] = CANDIDATE_IOUS,
 ) -> tuple[ModelDefaults, list[Evaluation]]:
     """Evaluate `weights` on `data`'s val split at each size (NMS IoU 0.7), then at the best size with each NMS
-    IoU; store the best (mAP50) with the confidence at the best F1 in the checkpoint and return them with the
-    evaluations. A lower IoU merges more overlapping boxes of one class (several boxes on one hand)."""
+    IoU, then with the best IoU across classes (agnostic NMS); store the best (mAP50; ties keep the simpler, earlier
+    setting) with the confidence at the best F1 in the checkpoint and return them with the evaluations. A lower IoU
+    merges more overlapping boxes of one class (several boxes on one hand)."""
     weights = Path(weights)
     if weights.suffix != ".pt":
         raise ModelError(f"{weights.name}: calibrate a .pt checkpoint (exports take their defaults from it)")
@@ -41,8 +43,11 @@ def calibrate(
     size = max(results, key=lambda r: r.map50).imgsz
     results += [evaluate(weights, data, imgsz=size, iou=iou, device=device, model=model)
                 for iou in ious if iou != DEFAULT_IOU]  # fmt: skip
+    iou = max((r for r in results if r.imgsz == size), key=lambda r: r.map50).iou
+    results.append(evaluate(weights, data, imgsz=size, iou=iou, device=device, model=model, agnostic=True))
     best = max((r for r in results if r.imgsz == size), key=lambda r: r.map50)
-    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=best.iou, calibrated=True)
+    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=best.iou, calibrated=True,
+                             agnostic=best.agnostic)  # fmt: skip
     store_defaults(weights, defaults)
     return defaults, results
 

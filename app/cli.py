@@ -191,7 +191,8 @@ def evaluate(args: argparse.Namespace) -> int:
         engine, iou = engines[weights], args.iou or engines[weights].defaults.iou
         for imgsz in args.imgsz or [engine.defaults.imgsz]:
             result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, iou=iou, device=args.device,
-                                    model=engine.model, matrix_conf=engine.defaults.conf)  # fmt: skip
+                                    model=engine.model, matrix_conf=engine.defaults.conf,
+                                    agnostic=engine.defaults.agnostic)  # fmt: skip
             print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in "
                   f"{result.plots_dir}):")  # fmt: skip
             print(result.markdown())
@@ -205,14 +206,15 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def summary_table(results: list[Evaluation]) -> str:
-    """One Markdown table: a row per model, dataset, split, size and NMS IoU, with per-class mAP50."""
+    """One Markdown table: a row per model, dataset, split, size and NMS, with per-class mAP50."""
     names = sorted({c.name for r in results for c in r.classes})
-    header = ["weights", "data", "split", "imgsz", "NMS IoU", "mAP50", "mAP50-95", *(f"{n} AP50" for n in names),
-              "best F1", "at conf"]  # fmt: skip
+    header = ["weights", "data", "split", "imgsz", "NMS IoU", "NMS across classes", "mAP50", "mAP50-95",
+              *(f"{n} AP50" for n in names), "best F1", "at conf"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in results:
         per_class = {c.name: c.map50 for c in r.classes}
-        cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", f"{r.map50:.3f}",
+        cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", "yes" if r.agnostic else "no",
+                 f"{r.map50:.3f}",
                  f"{r.map50_95:.3f}", *(f"{per_class[n]:.3f}" if n in per_class else "-" for n in names),
                  f"{r.best_f1:.3f}", f"{r.best_f1_conf:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")

@@ -68,14 +68,16 @@ DEFAULT_IMGSZ = 640
 class ModelDefaults:
     """The settings a model runs best at: its inference size, confidence and NMS IoU.
 
-    Calibrated values live in the checkpoint under a `defaults` key (`{"imgsz": ..., "conf": ..., "iou": ...}`,
-    written by `python -m app calibrate`); a model without them runs at its training size and `DEFAULT_CONF`.
+    Calibrated values live in the checkpoint under a `defaults` key (`{"imgsz": ..., "conf": ..., "iou": ...,
+    "agnostic": ...}`, written by `python -m app calibrate`); a model without them runs at its training size and
+    `DEFAULT_CONF`. `agnostic`: NMS across classes, so one hand gets one box (gloved or bare, not both).
     """
 
     imgsz: int = DEFAULT_IMGSZ
     conf: float = DEFAULT_CONF
     iou: float = DEFAULT_IOU
     calibrated: bool = False
+    agnostic: bool = False
 
     @classmethod
     def of(cls, stored: object, train_imgsz: object) -> ModelDefaults:
@@ -87,12 +89,12 @@ class ModelDefaults:
                 pass
             else:
                 if imgsz >= 32 and 0 < conf < 1 and 0 < iou <= 1:
-                    return cls(imgsz, conf, iou, calibrated=True)
+                    return cls(imgsz, conf, iou, calibrated=True, agnostic=stored.get("agnostic") is True)
         size = train_imgsz[0] if isinstance(train_imgsz, (list, tuple)) and train_imgsz else train_imgsz
         return cls(imgsz=size if isinstance(size, int) and size >= 32 else DEFAULT_IMGSZ)
 
-    def as_dict(self) -> dict[str, float]:
-        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou}
+    def as_dict(self) -> dict[str, float | bool]:
+        return {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "agnostic": self.agnostic}
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class RunSettings:
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
         track: Follow objects across video frames (ByteTrack), giving each a track id.
         tracker: Tracker settings YAML: Ultralytics' `bytetrack.yaml` or a path to a tuned copy.
+        agnostic: NMS across classes: overlapping boxes of different classes (a hand as gloved and bare) keep one.
     """
 
     conf: float = DEFAULT_CONF
@@ -116,6 +119,7 @@ class RunSettings:
     device: str | None = None
     track: bool = False
     tracker: str = TRACKER
+    agnostic: bool = False
 
     def check(self, names: dict[int, str]) -> RunSettings:
         """These settings, if valid for a model with these class names; else `ModelError` saying why."""
@@ -254,6 +258,7 @@ class DetectionEngine:
         device: str | None = None,
         track: bool = False,
         tracker: str = TRACKER,
+        agnostic: bool | None = None,
     ) -> RunSettings:
         """Checked settings for a run: the model's defaults where a value is None, the size a fixed-size export
         needs, classes by name or id (None or empty = all)."""
@@ -266,6 +271,7 @@ class DetectionEngine:
             device=device,
             track=track,
             tracker=tracker,
+            agnostic=d.agnostic if agnostic is None else agnostic,
         ).check(self.names)
 
     def backend(self, settings: RunSettings) -> Backend:
@@ -302,7 +308,7 @@ class DetectionEngine:
             frame = Frame(frame, 0, 0.0, "")
         s = settings or self.settings()
         kwargs = {"conf": s.conf, "iou": s.iou, "classes": list(s.classes) if s.classes else None, "imgsz": s.imgsz,
-                  "verbose": False}  # fmt: skip
+                  "agnostic_nms": s.agnostic, "verbose": False}  # fmt: skip
         if s.device is not None:
             kwargs["device"] = s.device
         with self._lock:

@@ -62,6 +62,7 @@ class Evaluation:
     imgsz: int
     split: str
     iou: float  # the NMS IoU the validator ran with
+    agnostic: bool  # NMS across classes
     images: int
     precision: float
     recall: float
@@ -108,8 +109,10 @@ def evaluate(
     plots_dir: Path | None = None,
     model: YOLO | None = None,
     matrix_conf: float = MATRIX_CONF,
+    agnostic: bool = False,
 ) -> Evaluation:
-    """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou`; plots (PR curve,
+    """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou` (across classes with
+    `agnostic`); plots (PR curve,
     confusion matrix at `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
     `model`, if given, is `weights` already loaded (the CLI's checked engine), so the file is not read again.
 
@@ -126,6 +129,7 @@ def evaluate(
     if not images:
         raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
     name = f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}" + (f"-iou{iou:g}" if iou != DEFAULT_IOU else "")
+    name += "-agnostic" if agnostic else ""
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
     metrics = model.val(
@@ -134,6 +138,7 @@ def evaluate(
         imgsz=imgsz,
         split=split,
         iou=iou,
+        agnostic_nms=agnostic,
         batch=batch,
         device=device,
         plots=True,
@@ -155,6 +160,7 @@ def evaluate(
         imgsz=imgsz,
         split=split,
         iou=iou,
+        agnostic=agnostic,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),

@@ -77,7 +77,8 @@ class RunSummary:
         r = self.record
         lines = [
             f"Run {r.id} ({r.status}): {r.frames} frame(s) of {r.source}",
-            f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, IoU {r.iou:g}, "
+            f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, "
+            f"IoU {r.iou:g}{' across classes' if r.agnostic_nms else ''}, "
             f"policy {r.policy or 'none'}, runtime {runtime_label(r.runtime, r.precision) or 'not recorded'}",
             f"  detections: {counts}",
         ]
@@ -256,4 +257,5 @@ class DetectionRun:
             monitor=self.camera_monitor,
             runtime=self.backend.runtime,
             precision=self.backend.precision,
+            agnostic_nms=s.agnostic,
         )

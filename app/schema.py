@@ -106,6 +106,8 @@ class RunRow(Row):
     # in: f32, fp16 (FP16 weights, f32 arithmetic) or int8 (INT8 layers, the rest f32). None: an earlier run.
     runtime: str | None = column("TEXT", "Runtime", kind=TEXT, console=False)
     precision: str | None = column("TEXT", "Precision", kind=TEXT, console=False)
+    agnostic_nms: bool = column("INTEGER NOT NULL DEFAULT 0", "NMS across classes", kind=FLAG, console=False,
+                                default=False)  # fmt: skip
 
 
 @dataclass

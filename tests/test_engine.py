@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +119,25 @@ def test_calibrated_defaults_are_read_from_the_checkpoint(trained_models: dict, 
 
     weights = tmp_path / "calibrated.pt"
     weights.write_bytes(trained_models["detect"][0].read_bytes())
-    store_defaults(weights, ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True))
+    store_defaults(weights, ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True, agnostic=True))
     engine = DetectionEngine(weights)
-    assert engine.defaults == ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True)
-    assert engine.settings() == RunSettings(conf=0.35, iou=0.6, imgsz=160)
+    assert engine.defaults == ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True, agnostic=True)
+    assert engine.settings() == RunSettings(conf=0.35, iou=0.6, imgsz=160, agnostic=True)
+    assert engine.settings(agnostic=False).agnostic is False
+
+
+def test_agnostic_nms_keeps_one_box_where_classes_overlap(trained_models: dict) -> None:
+    """Across classes, no two kept boxes overlap beyond the NMS IoU (one hand: gloved or bare, not both)."""
+    engine = DetectionEngine(trained_models["detect"][0], runtime="torch")
+    image = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    per_class = engine.predict(image, replace(LOW, iou=0.3), annotate=False).detections
+    agnostic = engine.predict(image, replace(LOW, iou=0.3, agnostic=True), annotate=False).detections
+    assert 0 < len(agnostic) <= len(per_class)
+    boxes = [np.array(d.xyxy) for d in agnostic]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
+            assert inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter) <= 0.3 + 1e-6
 
 
 @pytest.mark.parametrize(
