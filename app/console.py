@@ -242,11 +242,16 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
     events = gr.Dataframe(views.monitor_events_table([], _now()), label="Today's events (select one)",
                           elem_id="monitor-events", interactive=False, max_height=320)  # fmt: skip
     shown = gr.State(None)  # the events as this page's table last drew them: it is redrawn only when they change
+    # The id of the event whose note, snapshot and clip are shown: what Acknowledge acts on. A component, not a
+    # gr.State, so that a click sends what the page showed when it was clicked.
+    loaded = gr.Textbox(visible="hidden", elem_id="monitor-loaded-event")
     with gr.Row():
-        event = gr.Number(label="Event", precision=0, elem_id="monitor-event", scale=1)
+        # A text box, not gr.Number: that one shows 0 when empty, and Enter in it is taken by the page's script.
+        event = gr.Textbox(label="Event", placeholder="select a row, or type its number and press Enter",
+                           elem_id="monitor-event", scale=1, max_lines=1)  # fmt: skip
         who = gr.Textbox(label="Your name", placeholder="name or initials", elem_id="monitor-ack-name", scale=2)
-        ack_btn = gr.Button("Acknowledge", variant="primary", elem_id="monitor-ack", scale=1)
-    note = gr.Markdown(elem_id="monitor-event-note")
+        ack_btn = gr.Button("Acknowledge the event shown", variant="primary", elem_id="monitor-ack", scale=1)
+    note = gr.HTML(elem_id="monitor-event-note")
     with gr.Row():
         snapshot = gr.Image(label="Snapshot", type="filepath", interactive=False, elem_id="monitor-snapshot")
         clip = gr.Video(label="Clip", interactive=False, elem_id="monitor-clip")
@@ -261,22 +266,45 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
         table = views.monitor_events_table(monitors, now) if key != drawn else gr.skip()
         return views.monitor_alarms(monitors, now), views.monitor_cards(monitors, now, served), table, key
 
+    def note_of(event_id: int, feedback: str = "") -> tuple:
+        """The event's media and the note naming it (id, monitor, time)."""
+        media = service.event_media(event_id)
+        run = service.store.run(media.event.run_id)
+        return media, views.event_media_note(media, _now(), run.monitor if run else None, feedback)
+
     def show_event(event_id):
-        media = service.event_media(_event_id(event_id))
-        return media.event.id, _path(media.snapshot), _path(media.clip), views.event_media_note(media, _now())
+        media, text = note_of(_event_id(event_id))
+        return str(media.event.id), str(media.event.id), _path(media.snapshot), _path(media.clip), text
 
     def select_event(evt: gr.SelectData):
-        return show_event(evt.row_value[0]) if evt.row_value else (gr.skip(),) * 4  # a header: nothing chosen
+        return show_event(evt.row_value[0]) if evt.row_value else (gr.skip(),) * 5  # a header: nothing chosen
 
-    def acknowledge(event_id, name: str | None):
-        service.acknowledge(_event_id(event_id), name or "")
+    def typed_event(typed, current):
+        """The box was left: the typed event is shown, unless it is already (or the box is empty)."""
+        if not (typed or "").strip() or str(typed).strip() == str(current):
+            return (gr.skip(),) * 5
+        return show_event(typed)
+
+    def acknowledge(current: str | None, typed: str | None, name: str | None):
+        if (typed or "").strip() and typed.strip() != (current or ""):  # typed but not shown: show it first
+            shown_now = show_event(typed)
+            gr.Warning(f"Event {shown_now[1]} is shown now, not acknowledged: check it, then press Acknowledge again.")
+            return *shown_now, gr.skip(), gr.skip()
+        current = _event_id(current)
+        before = service.event_media(current).event
+        after = before if before.acknowledged_by else service.acknowledge(current, name or "")
+        feedback = views.acknowledged_already(after, name or "", _now())
+        if feedback:
+            gr.Warning(feedback)
         _, _, table, drawn = refresh(None)  # the table shows who and when at once
-        return show_event(event_id)[-1], table, drawn
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), note_of(current, feedback)[1], table, drawn
 
     tick.tick(refresh, [shown], [alarms, cards, events, shown], show_progress="hidden", concurrency_limit=None)
-    events.select(_answer(select_event, 4), None, [event, snapshot, clip, note])
-    event.submit(_answer(show_event, 4), [event], [event, snapshot, clip, note])
-    ack_btn.click(_answer(acknowledge, 3), [event, who], [note, events, shown])
+    media_outputs = [event, loaded, snapshot, clip, note]
+    events.select(_answer(select_event, 5), None, media_outputs)
+    event.submit(_answer(show_event, 5), [event], media_outputs)
+    event.blur(_answer(typed_event, 5), [event, loaded], media_outputs)
+    ack_btn.click(_answer(acknowledge, 7), [loaded, event, who], [*media_outputs, events, shown])
 
 
 def _model_tab(service: DetectionService, info: ModelInfo | None) -> tuple[gr.File, gr.Markdown]:
@@ -354,12 +382,15 @@ def _now() -> datetime:
 
 def _event_id(value: object) -> int:
     """The event chosen in the Monitors tab (a table row's id, or typed)."""
+    if value is None or not str(value).strip():
+        raise ServiceError("Select an event in the table first (or type its number and press Enter).")
     try:
-        event_id = int(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        event_id = 0
-    if event_id <= 0:  # an empty number box reads 0
-        raise ServiceError("Select an event in the table first (or type its number).")
+        number = float(str(value).strip().lstrip("#"))
+    except ValueError:
+        number = 0.0
+    event_id = int(number) if number.is_integer() else 0
+    if event_id <= 0:
+        raise ServiceError(f"Type an event's number (as in the table's Event column), not {str(value).strip()!r}.")
     return event_id
 
 

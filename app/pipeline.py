@@ -23,7 +23,7 @@ from .records import HOST, RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
 from .schema import DetectionRow, EventRow, RunRow
-from .sources import BadItem, Source
+from .sources import BadItem, Source, prefetched
 
 
 @dataclass
@@ -143,8 +143,10 @@ class DetectionRun:
             self.store.start_run(record)
         engine.reset()
         done = 0
+        # A file's next frame decodes while this one is processed; live sources hand over frames as they come.
+        items = self.source.frames() if self.source.live else prefetched(self.source.frames())
         try:
-            for item in self.source.frames():
+            for item in items:
                 done += 1
                 if isinstance(item, BadItem):
                     s.skipped.append(item)
@@ -170,6 +172,7 @@ class DetectionRun:
             record.status = "failed"
             raise
         finally:
+            items.close()  # the decoder (and its thread) let go now, also when the run is stopped early
             if self.monitor is not None:
                 self.monitor.finish()
                 self._save_events(writer)

@@ -7,6 +7,7 @@ does not end a run. Errors that make the whole source unusable raise `SourceErro
 from __future__ import annotations
 
 import io
+import queue
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -25,7 +27,8 @@ from .errors import SourceError
 
 MAX_PIXELS = 50_000_000  # larger images (decompression bombs) are refused before decoding
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-STREAM_TIMEOUT_MS = 10_000  # opening or reading a network stream gives up after this long (then reconnects)
+STREAM_TIMEOUT_MS = 10_000
+T = TypeVar("T")  # opening or reading a network stream gives up after this long (then reconnects)
 
 
 @dataclass
@@ -358,6 +361,56 @@ class LiveSource(Source):
     def frames(self) -> Iterator[Frame]:
         while self._pending:
             yield self._pending.popleft()
+
+
+PREFETCH = 4
+"""Frames a file source decodes ahead of the one being processed."""
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+def prefetched(items: Iterator[T], depth: int = PREFETCH) -> Iterator[T]:
+    """`items`, produced on a thread of their own up to `depth` ahead, so that decoding the next frame overlaps
+    processing this one (OpenCV's and PIL's decoders release the GIL). An error in the producer is raised here, in
+    order; closing this iterator stops the producer and closes `items`."""
+    pending: queue.Queue[T | _Failure | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: T | _Failure | None) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(_Failure(e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="prefetch", daemon=True)
+    producer.start()
+    try:
+        while (item := pending.get()) is not None:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        producer.join(timeout=30)
 
 
 def open_source(spec: str | Path | int, stride: int = 1) -> Source:

@@ -3,6 +3,7 @@ settings stamp of a result and the browser-side alarm. Pure functions of their i
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import os
@@ -10,14 +11,15 @@ import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from .engine import runtime_label
-from .policy import FrameStatus
+from .errors import GloveSafetyError
+from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow
 from .sources import redact
@@ -51,8 +53,14 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
 .monitor-facts dt {font-weight: bold}
 .monitor-facts dd {margin: 0; overflow-wrap: anywhere}
 .monitor-message {margin-top: 6px; color: #ef6c00; overflow-wrap: anywhere}
-.monitor-alarm {padding: 8px 14px; margin: 4px 0; border-radius: 6px; background: #c62828; color: white;
-  font-weight: bold; animation: glove-flash 0.8s step-start 0s 6}
+.monitor-alarm {padding: 5px 12px; margin: 3px 0; border-radius: 6px; background: #c62828; color: white;
+  font-weight: bold; animation: glove-flash 0.8s step-start 0s 6; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis}
+.monitor-alarm[data-state=over] {background: transparent; color: inherit; border: 1px solid #ef6c00;
+  font-weight: normal; animation: none}
+#monitor-events .body-cell.cell-selected {box-shadow: none !important}
+#monitor-events .virtual-row.loaded-event, #monitor-events .virtual-row.loaded-event .body-cell {
+  background: var(--color-accent-soft) !important; font-weight: bold}
 """
 PAGE_JS = """
 <script>
@@ -72,18 +80,20 @@ document.addEventListener("keydown", (e) => {
     osc.connect(gain).connect(ctx.destination); osc.start(); osc.stop(ctx.currentTime + 0.4);
   };
   const seen = new WeakSet();
-  // A camera monitor's alarm is keyed on its event id: the Monitors tab re-renders every second, and an event
-  // alarms once per page however often it is drawn (acknowledged events are no longer drawn).
+  // A camera monitor's alarm is keyed on event ids: the alarm bar is redrawn every second with one line per
+  // monitor, each listing in data-events the ids that alarm now (open, or opened a moment ago); every id alarms
+  // once per page however often it is drawn, even one hidden behind another event's line.
   const seenEvents = new Set();
   const count = (key) => { document.body.dataset[key] = String(Number(document.body.dataset[key] || 0) + 1); };
   new MutationObserver(() => {
-    document.querySelectorAll(".monitor-alarm[data-event]").forEach((el) => {
-      if (seenEvents.has(el.dataset.event)) return;
-      seenEvents.add(el.dataset.event);
-      count("monitorAlarms");
-      if (document.querySelector("#alarm-mute input")?.checked) return;
-      count("alarms");
-      try { beep(); } catch (e) { console.warn("alarm sound unavailable", e); }
+    document.querySelectorAll(".monitor-alarm[data-events]").forEach((el) => {
+      el.dataset.events.split(" ").filter((id) => id && !seenEvents.has(id)).forEach((id) => {
+        seenEvents.add(id);
+        count("monitorAlarms");
+        if (document.querySelector("#alarm-mute input")?.checked) return;
+        count("alarms");
+        try { beep(); } catch (e) { console.warn("alarm sound unavailable", e); }
+      });
     });
     // the monitors' own banners are redrawn every second: their alarm is the one above
     document.querySelectorAll(".safety-banner[data-state=violation]:not(.monitor-banner)").forEach((el) => {
@@ -95,6 +105,15 @@ document.addEventListener("keydown", (e) => {
     });
   }).observe(document.documentElement, {childList: true, subtree: true});
 })();
+// The Monitors tab's events table marks the event whose note, snapshot and clip are shown (the note names it), not
+// a row position: Gradio's own selection stays on a position when new events push the rows down.
+setInterval(() => {
+  const loaded = document.querySelector("#monitor-event-note [data-event]")?.dataset.event || "";
+  document.querySelectorAll("#monitor-events .virtual-row").forEach((row) => {
+    const id = row.querySelector("[role=gridcell]")?.textContent.trim();
+    row.classList.toggle("loaded-event", loaded !== "" && id === loaded);
+  });
+}, 250);
 </script>
 """
 
@@ -232,7 +251,9 @@ MONITOR_HELP = (
     "today's events.</div>"
 )
 ALARM_RECENT_S = 60.0
-"""An unacknowledged event alarms while it is open and for this long after it opened (a short one is not missed)."""
+"""An unacknowledged event sounds while it is open and for this long after it opened (a short one is not missed)."""
+ALARM_LINES = 3
+"""The alarm bar shows at most this many monitors (one line each), then one line for the rest."""
 MONITOR_EVENT_COLUMNS = ["Event", "Time", "Monitor", "Reason", "Class", "Peak", "State", "Acknowledged by",
                          "Acknowledged at"]  # fmt: skip
 FILE_ROUTE = "gradio_api/file="  # relative to the page, so a console behind a path prefix works too
@@ -285,9 +306,28 @@ def monitor_banner(view: MonitorView, now: datetime) -> str:
     if not row.policy:
         return _monitor_banner(NEUTRAL, "No safety policy", "detections only: give the monitor a policy")
     if view.violation:
-        reasons = sorted({f"{e.reason} ({e.class_name})" for e in view.events if not e.closed})
-        return _monitor_banner(VIOLATION, "VIOLATION", ", ".join(reasons) or "act now: stop the machine")
+        opened = sorted((e for e in view.events if not e.closed and e.id is not None), key=lambda e: e.id)
+        if not opened:  # the frame breaks the rule; an event opens only if it lasts (the policy's min_frames)
+            rule = policy_description(row.policy)
+            return _monitor_banner(VIOLATION, "VIOLATION IN VIEW",
+                                   f"policy {row.policy}{f' ({rule})' if rule else ''}: no event yet")  # fmt: skip
+        reasons = ", ".join(sorted({f"{e.reason} ({e.class_name})" for e in opened}))
+        since = local_time(opened[0].recorded_at, now)
+        which = f"event {opened[0].id}" if len(opened) == 1 else "events " + ", ".join(str(e.id) for e in opened)
+        return _monitor_banner(VIOLATION, "VIOLATION", f"{reasons}: {which} open since {since}")
     return _monitor_banner(OK, "OK", f"policy {row.policy}")
+
+
+@functools.lru_cache(maxsize=64)
+def policy_description(name: str | None) -> str:
+    """A policy's own words for its rule (`Gloves required - no bare hands`), or "" where this console cannot read
+    it (a policy file of the monitor's machine)."""
+    if not name:
+        return ""
+    try:
+        return SafetyPolicy.load(name).description
+    except (GloveSafetyError, OSError):
+        return ""
 
 
 def _monitor_banner(state: str, text: str, detail: str) -> str:
@@ -310,11 +350,13 @@ def monitor_cards(views: list[MonitorView], now: datetime, served: Sequence[str 
             if row.latest_frame:  # on another machine (shared records), or outside the folders this console serves
                 why = f"latest frame not readable here: {row.latest_frame} on {row.host or 'an unknown host'}"
             frame = f'<div class="monitor-noframe">{html.escape(why)}</div>'
-        facts = [("State", "monitor-state", view.state), ("fps", "monitor-fps", f"{row.fps:.1f}"),
+        unacknowledged = sum(1 for e in view.events if not e.acknowledged_by)
+        facts = [("State", "monitor-state", view.state), ("fps", "monitor-fps", monitor_fps(view)),
                  ("Last frame", "monitor-last", _ago(row.last_frame_at, now)),
                  ("Frames", "monitor-frames", str(row.frames)), ("Policy", "monitor-policy", row.policy or "none"),
                  ("Source", "monitor-source", redact(row.source)),
-                 ("Events today", "monitor-events", str(len(view.events)))]  # fmt: skip
+                 ("Events today", "monitor-events", str(len(view.events))),
+                 ("Not acknowledged", "monitor-unacknowledged", str(unacknowledged))]  # fmt: skip
         dl = "".join(f'<dt>{t}</dt><dd class="{c}">{html.escape(v)}</dd>' for t, c, v in facts)
         message = f'<div class="monitor-message">{html.escape(redact(row.message))}</div>' if row.message else ""
         cards.append(
@@ -324,22 +366,79 @@ def monitor_cards(views: list[MonitorView], now: datetime, served: Sequence[str 
     return f'<div class="monitor-grid">{"".join(cards)}</div>'
 
 
-def alarm_events(views: list[MonitorView], now: datetime) -> list[tuple[str, EventRow]]:
-    """(monitor, event) for every unacknowledged event still open or opened in the last `ALARM_RECENT_S`."""
-    return [(v.row.name, e) for v in views for e in v.events if e.id is not None and not e.acknowledged_by and (
-        not e.closed or (now - datetime.fromisoformat(e.recorded_at)).total_seconds() < ALARM_RECENT_S)]  # fmt: skip
+def monitor_fps(view: MonitorView) -> str:
+    """The frame rate of a running monitor; of one that is not running, the last rate it had, said as such."""
+    if view.state == "running":
+        return f"{view.row.fps:.1f}"
+    return f"not running (last {view.row.fps:.1f})" if view.row.fps else "not running"
+
+
+def sounding(event: EventRow, now: datetime) -> bool:
+    """Whether an event's alarm sounds: unacknowledged, and open or opened in the last `ALARM_RECENT_S` (a short
+    event is not missed)."""
+    if event.id is None or event.acknowledged_by:
+        return False
+    return not event.closed or (now - datetime.fromisoformat(event.recorded_at)).total_seconds() < ALARM_RECENT_S
+
+
+class AlarmLine(NamedTuple):
+    """A monitor's line in the alarm bar."""
+
+    monitor: str
+    event: EventRow  # its newest unacknowledged open event, else its newest unacknowledged one
+    unacknowledged: int  # today's events of the monitor not acknowledged
+    sounding: list[int]  # the ids that sound now (`sounding`)
+
+    @property
+    def loud(self) -> bool:
+        return not self.event.closed
+
+
+def alarm_lines(views: list[MonitorView], now: datetime) -> list[AlarmLine]:
+    """One line per monitor with unacknowledged events today: monitors with an open one first, newest first."""
+    lines = []
+    for v in views:
+        unacked = sorted((e for e in v.events if e.id is not None and not e.acknowledged_by),
+                         key=lambda e: (e.recorded_at, e.id), reverse=True)  # fmt: skip
+        if unacked:
+            shown = next((e for e in unacked if not e.closed), unacked[0])
+            lines.append(AlarmLine(v.row.name, shown, len(unacked), [e.id for e in unacked if sounding(e, now)]))
+    return sorted(lines, key=lambda line: (line.loud, line.event.recorded_at), reverse=True)
 
 
 def monitor_alarms(views: list[MonitorView], now: datetime) -> str:
-    """The alarm bar shown on every tab: one `.monitor-alarm` per alarming event, keyed by its id (the page's
-    script sounds each id once)."""
-    return "".join(
-        f'<div class="monitor-alarm" role="alert" data-event="{e.id}" data-monitor="{html.escape(m)}">'
-        f"ALARM {html.escape(m)}: {html.escape(e.reason)} ({html.escape(e.class_name)}) since "
-        f"{local_time(e.recorded_at, now)}, event {e.id} {'open' if not e.closed else 'closed'}, not acknowledged "
-        "(Monitors tab)</div>"
-        for m, e in alarm_events(views, now)
-    )
+    """The alarm bar shown on every tab, compact: a line per monitor (`alarm_lines`), at most `ALARM_LINES`, then
+    one for the rest. A line names the monitor's newest open unacknowledged event loudly (`data-state="open"`), else
+    quietly (`"over"`) its newest unacknowledged one, and how many are not acknowledged. `data-events` lists the ids
+    that sound now: the page's script sounds each id once however often the bar is redrawn, also one that no line
+    names; `data-event` is the event a line names."""
+    lines = alarm_lines(views, now)
+    shown, rest = (lines, []) if len(lines) <= ALARM_LINES + 1 else (lines[:ALARM_LINES], lines[ALARM_LINES:])
+    out = [_alarm_line(line, now) for line in shown]
+    if rest:
+        names = html.escape(", ".join(line.monitor for line in rest))
+        ids = " ".join(str(i) for line in rest for i in line.sounding)
+        state = "open" if rest[0].loud else "over"
+        out.append(f'<div class="monitor-alarm" data-state="{state}" data-events="{ids}" data-more="{len(rest)}">'
+                   f"+{len(rest)} more monitors with {sum(line.unacknowledged for line in rest)} event(s) not "
+                   f"acknowledged: {names} (Monitors tab)</div>")  # fmt: skip
+    return "".join(out)
+
+
+def _alarm_line(line: AlarmLine, now: datetime) -> str:
+    e, m, at = line.event, html.escape(line.monitor), local_time(line.event.recorded_at, now)
+    what = f"{html.escape(e.reason)} ({html.escape(e.class_name)})"
+    if line.loud:
+        more = f"; {line.unacknowledged - 1} more not acknowledged" if line.unacknowledged > 1 else ""
+        text = f"ALARM {m}: {what} since {at}, event {e.id} open, not acknowledged{more} (Monitors tab)"
+    elif line.unacknowledged > 1:
+        text = (f"{m}: {line.unacknowledged} events not acknowledged, the latest event {e.id}, {what} at {at}, "
+                "over (Monitors tab)")  # fmt: skip
+    else:
+        text = f"{m}: event {e.id}, {what} at {at}, over, not acknowledged (Monitors tab)"
+    look = 'role="alert" data-state="open"' if line.loud else 'data-state="over"'
+    ids = " ".join(map(str, line.sounding))
+    return f'<div class="monitor-alarm" {look} data-monitor="{m}" data-event="{e.id}" data-events="{ids}">{text}</div>'
 
 
 def monitor_events_table(views: list[MonitorView], now: datetime) -> pd.DataFrame:
@@ -358,15 +457,30 @@ def monitor_events_key(views: list[MonitorView]) -> tuple:
     return tuple((e.id, e.closed, e.peak_confidence, e.acknowledged_by) for v in views for e in v.events)
 
 
-def event_media_note(media: EventMedia, now: datetime) -> str:
-    """What the operator reads beside an event's snapshot and clip, and why one of them is missing."""
+def event_media_note(media: EventMedia, now: datetime, monitor: str | None = None, feedback: str = "") -> str:
+    """What the operator reads beside an event's snapshot and clip: which event it is (id, monitor, time: the one
+    Acknowledge acts on), why a file is missing, and `feedback` on what they just did. `data-event` names the event
+    for the page's script (the events table marks its row)."""
     e = media.event
-    lines = [f"Event {e.id}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.0%}, "
-             f"{'closed' if e.closed else 'open'}."]  # fmt: skip
+    which = f"Event {e.id}" + (f" of {monitor}" if monitor else "") + f" at {local_time(e.recorded_at, now)}"
+    lines = [f"{which}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.0%}, {'closed' if e.closed else 'open'}."]
     if e.acknowledged_by:
         lines.append(f"Acknowledged by {e.acknowledged_by} at {local_time(e.acknowledged_at, now)}.")
+    else:
+        lines.append("Not acknowledged.")
     if media.snapshot is None:
         lines.append("No snapshot.")
     if media.note:
         lines.append(media.note[:1].upper() + media.note[1:] + ".")
-    return html.escape(" ".join(lines))
+    said = f'<p class="monitor-ack-feedback"><b>{html.escape(feedback)}</b></p>' if feedback else ""
+    return f'<div class="monitor-event-note" data-event="{e.id}">{said}{html.escape(" ".join(lines))}</div>'
+
+
+def acknowledged_already(event: EventRow, name: str, now: datetime) -> str:
+    """What an operator who acknowledged an event is told when someone else had (the first acknowledgement stands),
+    or "" where the event is acknowledged under their name."""
+    if not event.acknowledged_by or event.acknowledged_by == name.strip():
+        return ""
+    at = local_time(event.acknowledged_at, now)
+    said = f"Event {event.id} was already acknowledged by {event.acknowledged_by} at {at}"
+    return f"{said}; {name.strip()} is not recorded." if name.strip() else f"{said}."

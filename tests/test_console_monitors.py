@@ -56,7 +56,9 @@ def test_cards_show_name_state_fps_banner_and_the_served_latest_frame(tmp_path: 
     assert "&lt;b&gt;cam&lt;/b&gt;" in html and "<b>cam</b>" not in html  # names from the records are escaped
     assert html.count('class="safety-banner monitor-banner" data-state="ok"') == 1
     assert html.count('class="safety-banner monitor-banner" data-state="violation"') == 1
-    assert "no gloves (bare_hand)" in html and "no frame yet" in html
+    local = NOW.astimezone().strftime("%H:%M:%S")
+    assert f"no gloves (bare_hand): event 3 open since {local}" in html and "no frame yet" in html
+    assert '<dd class="monitor-events">1</dd>' in html and '<dd class="monitor-unacknowledged">1</dd>' in html
     # a frame outside the served folders is not linked (Gradio would refuse it): the card says where it is
     elsewhere = views.monitor_cards([ok], NOW, served=[tmp_path / "exports"])
     assert "<img" not in elsewhere and "latest frame not readable here" in elsewhere
@@ -74,14 +76,104 @@ def test_cards_say_why_a_monitor_is_not_watching() -> None:
     assert "python webui.py --monitors monitors.yaml" in views.MONITOR_HELP
 
 
-def test_alarms_are_keyed_on_unacknowledged_recent_or_open_events() -> None:
+def test_a_violation_before_its_event_opens_says_so_and_names_the_rule() -> None:
+    """The monitor's frame breaks the rule, but no event has opened yet (the policy's min_frames): not "act now"."""
+    over = _event(4, closed=True)
+    html = views.monitor_cards([MonitorView(_row(violation=True), [over], stale=False)], NOW, served=[])
+    assert 'data-state="violation"' in html and "VIOLATION IN VIEW" in html
+    assert "policy gloves (Gloves required - no bare hands): no event yet" in html
+    assert "act now" not in html and "event 4" not in html  # a closed event is not what is in view now
+    # two open events: both named, with when the first opened
+    opened = [_event(6, recorded_at=_iso(NOW + timedelta(seconds=3))), _event(5, reason="in zone", class_name="hand")]
+    html = views.monitor_cards([MonitorView(_row(violation=True), opened, stale=False)], NOW, served=[])
+    assert ">VIOLATION<small>in zone (hand), no gloves (bare_hand): events 5, 6 open since " in html
+    assert views.policy_description("no-such-policy") == ""
+
+
+def test_fps_shows_only_while_a_monitor_runs() -> None:
+    running = MonitorView(_row(fps=4.83), [], stale=False)
+    stopped = MonitorView(_row(name="b", status="stopped", fps=4.83), [], stale=False)
+    stale = MonitorView(_row(name="c", fps=3.0, updated_at=_iso(NOW - timedelta(minutes=5))), [], stale=True)
+    never = MonitorView(_row(name="d", status="starting", fps=0.0), [], stale=False)
+    assert [views.monitor_fps(v) for v in (running, stopped, stale, never)] == [
+        "4.8", "not running (last 4.8)", "not running (last 3.0)", "not running"]  # fmt: skip
+    html = views.monitor_cards([running, stopped], NOW, served=[])
+    assert '<dd class="monitor-fps">4.8</dd>' in html and '<dd class="monitor-fps">not running (last 4.8)</dd>' in html
+
+
+def _alarm_lines(html: str) -> list[dict]:
+    """Each `.monitor-alarm` line: its attributes and its text."""
+    found = re.findall(r'<div class="monitor-alarm"([^>]*)>(.*?)</div>', html)
+    return [{**dict(re.findall(r'([a-z-]+)="([^"]*)"', attrs)), "text": text} for attrs, text in found]
+
+
+def test_the_alarm_bar_has_a_line_per_monitor_loud_only_for_open_events() -> None:
     old = _iso(NOW - timedelta(minutes=10))
-    events = [_event(1), _event(2, closed=True, recorded_at=old), _event(3, acknowledged_by="Ada"),
-              _event(4, closed=True), _event(5, recorded_at=old)]  # fmt: skip
-    html = views.monitor_alarms([MonitorView(_row(), events, stale=False)], NOW)
-    assert [int(x.split('"')[0]) for x in html.split('data-event="')[1:]] == [1, 4, 5]
-    assert html.count('class="monitor-alarm"') == 3 and 'data-monitor="bandsaw-1"' in html
+    at = NOW.astimezone().strftime("%H:%M:%S")
+    # newest first, as the records give them: 5 open (long ago), 4 closed just now, 3 acknowledged, 2 closed long
+    # ago, 1 open now
+    events = [_event(5, recorded_at=old), _event(4, closed=True), _event(3, acknowledged_by="Ada"),
+              _event(2, closed=True, recorded_at=old), _event(1)]  # fmt: skip
+    [line] = _alarm_lines(views.monitor_alarms([MonitorView(_row(), events, stale=False)], NOW))
+    # the newest open event is named; every id still open or opened a moment ago sounds (once, in the page)
+    assert line["data-state"] == "open" and line["role"] == "alert" and line["data-monitor"] == "bandsaw-1"
+    assert line["data-event"] == "1" and line["data-events"] == "4 1 5"
+    assert line["text"] == (f"ALARM bandsaw-1: no gloves (bare_hand) since {at}, event 1 open, not acknowledged; "
+                            "3 more not acknowledged (Monitors tab)")  # fmt: skip
+    # all closed: one quiet line, not an alarm
+    closed = [replace(e, closed=True) for e in events]
+    [line] = _alarm_lines(views.monitor_alarms([MonitorView(_row(), closed, stale=False)], NOW))
+    assert line["data-state"] == "over" and "role" not in line and line["data-event"] == "4"
+    assert line["text"] == (f"bandsaw-1: 4 events not acknowledged, the latest event 4, no gloves (bare_hand) at "
+                            f"{at}, over (Monitors tab)")  # fmt: skip
+    assert line["data-events"] == "4 1"  # opened a moment ago: they sound (a short event is not missed)
+    [line] = _alarm_lines(views.monitor_alarms([MonitorView(_row(), closed[1:2], stale=False)], NOW))
+    assert line["text"] == f"bandsaw-1: event 4, no gloves (bare_hand) at {at}, over, not acknowledged (Monitors tab)"
     assert views.monitor_alarms([MonitorView(_row(), [], stale=False)], NOW) == ""
+    assert views.monitor_alarms([MonitorView(_row(), events[2:3], stale=False)], NOW) == ""  # all acknowledged
+
+
+def test_the_alarm_bar_stays_short_with_many_busy_monitors() -> None:
+    views_ = [MonitorView(_row(name=f"cam-{i}"), [_event(10 * i + 2, recorded_at=_iso(NOW + timedelta(seconds=i))),
+                                                  _event(10 * i + 1, closed=True)], stale=False)
+              for i in range(6)]  # fmt: skip
+    views_.append(MonitorView(_row(name="quiet"), [_event(99, closed=True)], stale=False))
+    lines = _alarm_lines(views.monitor_alarms(views_, NOW))
+    assert len(lines) == views.ALARM_LINES + 1
+    assert [line.get("data-monitor") for line in lines] == ["cam-5", "cam-4", "cam-3", None]  # newest open first
+    assert lines[-1]["data-more"] == "4" and lines[-1]["data-state"] == "open"
+    assert (
+        lines[-1]["text"]
+        == "+4 more monitors with 7 event(s) not acknowledged: cam-2, cam-1, cam-0, quiet (Monitors tab)"
+    )
+    # the hidden monitors' events sound all the same
+    sounded = {int(i) for line in lines for i in line["data-events"].split()}
+    assert sounded == {e.id for v in views_ for e in v.events}
+    # four monitors: four lines, no "more" line
+    assert len(_alarm_lines(views.monitor_alarms(views_[:4], NOW))) == 4
+
+
+def test_the_event_note_names_the_event_shown_and_what_was_done() -> None:
+    from app.service import EventMedia
+
+    at = NOW.astimezone().strftime("%H:%M:%S")
+    acked = _event(7, closed=True, acknowledged_by="Ada L", acknowledged_at=_iso(NOW + timedelta(seconds=30)))
+    note = views.event_media_note(EventMedia(acked, None, None, "clip being written"), NOW, "bandsaw-1")
+    assert note.startswith('<div class="monitor-event-note" data-event="7">')
+    later = (NOW + timedelta(seconds=30)).astimezone().strftime("%H:%M:%S")
+    assert (f"Event 7 of bandsaw-1 at {at}: no gloves (bare_hand), peak 87%, closed. Acknowledged by Ada L at "
+            f"{later}. No snapshot. Clip being written.") in note  # fmt: skip
+    # acknowledging it again under another name: the first acknowledgement stands, and the operator is told
+    said = views.acknowledged_already(acked, " Bo ", NOW)
+    assert said == f"Event 7 was already acknowledged by Ada L at {later}; Bo is not recorded."
+    assert views.acknowledged_already(acked, "", NOW) == f"Event 7 was already acknowledged by Ada L at {later}."
+    assert (
+        views.acknowledged_already(acked, "Ada L", NOW) == "" and views.acknowledged_already(_event(8), "Bo", NOW) == ""
+    )
+    note = views.event_media_note(EventMedia(acked, None, None, ""), NOW, "bandsaw-1", said)
+    assert '<p class="monitor-ack-feedback"><b>Event 7 was already acknowledged by Ada L' in note
+    fresh = views.event_media_note(EventMedia(_event(8), Path("s.jpg"), None, ""), NOW, None)
+    assert f"Event 8 at {at}: no gloves (bare_hand), peak 87%, open. Not acknowledged." in fresh
 
 
 def test_events_table_and_its_redraw_key() -> None:
@@ -173,8 +265,10 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
         page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
         page.goto(monitored["url"])
         page.get_by_role("tab", name="Monitors").click()
-        # no monitor has run on these records: how to start one
+        # no monitor has run on these records: how to start one; no event chosen (an empty box, not 0)
         expect(page.locator("#monitor-cards")).to_contain_text("python -m app monitor --config monitors.yaml")
+        box = page.locator("#monitor-event input, #monitor-event textarea").first
+        expect(box).to_have_value("")
 
         # monitors start writing their status (one of them long dead): shown without a reload
         store.save_monitor(replace(row, name="old-cam", violation=False, updated_at=long_ago, latest_frame=None))
@@ -184,54 +278,101 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             card = _card(page, "bandsaw-1")
             expect(card).to_have_attribute("data-state", "running", timeout=15000)
             expect(card.locator(".monitor-fps")).to_have_text("4.8")
+            # the frame breaks the rule, no event has opened yet
             expect(card.locator(".monitor-banner")).to_have_attribute("data-state", "violation")
+            expect(card.locator(".monitor-banner")).to_have_text(
+                "VIOLATION IN VIEWpolicy gloves (Gloves required - no bare hands): no event yet"
+            )
             expect(card.locator(".monitor-policy")).to_have_text("gloves")
             page.wait_for_function("document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 320")
             expect(_card(page, "old-cam")).to_have_attribute("data-state", "not responding")
             expect(_card(page, "old-cam").locator(".monitor-state")).to_have_text("not responding")
+            expect(_card(page, "old-cam").locator(".monitor-fps")).to_have_text("not running (last 4.8)")
             assert _alarms(page) == (0, 0)
 
-            # an event opens: one alarm, however often the tab redraws
+            # a short event (over before the next refresh): one alarm sound, however often the tab redraws, and a
+            # quiet line naming it as it was recorded
             first = _add_event(store, "run-1", "snapshots/event-1.jpg", str(clip))
-            alarm = page.locator(f'#monitor-alarms .monitor-alarm[data-event="{first.id}"]')
-            expect(alarm).to_contain_text("ALARM bandsaw-1: no gloves (bare_hand)", timeout=10000)
-            time.sleep(3.5)  # three refreshes
+            bar = page.locator("#monitor-alarms .monitor-alarm")
+            expect(bar).to_have_text(
+                f"bandsaw-1: event {first.id}, no gloves (bare_hand) at {_clock(first)}, over, not acknowledged "
+                "(Monitors tab)", timeout=10000,
+            )  # fmt: skip
+            expect(bar).to_have_attribute("data-state", "over")
+            time.sleep(2.5)  # refreshes
             assert _alarms(page) == (1, 1)
             rows = _table_rows(page)
             assert rows[0][0] == str(first.id) and rows[0][2:8] == ["bandsaw-1", "no gloves", "bare_hand", "91%",
                                                                     "closed", ""]  # fmt: skip
 
-            # muted: the next event is shown, not sounded
+            # muted: the next event is shown, not sounded; still one line for the monitor, now loud
             page.locator("#alarm-mute input").check()
             second = _add_event(store, "run-1", None)
-            expect(page.locator(f'.monitor-alarm[data-event="{second.id}"]')).to_be_visible(timeout=10000)
-            time.sleep(2.5)
+            expect(bar).to_have_attribute("data-event", str(second.id), timeout=10000)
+            expect(bar).to_have_count(1)
+            expect(bar).to_have_attribute("data-state", "open")
+            expect(bar).to_have_text(
+                f"ALARM bandsaw-1: no gloves (bare_hand) since {_clock(second)}, event {second.id} open, not "
+                "acknowledged; 1 more not acknowledged (Monitors tab)"
+            )
+            expect(card.locator(".monitor-banner")).to_have_text(
+                f"VIOLATIONno gloves (bare_hand): event {second.id} open since {_clock(second)}"
+            )
+            time.sleep(1.5)
             assert _alarms(page) == (1, 2)
 
             page.click("#monitor-ack")  # no event chosen yet
-            expect(page.locator(".toast-body").filter(has_text="Select an event")).to_be_visible(timeout=10000)
-            page.locator(".toast-body .toast-close").first.click()
-            # the operator opens the first event: its snapshot and its clip, which plays
-            _wait_rows(page, 2)
-            page.locator("#monitor-events .virtual-row", has_text="closed").locator("[role=gridcell]").nth(2).click()
-            expect(page.locator("#monitor-event input")).to_have_value(str(first.id), timeout=10000)
+            _toast(page, "Select an event")
+            # the operator types the first event's number and presses Enter: its note, snapshot and clip
+            box.fill(str(first.id))
+            box.press("Enter")
+            note = page.locator("#monitor-event-note")
+            expect(note).to_contain_text(f"Event {first.id} of bandsaw-1 at {_clock(first)}: no gloves", timeout=10000)
             page.wait_for_function("document.querySelector('#monitor-snapshot img')?.naturalWidth === 200")
             page.wait_for_function(
                 "(v => v && (v.readyState > 0 || v.duration > 0))(document.querySelector('#monitor-clip video'))"
             )
-            # and acknowledges it: without a name it is refused, with one the table says who and when
+            # the table marks the event shown, also once a new event pushes the rows down
+            loaded_row = page.locator("#monitor-events .virtual-row.loaded-event")
+            expect(loaded_row.locator("[role=gridcell]").first).to_have_text(str(first.id))
+            page.locator("#monitor-events .virtual-row", has_text="closed").locator("[role=gridcell]").nth(2).click()
+            third = _add_event(store, "run-1", None)
+            _wait_rows(page, 3)
+            expect(loaded_row).to_have_count(1)
+            expect(loaded_row.locator("[role=gridcell]").first).to_have_text(str(first.id))
+            expect(box).to_have_value(str(first.id))
+
+            # acknowledging: without a name it is refused
             page.click("#monitor-ack")
-            expect(page.locator(".toast-body").filter(has_text="say who acknowledges")).to_be_visible(timeout=10000)
-            page.locator(".toast-body .toast-close").first.click()
+            _toast(page, "say who acknowledges")
+            # a number typed but not shown (no Enter) is shown, not acknowledged
             page.locator("#monitor-ack-name textarea, #monitor-ack-name input").first.fill("Ada L")
+            box.fill(str(second.id))
+            page.evaluate("document.querySelector('#monitor-ack').click()")  # the box keeps the focus: no blur
+            _toast(page, f"Event {second.id} is shown now, not acknowledged")
+            expect(note).to_contain_text(f"Event {second.id} of bandsaw-1")
+            expect(note).to_contain_text("Clip still recording")  # the open event has no clip yet: the note says why
+            assert store.event(second.id).acknowledged_by is None and store.event(first.id).acknowledged_by is None
+            # the event shown is acknowledged: the table and the note say who and when
+            page.locator("#monitor-events .virtual-row", has_text="closed").locator("[role=gridcell]").nth(2).click()
+            expect(note).to_contain_text(f"Event {first.id} of bandsaw-1")
             page.click("#monitor-ack")
             expect(page.locator("#monitor-events .virtual-row", has_text="closed")).to_contain_text("Ada L")
-            expect(page.locator("#monitor-event-note")).to_contain_text("Acknowledged by Ada L")
+            expect(note).to_contain_text("Acknowledged by Ada L at")
+            acked = store.event(first.id)
+            assert acked.acknowledged_by == "Ada L" and store.event(second.id).acknowledged_by is None
+            expect(bar).to_have_text(re.compile(rf"event {third.id} open, not acknowledged; 1 more not acknowledged"))
+            # again, under another name: the first acknowledgement stands, and the operator is told so
+            page.locator("#monitor-ack-name textarea, #monitor-ack-name input").first.fill("Bo")
+            page.click("#monitor-ack")
+            said = f"Event {first.id} was already acknowledged by Ada L at {_clock(acked, acknowledged=True)}"
+            _toast(page, said)
+            expect(note.locator(".monitor-ack-feedback")).to_have_text(f"{said}; Bo is not recorded.")
             assert store.event(first.id).acknowledged_by == "Ada L"
-            expect(alarm).to_have_count(0, timeout=5000)  # acknowledged: no longer alarming, and never again
-            # the open event has no clip yet: the note says why
-            page.locator("#monitor-events .virtual-row", has_text="open").locator("[role=gridcell]").nth(2).click()
-            expect(page.locator("#monitor-event-note")).to_contain_text("Clip still recording", timeout=10000)
+            # leaving the box shows the event typed in it, as Enter does
+            box.fill(str(third.id))
+            box.press("Tab")
+            expect(note).to_contain_text(f"Event {third.id} of bandsaw-1 at {_clock(third)}")
 
             # the camera drops: the monitor's new status and frame show within seconds, without a reload
             monitor.row = replace(row, status="reconnecting", violation=False, message="camera: no frame for 10 s",
@@ -239,14 +380,27 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             expect(card).to_have_attribute("data-state", "reconnecting", timeout=5000)
             expect(card.locator(".monitor-message")).to_have_text("camera: no frame for 10 s")
             expect(card.locator(".monitor-banner")).to_have_attribute("data-state", "offline")
+            expect(card.locator(".monitor-fps")).to_have_text("not running (last 4.8)")
             page.wait_for_function(
                 "document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 240", timeout=5000
             )
-            assert _alarms(page) == (1, 2)
+            assert _alarms(page) == (1, 3)
         finally:
             monitor.stopped.set()
             monitor.join()
             browser.close()
+
+
+def _clock(event: EventRow, acknowledged: bool = False) -> str:
+    """A recorded time as the console shows it (this machine's clock, today)."""
+    return views.local_time(event.acknowledged_at if acknowledged else event.recorded_at, datetime.now(timezone.utc))
+
+
+def _toast(page: Page, text: str) -> None:
+    """A warning toast with this text shows; it is closed."""
+    toast = page.locator(".toast-body").filter(has_text=text)
+    expect(toast).to_be_visible(timeout=10000)
+    toast.locator(".toast-close").first.click()
 
 
 def _wait_rows(page: Page, count: int) -> None:

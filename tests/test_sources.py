@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,7 @@ from app.sources import (
     StreamSource,
     VideoSource,
     open_source,
+    prefetched,
     read_image,
 )
 
@@ -155,3 +158,34 @@ def test_live_source_yields_exactly_what_was_pushed() -> None:
     frames = list(live.frames())
     assert [f.index for f in frames] == [0, 1] and frames[0].timestamp <= frames[1].timestamp
     assert list(live.frames()) == []
+
+
+def test_prefetched_keeps_order_raises_in_order_and_stops_when_closed() -> None:
+    """Items come in order from a producer thread; its error comes after the items before it; closing early stops
+    the producer and closes the source's own iterator."""
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise SourceError("broken frame")
+
+    got = []
+    with pytest.raises(SourceError, match="broken frame"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1, 2]
+
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.set()
+
+    threads = threading.active_count()
+    items = prefetched(endless(), depth=2)
+    assert [next(items) for _ in range(5)] == [0, 1, 2, 3, 4]
+    items.close()
+    assert closed.wait(5) and threading.active_count() == threads
