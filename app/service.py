@@ -8,9 +8,11 @@ output; everything a user can do can be done (and is tested) through this module
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +42,8 @@ LIVE_GAP_S = 5.0
 """A camera pause longer than this ends the live run; the next frame starts a new one."""
 LIVE_TIME_LIMIT_S = 8 * 3600.0
 """A live run is saved and ended after this long (one shift); the next frame starts a new one."""
+LATENCY_WINDOW = 50
+"""Frames a live session's median frame-to-result latency is taken over."""
 MONITOR_STALE_S = 15.0
 """A monitor whose status row is older than this is shown as not responding (its process is gone or stuck)."""
 
@@ -145,11 +149,13 @@ class LiveSession:
         self._source: LiveSource | None = None
         self._updates: Iterator[RunUpdate] | None = None
         self._started_at = self._last_frame_at = 0.0
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # seconds from a frame's arrival to its result
         self._lock = threading.Lock()  # a frame may still be in flight when the user presses Stop
 
     def process(self, image_bgr: np.ndarray, options: RunOptions | None = None) -> RunUpdate | None:
         """Process one camera frame (under new options, if given); None when it was ignored (after Stop, until
         the camera pauses)."""
+        arrived = time.perf_counter()  # before the lock: waiting for the frame in flight is latency too
         with self._lock:
             now = self.clock()
             paused = now - self._last_frame_at > self.gap_s
@@ -169,7 +175,9 @@ class LiveSession:
                 self._updates = iter(self.run)
                 self._started_at = now
             self._source.push(image_bgr)
-            return next(self._updates)
+            update = next(self._updates)
+            self._latencies.append(time.perf_counter() - arrived)
+            return update
 
     def results_per_s(self) -> float:
         """Frames processed per second in the current run (what the camera actually achieved)."""
@@ -177,6 +185,10 @@ class LiveSession:
             return 0.0
         elapsed = self._last_frame_at - self._started_at
         return (self.run.summary.frames - 1) / elapsed if elapsed > 0 else 0.0
+
+    def latency_ms(self) -> float:
+        """Median time from a frame reaching the server to its result, over the last `LATENCY_WINDOW` frames."""
+        return 1000 * statistics.median(self._latencies) if self._latencies else 0.0
 
     def __deepcopy__(self, memo: dict) -> LiveSession:
         """The session itself: it is a handle on a recording run, not a value (Gradio deep-copies state values)."""

@@ -231,7 +231,8 @@ def live_info(session: LiveSession) -> str:
     run = session.run
     s = run.summary
     verdict = f"{s.violations} violation event(s)" if run.policy is not None else "no policy, no verdict"
-    return (f"Live run `{s.run_id}`: {s.frames} frames, {verdict}; {session.results_per_s():.1f} results/s. "
+    return (f"Live run `{s.run_id}`: {s.frames} frames, {verdict}; {session.results_per_s():.1f} results/s, "
+            f"{session.latency_ms():.0f} ms from frame to result. "
             f"{stamp(s.record)}")  # fmt: skip
 
 

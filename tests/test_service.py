@@ -180,3 +180,4 @@ def test_live_session_reports_the_rate_it_achieves(service: DetectionService, we
         live.process(FRAMES[0])
         clock.now += 0.5
     assert live.results_per_s() == pytest.approx(2.0)  # 3 results over the 1 s between the first and the last
+    assert 0 < live.latency_ms() < 60_000  # measured on the real clock: the median time a frame took to a result
