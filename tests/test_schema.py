@@ -70,31 +70,13 @@ def test_console_and_file_columns() -> None:
     detection_console = [c.name for c in DetectionRow.console_columns()]
     assert detection_console == [n for n in DETECTION_COLUMNS
                                  if n not in ("run_id", "detected_at", "class_id", "polygon", "id")]  # fmt: skip
-    event_console = [c.name for c in EventRow.console_columns()]
-    hidden_events = (
-        "run_id",
-        "item",
-        "start_frame",
-        "end_frame",
-        "snapshot",
-        "recorded_at",
-        "clip",
-        "acknowledged_by",
-        "acknowledged_at",
-    )  # the Monitors tab shows these for monitors' events
+    event_console = [c.name for c in EventRow.console_columns()]  # the Monitors tab shows the monitors' fields
+    hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at", "clip",
+                     "acknowledged_by", "acknowledged_at")  # fmt: skip
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
-    hidden = (
-        "model_sha256",
-        "classes",
-        "policy_json",
-        "output_dir",
-        "host",
-        "pid",
-        "runtime",
-        "precision",
-        "agnostic_nms",
-    )
+    hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid", "runtime", "precision",
+              "agnostic_nms")  # fmt: skip
     assert "monitor" in run_console
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
 
