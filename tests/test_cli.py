@@ -29,6 +29,7 @@ def _detect(weights: Path, source: Path | str, out: Path, *extra: str) -> int:
                  "--conf", "0.002", "--imgsz", "96", *extra])  # fmt: skip
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
     clip = shared_data / "videos" / "hand_desk.mp4"
     book = tmp_path / "clip.xlsx"
@@ -119,6 +120,7 @@ def test_bad_weights_and_policy_exit_2(weights: Path, tmp_path: Path, capsys) ->
     assert "unknown class 'mitten'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_module_entry_point_exit_codes(weights: Path, tmp_path: Path) -> None:
     image = tmp_path / "a.jpg"
     cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
@@ -130,6 +132,7 @@ def test_module_entry_point_exit_codes(weights: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.strip().endswith("nope.png: file not found")
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_evaluate_on_val_and_scenes_writes_scores(trained_models: dict, tmp_path: Path, capsys) -> None:
     weights, data = trained_models["detect"]
     out = tmp_path / "eval.json"
@@ -158,6 +161,7 @@ def test_evaluate_bad_inputs_exit_2(trained_models: dict, tmp_path: Path, capsys
     assert main(["evaluate", "--weights", str(tmp_path / "missing.pt")]) == 2
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_evaluate_several_datasets_prints_one_table(trained_models: dict, tmp_path: Path, capsys) -> None:
     weights, data = trained_models["detect"]
     argv = ["evaluate", "--weights", str(weights), "--data", str(data), str(data), "--imgsz", "64", "96",
@@ -169,6 +173,7 @@ def test_evaluate_several_datasets_prints_one_table(trained_models: dict, tmp_pa
     assert all(r.split(" | ")[2] == "val" for r in rows)
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp_path: Path, capsys) -> None:
     from app.engine import DetectionEngine
 

@@ -498,6 +498,7 @@ store.close()
 """
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_writer_processes_lose_nothing(location: str | Path) -> None:
     """Four processes opening one new database at once (each creating the tables) and writing runs, frames and
     events side by side: every row arrives."""

@@ -48,6 +48,7 @@ def entry(sha256: str, canvas: tuple[int, int], fmt: str = "openvino") -> Path:
     return export.CACHE_ROOT / f"{fmt}-cache" / f"{sha256}-{canvas[0]}x{canvas[1]}"
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_auto_gives_pytorchs_detections_on_real_scenes(shared_data: Path) -> None:
     """The shipped default at its default size, on real photos of the scenes' val split, square and wide (each shape
     its own export): the same classes, boxes within 1 px, confidences within 1e-3 (only a detection that close to
