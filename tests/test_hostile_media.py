@@ -49,6 +49,7 @@ def check_frame(case: Case, image: np.ndarray) -> str | None:
     return None
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_engine_answers_every_case(cases: list[Case], weights: Path) -> None:
     engine = DetectionEngine(weights)
     settings = RunSettings(conf=0.01, imgsz=96)

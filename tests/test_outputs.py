@@ -199,6 +199,7 @@ def test_still_images_get_one_jpeg_each(tmp_path: Path) -> None:
     assert saved == pytest.approx(sorted(shades.values()), abs=3)
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_memory_does_not_grow_with_the_run(tmp_path: Path) -> None:
     """20,000 frames of 3 rows each: the writer keeps no rows (or text) in memory, only the files grow.
 

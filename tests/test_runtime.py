@@ -121,6 +121,7 @@ def test_the_cache_is_reused_and_a_changed_checkpoint_gets_its_own(
     assert entry(other.sha256, (SMALL, SMALL)).is_dir() and made.is_dir()
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_a_damaged_cache_entry_is_rebuilt(small: DetectionEngine) -> None:
     made = entry(small.sha256, (SMALL, SMALL))
     weights_bin = next(made.rglob("*.bin"))
@@ -152,6 +153,7 @@ def test_concurrent_builders_keep_the_first_sound_entry(
     assert cached_export(small.weights, small.sha256, "openvino", (SMALL, SMALL)) == made / "model_openvino_model"
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_forced_runtimes(small: DetectionEngine) -> None:
     settings = small.settings(imgsz=SMALL, device="cpu")
     onnx = DetectionEngine(small.weights, runtime="onnx")  # its export is checked against PyTorch when made

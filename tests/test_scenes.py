@@ -71,6 +71,7 @@ def test_rebuilding_removes_old_scenes(boxes_yaml: Path, tmp_path: Path) -> None
     assert Path(data["path"]).is_absolute() and data["names"] == spec.names
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_real_valid_split_scenes_hold_all_140_hands(shared_data: Path, tmp_path: Path) -> None:
     spec = load_dataset_yaml(ROOT / "datasets/gloves.yaml")
     build_scene_set(spec, tmp_path / "scenes")
