@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +55,8 @@ STATUS_EVERY_S = 1.0
 RESTART_DELAYS_S = (1.0, 60.0)
 """A failed run is started again after 1 s, doubling to at most 60 s while it keeps failing."""
 RETENTION_EVERY_S = 60.0
+IDLE_EVERY_S = 0.5
+"""While no frame comes (a camera away), how often a monitor's feed says so (its recorder then ends what is due)."""
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # names become folders and MQTT topics
 TOP_KEYS = ("records", "exports", "recordings", "alerts", "monitors")
 MONITOR_KEYS = ("name", "source", "loop", "policy", "zone", "weights", "runtime", "imgsz", "conf", "iou", "fps")
@@ -70,7 +72,7 @@ class MonitorSpec:
     name: str
     source: str | int  # camera index, rtsp:// / http:// URL or a video file
     loop: bool = False  # a video file starts again at its end (demos, tests)
-    policy: str | None = None
+    policy: SafetyPolicy | None = None  # read once, with the config: the monitor and each of its runs use this one
     zone: tuple[tuple[float, float], ...] | None = None
     weights: Path = DEFAULT_WEIGHTS
     runtime: str | None = None  # engine.RUNTIMES; None: auto (the fastest that keeps the model's accuracy)
@@ -213,13 +215,12 @@ def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
     if not 0 < fps <= 120:
         raise ConfigError(f"{where}.fps: must be a number of frames per second in (0, 120], got {fps!r}")
     policy = _get(data, "policy", str, None, where)
-    if policy is not None and (base / policy).is_file():  # a policy file beside the config; else a shipped name
-        policy = str(base / policy)
-    try:
-        if policy is not None:
-            SafetyPolicy.load(policy)
-    except GloveSafetyError as e:
-        raise ConfigError(f"{where}.policy: {e}") from None
+    if policy is not None:
+        beside = base / policy  # a policy file beside the config; else a shipped name (or a path from cwd)
+        try:
+            policy = SafetyPolicy.load(beside if beside.is_file() else policy)
+        except GloveSafetyError as e:
+            raise ConfigError(f"{where}.policy: {e}") from None
     zone = data.get("zone")
     try:
         zone = parse_zone(zone) if isinstance(zone, str) else (check_zone(zone, "zone") if zone else None)
@@ -234,7 +235,9 @@ def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
 
 class MonitorFeed(Source):
     """A source read on a thread of its own, handed on at most `fps` frames a second, always the newest frame (so
-    processing never lags the camera; frames in between are dropped, as a monitor should)."""
+    processing never lags the camera; frames in between are dropped, as a monitor should). While no frame comes,
+    `on_idle` (if set) is called with the time (`time.time()`) every `IDLE_EVERY_S`, on the thread iterating
+    `frames()`."""
 
     kind = "stream"
     live = True
@@ -242,6 +245,7 @@ class MonitorFeed(Source):
 
     def __init__(self, source: Source, fps: float, name: str) -> None:
         self.source, self.name = source, name
+        self.on_idle: Callable[[float], None] | None = None
         self.description = source.description
         self.fps = min(fps, source.fps) if source.fps else fps
         self.started = time.time()  # wall clock of timestamp 0
@@ -283,8 +287,8 @@ class MonitorFeed(Source):
         try:
             while not self._stop.wait(max(0.0, next_due - time.monotonic())):
                 with self._cond:
-                    while self._latest is None and not self._ended and not self._stop.is_set():
-                        self._cond.wait(0.5)
+                    if self._latest is None and not self._ended and not self._stop.is_set():
+                        self._cond.wait(IDLE_EVERY_S)
                     frame, self._latest = self._latest, None
                     ended = self._ended
                 if frame is None:
@@ -292,6 +296,8 @@ class MonitorFeed(Source):
                         raise self._error
                     if ended or self._stop.is_set():
                         return
+                    if self.on_idle is not None:  # outside the lock: the reader must not wait for it
+                        self.on_idle(time.time())
                     continue
                 next_due = time.monotonic() + self._interval
                 yield Frame(frame.image, index, time.time() - self.started, self.name)
@@ -330,7 +336,7 @@ class Monitor(threading.Thread):
         self.latest_frame = self.folder / "latest.jpg"
         self.live = _Live()
         self.started_at = utc_now()
-        self.policy_name = SafetyPolicy.load(spec.policy).name if spec.policy else None
+        self.policy_name = spec.policy.name if spec.policy else None
         self.events = 0  # opened since this monitor started
         self.run_now: DetectionRun | None = None
         self._halt = threading.Event()
@@ -380,6 +386,8 @@ class Monitor(threading.Thread):
         if self._halt.is_set():
             run.stop()
         recorder = Recorder(self.folder, self.settings, on_file=self._on_file)
+        # the camera away: the segment and clips in progress end on time, not when frames return
+        feed.on_idle = recorder.advance
         try:
             for update in run:
                 self._frame(update, feed, recorder)
@@ -542,7 +550,7 @@ class MonitorSet:
             try:
                 engine = self.service.engine(spec.weights, runtime=spec.runtime)
                 if spec.policy:
-                    SafetyPolicy.load(spec.policy).check(engine.names)
+                    spec.policy.check(engine.names)
                 engine.settings(conf=spec.conf, iou=spec.iou, imgsz=spec.imgsz)
             except GloveSafetyError as e:
                 raise ConfigError(f"monitors[{spec.name}]: {e}") from None

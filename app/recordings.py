@@ -415,7 +415,7 @@ class Recorder:
 
     def advance(self, now: float) -> None:
         """No frame has come until `now` (the camera stalled): finish the segment and the clips whose end has
-        passed now, rather than when frames return. Optional; a monitor may call it on a read timeout."""
+        passed now, rather than when frames return. A monitor calls it while it waits for frames."""
         self._check()
         self._put(("advance", float(now)))
 

@@ -373,12 +373,19 @@ class RecordStore:
     def monitors(self) -> list[MonitorRow]:
         return self._select(MonitorRow, "FROM monitors t ORDER BY t.name", ())
 
-    def monitor_events(self, monitor: str, since: str | None = None) -> list[EventRow]:
-        """Events of a monitor's runs recorded since a time (ISO, UTC), newest first."""
-        where, args = "WHERE r.monitor = ?", (monitor,)
+    def monitor_events(self, monitors: Iterable[str], since: str | None = None) -> dict[str, list[EventRow]]:
+        """Events of the named monitors' runs recorded since a time (ISO, UTC), newest first, by monitor (each name
+        given is a key). One query however many monitors: the console asks for all of them at every refresh."""
+        found: dict[str, list[EventRow]] = {m: [] for m in monitors}
+        if not found:
+            return found
+        where, args = f"WHERE r.monitor IN ({', '.join('?' * len(found))})", tuple(found)
         if since:
             where, args = where + " AND t.recorded_at >= ?", (*args, since)
-        return self._select(EventRow, f"FROM events t JOIN runs r ON r.id = t.run_id {where} ORDER BY t.id DESC", args)
+        sql = f"FROM events t JOIN runs r ON r.id = t.run_id {where} ORDER BY t.id DESC"
+        for monitor, event in self._select(EventRow, sql, args, key="r.monitor"):
+            found[monitor].append(event)
+        return found
 
     def add_recording(self, recording: RecordingRow) -> int:
         recording.id = self._tx(lambda db: _insert(db, recording))
@@ -445,15 +452,20 @@ class RecordStore:
         where, args = _range("r.started_at", start, end, source, prefix="r.")
         return self._select(row, f"FROM {row.table} t JOIN runs r ON r.id = t.run_id {where} ORDER BY t.id", args)
 
-    def _select(self, row: type[Row], sql: str, args: tuple) -> list:
-        """`SELECT` a row class's named columns (of the table aliased `t`) and build the rows."""
+    def _select(self, row: type[Row], sql: str, args: tuple, key: str | None = None) -> list:
+        """`SELECT` a row class's named columns (of the table aliased `t`) and build the rows; with `key` (an SQL
+        expression), (key value, row) pairs."""
         columns = row.columns()
         names = [c.name for c in columns]
         flags = [c.name for c in columns if c.kind == FLAG]  # stored as 0 / 1
-        select = f"SELECT {', '.join('t.' + n for n in names)} {sql}"
+        select = f"SELECT {', '.join(['t.' + n for n in names] + ([key] if key else []))} {sql}"
         found = self._tx(lambda db: db.execute(select, args).fetchall())
-        rows = [dict(zip(names, values, strict=True)) for values in found]
-        return [row(**{**r, **{f: bool(r[f]) for f in flags}}) for r in rows]
+
+        def build(values: tuple) -> Row:
+            r = dict(zip(names, values[: len(names)], strict=True))
+            return row(**{**r, **{f: bool(r[f]) for f in flags}})
+
+        return [(values[-1], build(values)) for values in found] if key else [build(values) for values in found]
 
 
 def _first_line(error: Exception) -> str:

@@ -57,7 +57,8 @@ class RunOptions:
         conf, iou, imgsz: Thresholds and inference size; None takes the model's calibrated defaults.
         classes: Class names or ids to keep (empty = all).
         track: Follow objects across frames (unique counts).
-        policy: A shipped policy name or a policy YAML path, or None for no verdicts.
+        policy: A shipped policy name, a policy YAML path or a loaded policy (a camera monitor's, read once with its
+            config), or None for no verdicts.
         zone: Danger zone overriding the policy's own: (x, y) points in 0..1, or text `x,y x,y x,y`.
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
         runtime: `auto`, `torch`, `onnx` or `openvino` (`engine.RUNTIMES`), or None for the service's own.
@@ -69,7 +70,7 @@ class RunOptions:
     imgsz: int | None = None
     classes: tuple[str, ...] = ()
     track: bool = False
-    policy: str | Path | None = None
+    policy: str | Path | SafetyPolicy | None = None
     zone: str | tuple[tuple[float, float], ...] | None = None
     device: str | None = None
     runtime: str | None = None
@@ -294,7 +295,9 @@ class DetectionService:
                 conf=options.conf, iou=options.iou, imgsz=options.imgsz, classes=options.classes,
                 device=options.device, track=options.track,
             )  # fmt: skip
-            policy = SafetyPolicy.load(options.policy) if options.policy else None
+            policy = options.policy or None
+            if isinstance(policy, str | Path):
+                policy = SafetyPolicy.load(policy)
             zone = parse_zone(options.zone) if isinstance(options.zone, str) else options.zone
             if policy is not None and zone:
                 policy = policy.with_zone(zone)
@@ -326,11 +329,13 @@ class DetectionService:
         now = now or datetime.now(timezone.utc)
         midnight = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
         since = midnight.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        rows = self.store.monitors()
+        events = self.store.monitor_events([row.name for row in rows], since)
         views = []
-        for row in self.store.monitors():
+        for row in rows:
             age = (now - datetime.fromisoformat(row.updated_at)).total_seconds() if row.updated_at else 1e9
             stale = row.status in ("starting", "running", "reconnecting") and age > MONITOR_STALE_S
-            views.append(MonitorView(row, self.store.monitor_events(row.name, since), stale))
+            views.append(MonitorView(row, events[row.name], stale))
         return views
 
     def acknowledge(self, event_id: int, by: str) -> EventRow:

@@ -447,7 +447,7 @@ def test_monitors_tab_shows_a_real_monitor_started_by_the_console(tmp_path: Path
             row = store.monitors()[0]
             assert row.name == "desk" and row.status == "running" and row.fps > 0
             assert 0 < float(card.locator(".monitor-fps").inner_text()) <= 4.5
-            events = store.monitor_events("desk")
+            events = store.monitor_events(["desk"])["desk"]
             expect(card.locator(".monitor-events")).to_have_text(re.compile(rf"^{len(events)}$|^{len(events) + 1}$"))
         finally:
             browser.close()

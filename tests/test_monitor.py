@@ -1,10 +1,12 @@
 """Camera monitors (app/monitor.py, `python -m app monitor`) with the shipped model on the shared clips played as
 looping cameras: segments and event clips on disk match the records, webhook and MQTT alerts (a real Mosquitto)
-match the events, retention holds `max_gb`, an HTTP camera that disappears and comes back is a recorded gap, and a
-monitor killed mid-segment loses nothing already recorded. Tests needing ../shared skip where it is absent."""
+match the events, retention holds `max_gb`, an HTTP camera that disappears and comes back is a recorded gap (its
+segment in progress recorded while it is away), and a monitor killed mid-segment loses nothing already recorded.
+Tests needing ../shared skip where it is absent."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from typing import Any
 
 import av
 import cv2
+import numpy as np
 import pytest
 import yaml
 from helpers import (
@@ -30,12 +33,14 @@ from helpers import (
     wait_until,
 )
 
-from app import records
+from app import policy, records
 from app.cli import main
 from app.errors import ConfigError
-from app.monitor import MonitorConfig, MonitorSet
+from app.monitor import IDLE_EVERY_S, MonitorConfig, MonitorFeed, MonitorSet
+from app.policy import SafetyPolicy
 from app.records import RecordStore
 from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.sources import Frame, Source, open_source
 
 # Events open on the first violating frame and close after 1 s without one, so a short test sees whole events.
 QUICK_POLICY = {"rule": "gloves_forbidden", "roles": {"glove": ["gloved_hand"], "bare_hand": ["bare_hand"]},
@@ -131,11 +136,35 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.records == str(folder / "data" / "records.sqlite")
     assert (config.exports, config.recordings_dir) == (folder / "out", folder / "out" / "recordings")
     demo, shipped = config.monitors
-    assert (demo.source, demo.policy, shipped.policy) == (
-        str(folder / "clip.mp4"),
-        str(folder / "quick.yaml"),
-        "gloves",
+    assert demo.source == str(folder / "clip.mp4")
+    assert (demo.policy, shipped.policy) == (SafetyPolicy.load(folder / "quick.yaml"), SafetyPolicy.load("gloves"))
+
+
+def test_a_bad_policy_file_fails_at_config_load_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**QUICK_POLICY, "rule": "gloves_optional"}))
+    path = tmp_path / "monitors.yaml"
+    path.write_text(yaml.safe_dump({"monitors": [{"name": "bench", "source": 0, "policy": "bad.yaml"}]}))
+    with pytest.raises(ConfigError) as error:
+        MonitorConfig.load(path)
+    assert str(error.value) == (
+        "monitors[bench].policy: policy 'bad': rule must be one of gloves_required, gloves_forbidden, got "
+        "'gloves_optional'"
     )
+
+
+def test_a_monitors_policy_file_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Config check, model check, the monitor's status and its runs all use the policy read with the config."""
+    reads: list[str] = []
+    read = policy.read_yaml_mapping
+    monkeypatch.setattr(policy, "read_yaml_mapping", lambda path, *a: reads.append(path.name) or read(path, *a))
+    path = write_config(tmp_path, [{"name": "desk", "source": str(make_video(tmp_path / "clip.mp4", frames=3)),
+                                    "runtime": "torch"}])  # fmt: skip
+    config = MonitorConfig.load(path)
+    monitors = MonitorSet(config)
+    [spec], [monitor] = config.monitors, monitors.monitors
+    run = monitors.service.open_run(open_source(spec.source), spec.options(), monitor=spec.name)
+    assert run.policy is spec.policy and monitor.policy_name == "quick"
+    assert reads == ["quick.yaml"]
 
 
 def test_cli_refuses_a_bad_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,6 +173,40 @@ def test_cli_refuses_a_bad_config_in_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["monitor", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: monitors[bench].fps: must be a number, got 'five'"
+
+
+class StallingCamera(Source):
+    """A camera that sends one frame and then nothing until stopped (it went away)."""
+
+    live = True
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def frames(self) -> Iterator[Frame]:
+        yield Frame(np.zeros((8, 8, 3), np.uint8), 0, 0.0, "cam")
+        self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_a_feed_without_frames_says_so_while_it_waits() -> None:
+    """The monitor's recorder hears the time every IDLE_EVERY_S while no frame comes, on the processing thread."""
+    feed = MonitorFeed(StallingCamera(), fps=10, name="cam")
+    idle: list[tuple[float, threading.Thread]] = []
+
+    def on_idle(now: float) -> None:
+        idle.append((now, threading.current_thread()))
+        if len(idle) == 3:
+            feed.stop()
+
+    feed.on_idle = on_idle
+    started = time.time()
+    assert len(list(feed.frames())) == 1
+    times = [started] + [t for t, _ in idle]
+    assert len(idle) == 3 and all(thread is threading.current_thread() for _, thread in idle)
+    assert all(IDLE_EVERY_S * 0.8 <= b - a <= IDLE_EVERY_S * 3 for a, b in itertools.pairwise(times))
 
 
 # --- real monitors ---
@@ -203,7 +266,7 @@ def test_two_monitors_record_segments_events_and_alerts(tmp_path: Path, clips: d
         assert sum(n for n, _, _ in decoded) == run.frames, "every processed frame is in a segment"
         assert [r.frames for r in sorted(segments, key=lambda r: r.path)] == [n for n, _, _ in decoded]
         assert all(d <= 5.5 for _, d, _ in decoded) and sum(d > 3 for _, d, _ in decoded) >= 3
-        events += store.monitor_events(name)
+        events += store.monitor_events([name])[name]
     assert any(e.class_name == "gloved_hand" for e in events), "the slideshow's gloves open events"
     for event in events:
         assert event.closed and event.clip, "every event is closed and has its clip when the monitor stops"
@@ -325,6 +388,43 @@ def test_a_camera_that_disappears_and_comes_back_is_a_recorded_gap(tmp_path: Pat
     row = store.monitors()[0]
     run = store.run(row.run_id)
     assert run is not None and run.frames == row.frames, "one run across the gap: the camera's frames all recorded"
+
+
+@pytest.mark.slow
+def test_the_segment_in_progress_is_recorded_while_the_camera_is_away(tmp_path: Path) -> None:
+    """A camera that stops sending frames: the segment in progress is finished, renamed and recorded within about
+    `segment_s` (+ a second), with every frame processed before the camera went, while the camera is still away."""
+    camera = MjpegCamera(str(make_video(tmp_path / "camera.mp4", frames=30)))
+    camera.start()
+    path = write_config(tmp_path, [{"name": "ipcam", "source": f"http://127.0.0.1:{camera.port}/stream.mjpg"}])
+    config = yaml.safe_load(path.read_text())
+    config["recordings"]["segment_s"] = segment_s = 2
+    path.write_text(yaml.safe_dump(config))
+    store = RecordStore(tmp_path / "records.sqlite")
+    segments = tmp_path / "recordings" / "ipcam" / "segments"
+
+    def recorded() -> list:
+        return [r for r in store.recordings("ipcam") if r.kind == "segment"]
+
+    def all_recorded(run_id: str) -> bool:
+        """No segment being written, and the recorded ones hold every frame the run processed."""
+        return not list(segments.rglob("*.part")) and sum(r.frames for r in recorded()) == store.run(run_id).frames
+
+    try:
+        with MonitorSet(MonitorConfig.load(path)) as monitors:
+            monitor = monitors.monitors[0]
+            wait_until(lambda: monitor.live.frames > 3, 60, "frames from the camera")
+            camera.stop()
+            away = time.monotonic()
+            wait_until(lambda: all_recorded(monitor.live.run_id), segment_s + 10, "the segment in progress recorded")
+            took = time.monotonic() - away
+            assert monitor.run_now is not None and monitor.live.run_id == store.monitors()[0].run_id, "still watching"
+            rows, frames = recorded(), store.run(monitor.live.run_id).frames
+    finally:
+        camera.stop()
+    assert took <= segment_s + 2, f"recorded {took:.1f} s after the camera went away"
+    assert sorted(Path(r.path) for r in rows) == sorted(segments.glob("*/*.mp4"))
+    assert [decode(Path(r.path))[0] for r in rows] == [r.frames for r in rows] and sum(r.frames for r in rows) == frames
 
 
 def monitor_process(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -698,15 +698,34 @@ def test_monitor_events_clips_and_acknowledgements(store: RecordStore) -> None:
     assert store.acknowledge(event.id, "Ben").acknowledged_by == "Ana"
     event.closed, event.end_frame = True, 9
     store.save_event(event)  # the run closes it later: clip and acknowledgement stay
-    got = store.monitor_events("bandsaw-1")
+    got = store.monitor_events(["bandsaw-1"])["bandsaw-1"]
     assert [e.id for e in got] == [event.id]
     assert (got[0].closed, got[0].end_frame, got[0].clip, got[0].acknowledged_by) == (
         True, 9, "exports/recordings/bandsaw-1/events/1.mp4", "Ana")  # fmt: skip
-    assert store.monitor_events("bandsaw-1", since="2999-01-01") == []
+    assert store.monitor_events(["bandsaw-1"], since="2999-01-01") == {"bandsaw-1": []}
     with pytest.raises(RecordsError, match="who acknowledges"):
         store.acknowledge(event.id, "  ")
     with pytest.raises(RecordsError, match="no event"):
         store.acknowledge(10_000, "Ana")
+
+
+def test_monitor_events_of_several_monitors(store: RecordStore) -> None:
+    """The events of a set of monitors, by monitor, newest first, recorded since a time: each monitor gets exactly
+    its own runs' events (ids interleaved between monitors and runs), a monitor without events an empty list."""
+    for run_id, monitor in (("a1", "bandsaw-1"), ("b1", "bench"), ("a2", "bandsaw-1"), ("x", None)):
+        store.start_run(dataclasses.replace(make_run(run_id, "2026-11-30T07:00:00.000+00:00"), monitor=monitor))
+    yesterday, today = "2026-11-29T23:59:59.999+00:00", "2026-11-30T08:00:00.000+00:00"
+    ids: dict[str, list[int]] = {}
+    for run_id, recorded_at in (("a1", yesterday), ("a1", today), ("b1", today), ("x", today), ("a2", today),
+                                ("b1", today)):  # fmt: skip
+        event = dataclasses.replace(make_event(run_id), recorded_at=recorded_at)
+        ids.setdefault(run_id, []).append(store.save_event(event))
+    got = store.monitor_events(["bandsaw-1", "bench", "lathe"], since="2026-11-30T00:00:00.000+00:00")
+    assert {m: [e.id for e in events] for m, events in got.items()} == {
+        "bandsaw-1": [ids["a2"][0], ids["a1"][1]], "bench": ids["b1"][::-1], "lathe": []}  # fmt: skip
+    assert got["bench"][0] == store.event(ids["b1"][1]), "whole rows, as read one by one"
+    assert [e.id for e in store.monitor_events(["bandsaw-1"])["bandsaw-1"]] == sorted(ids["a1"] + ids["a2"])[::-1]
+    assert store.monitor_events([]) == {}
 
 
 def test_recordings_say_when_pruned_and_gaps_close(store: RecordStore) -> None:

@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from app.errors import ServiceError
+from app.records import RecordStore
+from app.schema import EventRow, MonitorRow, RunRow
 from app.service import LIVE_GAP_S, NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
 
@@ -181,3 +184,49 @@ def test_live_session_reports_the_rate_it_achieves(service: DetectionService, we
         clock.now += 0.5
     assert live.results_per_s() == pytest.approx(2.0)  # 3 results over the 1 s between the first and the last
     assert 0 < live.latency_ms() < 60_000  # measured on the real clock: the median time a frame took to a result
+
+
+def _monitor_event(store: RecordStore, run_id: str, monitor: str | None, recorded_at: datetime) -> int:
+    """An event of a new run of `monitor` (None: a run of no monitor), recorded at a time; its id."""
+    at = recorded_at.isoformat(timespec="milliseconds")
+    store.start_run(RunRow(id=run_id, source="0", kind="stream", model="m.pt", model_sha256="0", task="detect",
+                           conf=0.25, iou=0.7, imgsz=96, started_at=at, status="stopped", monitor=monitor))  # fmt: skip
+    return store.save_event(EventRow(run_id=run_id, item="0", reason="bare hand", class_name="bare_hand",
+                                     start_frame=1, end_frame=2, start_time=0.1, end_time=0.2, peak_confidence=0.9,
+                                     recorded_at=at))  # fmt: skip
+
+
+def test_monitors_show_todays_events_read_in_one_query(service: DetectionService) -> None:
+    """Each monitor's events of today, newest first, exactly as the per-monitor queries gave them (other days'
+    events, other monitors' and runs of no monitor left out), read in one query however many monitors there are."""
+    store, now = service.store, datetime.now(timezone.utc)
+    statements: list[str] = []
+    store._backend.db.set_trace_callback(statements.append)  # every SQL statement the store sends to SQLite
+
+    def refresh() -> dict[str, list[EventRow]]:
+        statements.clear()
+        views = service.monitors(now)
+        assert not any(v.stale for v in views)
+        return {v.row.name: v.events for v in views}
+
+    def add(names: list[str]) -> None:
+        for name in names:
+            store.save_monitor(MonitorRow(name=name, source="0", status="running", started_at=now.isoformat(),
+                                          updated_at=now.isoformat()))  # fmt: skip
+            today[name] = []
+        for i in range(2):  # ids interleaved between the monitors, and a run of no monitor between them
+            for name in names:
+                today[name].append(_monitor_event(store, f"{name}-{i}", name, now - timedelta(seconds=10 - i)))
+                _monitor_event(store, f"{name}-old-{i}", name, now - timedelta(days=2))
+                _monitor_event(store, f"{name}-other-{i}", None, now)
+
+    today: dict[str, list[int]] = {"quiet": []}
+    store.save_monitor(MonitorRow(name="quiet", source="1", status="stopped", started_at=now.isoformat()))
+    add(["bandsaw-1", "bench"])
+    expected = {name: [store.event(i) for i in reversed(ids)] for name, ids in today.items()}
+    assert refresh() == expected and [len(v) for v in expected.values()] == [0, 2, 2]
+    selects = len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+    add(["lathe", "press", "drill"])
+    expected = {name: [store.event(i) for i in reversed(ids)] for name, ids in today.items()}
+    assert refresh() == expected
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == selects == 2
