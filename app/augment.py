@@ -8,6 +8,7 @@ transforms through Ultralytics' extension points (a trainer subclass building a 
 
 from __future__ import annotations
 
+import csv
 import random
 from typing import Any
 
@@ -75,6 +76,19 @@ class CameraLookDataset(YOLODataset):
 
 class _CameraLookTrainerMixin:
     """Builds the train split as a `CameraLookDataset`; validation stays Ultralytics' own."""
+
+    def read_results_csv(self) -> dict[str, list[float]]:
+        """results.csv as column -> values, the history Ultralytics stores in each checkpoint.
+
+        Ultralytics reads it with polars; the standard library does the same, so a training run needs no polars
+        (its 54 MB wheel is more than a GPU machine's image can be sent).
+        """
+        try:
+            with open(self.csv, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return {}
+        return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         if mode != "train":

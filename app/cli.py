@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="store the best inference size and confidence in a checkpoint")
     c.add_argument("--weights", type=Path, required=True, help="detect / segment .pt checkpoint (rewritten in place)")
     c.add_argument("--data", type=Path, default=Path("datasets/gloves-scenes.yaml"), help="dataset YAML (its val)")
-    c.add_argument("--imgsz", type=int, nargs="+", default=[320, 416, 480, 640], help="candidate sizes")
+    c.add_argument("--imgsz", type=int, nargs="+", default=[320, 416, 480, 512, 640], help="candidate sizes")
     c.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     x = sub.add_parser("export", help="export a checkpoint to ONNX or OpenVINO and check it against PyTorch")
     x.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="detect or segment .pt checkpoint")
