@@ -15,6 +15,7 @@ import torch
 from conftest import make_polygon_dataset, to_box_labels
 from ultralytics import YOLO
 
+from app.augment import TRAINERS
 from app.runtime import ROOT
 from app.training import TrainOptions, prepare, train
 from train import main
@@ -56,6 +57,24 @@ def test_training_writes_run_and_exports_stripped_best(trained: tuple[str, Path,
     assert ckpt["optimizer"] is None  # stripped: a shipped checkpoint carries weights only
     assert ckpt["model"].yaml["head"][-1][2] == {"detect": "Detect", "segment": "Segment"}[task]
     assert ckpt["model"].nc == 6 and list(ckpt["model"].names.values())[4] == "hand"
+
+
+def test_checkpoint_history_equals_results_csv_and_needs_no_polars(
+    trained: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each checkpoint carries the run's results.csv; our trainer reads it without polars (GPU images lack it)."""
+    task, exported, _data = trained
+    csv_file = exported.parent.parent / "runs" / task / "t" / "results.csv"
+    header, *rows = [line.split(",") for line in csv_file.read_text().strip().splitlines()]
+    expected = {key: [float(row[i]) for row in rows] for i, key in enumerate(header)}
+    assert "metrics/mAP50(B)" in expected and len(expected["epoch"]) == 1
+    assert torch.load(exported, map_location="cpu", weights_only=False)["train_results"] == expected
+    monkeypatch.setitem(sys.modules, "polars", None)  # `import polars` now raises ImportError
+    trainer = TRAINERS[task].__new__(TRAINERS[task])  # only `csv` is read: no model, no data
+    trainer.csv = csv_file
+    assert trainer.read_results_csv() == expected
+    trainer.csv = csv_file.with_name("missing.csv")
+    assert trainer.read_results_csv() == {}
 
 
 def test_checkpoint_reloads_in_fresh_process_and_predicts_identically(
