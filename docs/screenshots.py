@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=ROOT / "models" / "weights" / "gloves-n.pt")
     parser.add_argument("--photo", type=Path, default=None, help="scene photo (default: one from gloves-scenes/valid)")
     args = parser.parse_args()
-    photo = args.photo or sorted((SHARED / "gloves-scenes" / "valid" / "images").glob("*.jpg"))[0]
+    # Two bare hands in a held-apart scene photo that the default model finds: "gloves" answers VIOLATION.
+    photo = args.photo or SHARED / "gloves-scenes" / "valid" / "images" / "995661e40318.jpg"
     clip = SHARED / "videos" / "hand_desk.mp4"
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
