@@ -112,8 +112,8 @@ def evaluate(
     agnostic: bool = False,
 ) -> Evaluation:
     """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou` (across classes with
-    `agnostic`); plots (PR curve,
-    confusion matrix at `matrix_conf`) go to `plots_dir` (default `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
+    `agnostic`); plots (PR curve, confusion matrix at `matrix_conf`) go to `plots_dir` (default
+    `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
     `model`, if given, is `weights` already loaded (the CLI's checked engine), so the file is not read again.
 
     Raises:

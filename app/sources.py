@@ -27,8 +27,8 @@ from .errors import SourceError
 
 MAX_PIXELS = 50_000_000  # larger images (decompression bombs) are refused before decoding
 _CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
-STREAM_TIMEOUT_MS = 10_000
-T = TypeVar("T")  # opening or reading a network stream gives up after this long (then reconnects)
+STREAM_TIMEOUT_MS = 10_000  # opening or reading a network stream gives up after this long (then reconnects)
+T = TypeVar("T")
 
 
 @dataclass
