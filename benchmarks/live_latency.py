@@ -14,6 +14,7 @@ on the same CPU). Target (issue 17): >= 12 results/s with a median latency < 100
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -22,12 +23,12 @@ from pathlib import Path
 import app  # noqa: F401  (first: it sets the offline environment that Ultralytics reads when imported)
 
 # isort: split
-import av
 import numpy as np
 
 from app.engine import RUNTIMES
 from app.runtime import DEFAULT_WEIGHTS, ROOT
 from app.service import DetectionService, RunOptions
+from app.sources import open_source
 
 CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
 SIDE = 640
@@ -36,13 +37,9 @@ SIDE = 640
 def camera_frames(count: int) -> list[np.ndarray]:
     """`count` frames of the desk clip, 640x640 from its middle (the clip is 720x720)."""
     frames = []
-    with av.open(str(CLIP)) as container:
-        for frame in container.decode(video=0):
-            image = frame.to_ndarray(format="bgr24")
-            top, left = (image.shape[0] - SIDE) // 2, (image.shape[1] - SIDE) // 2
-            frames.append(np.ascontiguousarray(image[top : top + SIDE, left : left + SIDE]))
-            if len(frames) == count:
-                break
+    for frame in itertools.islice(open_source(CLIP).frames(), count):
+        top, left = (frame.image.shape[0] - SIDE) // 2, (frame.image.shape[1] - SIDE) // 2
+        frames.append(np.ascontiguousarray(frame.image[top : top + SIDE, left : left + SIDE]))
     return frames
 
 
