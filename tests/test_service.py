@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 import subprocess
@@ -12,10 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_records import make_event, make_run
 
 from app.errors import ServiceError
 from app.records import RecordStore
-from app.schema import EventRow, MonitorRow, RunRow
+from app.schema import EventRow, MonitorRow
 from app.service import LIVE_GAP_S, NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
 
@@ -189,11 +191,8 @@ def test_live_session_reports_the_rate_it_achieves(service: DetectionService, we
 def _monitor_event(store: RecordStore, run_id: str, monitor: str | None, recorded_at: datetime) -> int:
     """An event of a new run of `monitor` (None: a run of no monitor), recorded at a time; its id."""
     at = recorded_at.isoformat(timespec="milliseconds")
-    store.start_run(RunRow(id=run_id, source="0", kind="stream", model="m.pt", model_sha256="0", task="detect",
-                           conf=0.25, iou=0.7, imgsz=96, started_at=at, status="stopped", monitor=monitor))  # fmt: skip
-    return store.save_event(EventRow(run_id=run_id, item="0", reason="bare hand", class_name="bare_hand",
-                                     start_frame=1, end_frame=2, start_time=0.1, end_time=0.2, peak_confidence=0.9,
-                                     recorded_at=at))  # fmt: skip
+    store.start_run(dataclasses.replace(make_run(run_id, at), kind="stream", monitor=monitor))
+    return store.save_event(dataclasses.replace(make_event(run_id), recorded_at=at))
 
 
 def test_monitors_show_todays_events_read_in_one_query(service: DetectionService) -> None:
