@@ -291,9 +291,7 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
             gr.Warning(f"Event {shown_now[1]} is shown now, not acknowledged: check it, then press Acknowledge again.")
             return *shown_now, gr.skip(), gr.skip()
         current = _event_id(current)
-        before = service.event_media(current).event
-        after = before if before.acknowledged_by else service.acknowledge(current, name or "")
-        feedback = views.acknowledged_already(after, name or "", _now())
+        feedback = views.acknowledged_already(service.acknowledge(current, name or ""), name or "", _now())
         if feedback:
             gr.Warning(feedback)
         _, _, table, drawn = refresh(None)  # the table shows who and when at once

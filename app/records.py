@@ -347,16 +347,19 @@ class RecordStore:
         self._tx(lambda db: db.execute("UPDATE events SET clip = ? WHERE id = ?", (clip, event_id)))
 
     def acknowledge(self, event_id: int, by: str) -> EventRow:
-        """Record who acknowledged an event's alarm, and when (the first acknowledgement stands)."""
-        if not by.strip():
-            raise RecordsError("say who acknowledges the event (a name or initials)")
-        self._tx(lambda db: db.execute(
-            "UPDATE events SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_by IS NULL",
-            (by.strip(), utc_now(), event_id)))  # fmt: skip
+        """Record who acknowledged an event's alarm, and when, and return the event. The first acknowledgement
+        stands: an event already acknowledged is returned as it is (whoever asks, named or not)."""
         event = self.event(event_id)
         if event is None:
             raise RecordsError(f"no event {event_id} in the records")
-        return event
+        if event.acknowledged_by:
+            return event
+        if not by.strip():
+            raise RecordsError("say who acknowledges the event (a name or initials)")
+        self._tx(lambda db: db.execute(  # `IS NULL`: of two acknowledging at once, the first to write stands
+            "UPDATE events SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_by IS NULL",
+            (by.strip(), utc_now(), event_id)))  # fmt: skip
+        return self.event(event_id)
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id)))

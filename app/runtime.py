@@ -26,6 +26,12 @@ EXPORTS_DIR = ROOT / "exports"
 WEIGHTS_DIR = ROOT / "models" / "weights"
 """Shipped and trained checkpoints offered by the CLI and the console."""
 
+SHARED_DATA = ROOT.parent / "shared" / "data"
+"""The real data shared beside the checkout (../shared/data/README.md): read where it lies, never copied in."""
+
+DESK_CLIP = SHARED_DATA / "videos" / "hand_desk.mp4"
+"""The real clip the benchmarks and tests measure: one bare hand over a desk, 12.6 s, 720x720, no gloves."""
+
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "gloves-n.pt"
 """The default detector: the shipped model that scores best on real scenes (`gloves-scenes/valid`; models/README.md)."""
 

@@ -374,10 +374,15 @@ def monitor_fps(view: MonitorView) -> str:
     return f"not running (last {view.row.fps:.1f})" if view.row.fps else "not running"
 
 
+def unacknowledged(event: EventRow) -> bool:
+    """Whether a recorded event still waits for someone to acknowledge it."""
+    return event.id is not None and not event.acknowledged_by
+
+
 def sounding(event: EventRow, now: datetime) -> bool:
     """Whether an event's alarm sounds: unacknowledged, and open or opened in the last `ALARM_RECENT_S` (a short
     event is not missed)."""
-    if event.id is None or event.acknowledged_by:
+    if not unacknowledged(event):
         return False
     return not event.closed or (now - datetime.fromisoformat(event.recorded_at)).total_seconds() < ALARM_RECENT_S
 
@@ -399,7 +404,7 @@ def alarm_lines(views: list[MonitorView], now: datetime) -> list[AlarmLine]:
     """One line per monitor with unacknowledged events today: monitors with an open one first, newest first."""
     lines = []
     for v in views:
-        unacked = sorted((e for e in v.events if e.id is not None and not e.acknowledged_by),
+        unacked = sorted(filter(unacknowledged, v.events),
                          key=lambda e: (e.recorded_at, e.id), reverse=True)  # fmt: skip
         if unacked:
             shown = next((e for e in unacked if not e.closed), unacked[0])

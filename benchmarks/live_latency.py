@@ -26,18 +26,17 @@ import app  # noqa: F401  (first: it sets the offline environment that Ultralyti
 import numpy as np
 
 from app.engine import RUNTIMES
-from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.runtime import DEFAULT_WEIGHTS, DESK_CLIP
 from app.service import DetectionService, RunOptions
 from app.sources import open_source
 
-CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
 SIDE = 640
 
 
 def camera_frames(count: int) -> list[np.ndarray]:
     """`count` frames of the desk clip, 640x640 from its middle (the clip is 720x720)."""
     frames = []
-    for frame in itertools.islice(open_source(CLIP).frames(), count):
+    for frame in itertools.islice(open_source(DESK_CLIP).frames(), count):
         top, left = (frame.image.shape[0] - SIDE) // 2, (frame.image.shape[1] - SIDE) // 2
         frames.append(np.ascontiguousarray(frame.image[top : top + SIDE, left : left + SIDE]))
     return frames

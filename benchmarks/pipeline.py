@@ -36,10 +36,8 @@ from app.export import openvino_cpu
 from app.pipeline import DetectionRun
 from app.policy import SafetyPolicy
 from app.records import RecordStore
-from app.runtime import ROOT
+from app.runtime import DESK_CLIP, ROOT
 from app.sources import open_source
-
-DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
 
 
 def bare_fps(engine: DetectionEngine, settings: RunSettings, frames: list[np.ndarray]) -> float:
@@ -65,7 +63,7 @@ def pipeline_fps(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--source", default=str(DEFAULT_CLIP))
+    parser.add_argument("--source", default=str(DESK_CLIP))
     parser.add_argument("--sizes", "--imgsz", type=int, nargs="+", default=[640, 320])
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--frames", type=int, default=90)

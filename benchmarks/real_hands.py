@@ -22,10 +22,8 @@ import cv2
 import numpy as np
 
 from app.engine import DetectionEngine
-from app.runtime import ROOT, WEIGHTS_DIR
+from app.runtime import DESK_CLIP, SHARED_DATA, WEIGHTS_DIR
 
-DATA = ROOT.parent / "shared" / "data"
-CLIP = DATA / "videos" / "hand_desk.mp4"
 PHOTOS_PER_CLASS = 8
 CLASSES = {"gloved_hand": 0, "bare_hand": 1}
 SETS = ("gloves-scenes", "gloves")
@@ -63,7 +61,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
 
 
-def desk_frames(clip: Path = CLIP, count: int = 12) -> list[np.ndarray]:
+def desk_frames(clip: Path = DESK_CLIP, count: int = 12) -> list[np.ndarray]:
     """`count` frames spread evenly over the clip."""
     cap = cv2.VideoCapture(str(clip))
     frames = []
@@ -94,7 +92,7 @@ def main() -> None:
     parser.add_argument("--conf", type=float, nargs="*", default=[], help="confidences (default: the model's)")
     args = parser.parse_args()
     frames = desk_frames()
-    photos = {(s, c): single_hand_photos(DATA / s / "valid", i) for s in SETS for c, i in CLASSES.items()}
+    photos = {(s, c): single_hand_photos(SHARED_DATA / s / "valid", i) for s in SETS for c, i in CLASSES.items()}
     for weights in args.weights:
         engine = DetectionEngine(weights)
         d = engine.defaults

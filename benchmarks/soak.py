@@ -41,10 +41,9 @@ import numpy as np
 from app.monitor import MonitorConfig, MonitorSet
 from app.outputs import VideoWriter
 from app.records import RecordStore
-from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.runtime import DEFAULT_WEIGHTS, DESK_CLIP
 from app.service import DetectionService, LiveSession, RunOptions
 
-DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "hand_desk.mp4"
 SAMPLE_EVERY = 1000
 
 
@@ -81,7 +80,7 @@ def frames(clip: Path, size: int) -> Iterator[np.ndarray]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--source", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--source", type=Path, default=DESK_CLIP)
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--run-frames", type=int, default=1000, help="frames per live run")
     parser.add_argument("--imgsz", type=int, default=160)

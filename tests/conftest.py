@@ -16,9 +16,8 @@ from helpers import postgres_cluster
 
 import app  # noqa: F401  (offline environment and BRA registration before Ultralytics is used)
 from app import export
-from app.runtime import ROOT
+from app.runtime import ROOT, SHARED_DATA
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
 BANDSAW_NAMES = ["Glove_Blue", "Glove_White", "glove_steel", "glove_steel_b", "hand", "head"]
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import reference_bra

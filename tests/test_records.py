@@ -598,6 +598,7 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
         as_writer.start_run(make_run("r1", "2026-11-16T08:00:00.000+00:00"))
         as_writer.add_frame("r1", [make_detection("r1", 0)])
         as_writer.save_event(event := make_event("r1"))
+        as_writer.save_event(pending := make_event("r1"))  # left for the reader to try to acknowledge
         as_writer.save_monitor(MonitorRow(name="bench", source="0", updated_at=utc_now()))
         as_writer.add_recording(
             RecordingRow(monitor="bench", kind="segment", path="s.mp4", started_at="a", ended_at="b")
@@ -611,11 +612,11 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
         as_reader = RecordStore(postgres_url.replace("postgres@", f"{reader}@"))
         try:
             assert [d.run_id for d in as_reader.detections(start="2026-11-16")] == ["r1"]
-            assert len(as_reader.events(run_id="r1")) == 1
+            assert len(as_reader.events(run_id="r1")) == 2
             with pytest.raises(RecordsError, match="permission denied"):
                 as_reader.start_run(make_run("r2", "2026-11-16T09:00:00.000+00:00"))
             with pytest.raises(RecordsError, match="permission denied"):
-                as_reader.acknowledge(event.id, "Ben")
+                as_reader.acknowledge(pending.id, "Ben")
             assert [m.name for m in as_reader.monitors()] == ["bench"] and as_reader.recordings()[0].pruned_at
             assert [r.id for r in as_reader.runs()] == ["r1"]  # the store goes on after the refusal
         finally:
@@ -703,8 +704,12 @@ def test_monitor_events_clips_and_acknowledgements(store: RecordStore) -> None:
     assert (got[0].closed, got[0].end_frame, got[0].clip, got[0].acknowledged_by) == (
         True, 9, "exports/recordings/bandsaw-1/events/1.mp4", "Ana")  # fmt: skip
     assert store.monitor_events(["bandsaw-1"], since="2999-01-01") == {"bandsaw-1": []}
+    assert store.acknowledge(event.id, "  ").acknowledged_by == "Ana"  # acknowledged already: no name needed
+    pending = make_event("other")
+    store.save_event(pending)
     with pytest.raises(RecordsError, match="who acknowledges"):
-        store.acknowledge(event.id, "  ")
+        store.acknowledge(pending.id, "  ")
+    assert store.event(pending.id).acknowledged_by is None
     with pytest.raises(RecordsError, match="no event"):
         store.acknowledge(10_000, "Ana")
 
