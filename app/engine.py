@@ -70,7 +70,8 @@ class ModelDefaults:
 
     Calibrated values live in the checkpoint under a `defaults` key (`{"imgsz": ..., "conf": ..., "iou": ...,
     "agnostic": ...}`, written by `python -m app calibrate`); a model without them runs at its training size and
-    `DEFAULT_CONF`. `agnostic`: NMS across classes, so one hand gets one box (gloved or bare, not both).
+    `DEFAULT_CONF`. Exports carry their checkpoint's in their metadata (`app.export.checkpoint_defaults`), the size
+    being the export's own where its input is static. `agnostic`: NMS across classes, so one hand gets one box.
     """
 
     imgsz: int = DEFAULT_IMGSZ
@@ -178,10 +179,12 @@ class DetectionEngine:
             raise ModelError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.weights, self.runtime = Path(weights), runtime
         task, self.fixed_imgsz = None, None  # an export with a static input runs at its own size only
+        exported_defaults = None  # the calibrated defaults an export carries from its checkpoint
         self._stored_precision = "fp32"  # what an OpenVINO export folder stores
         if is_openvino_folder(self.weights):
             info = _export_info(self.weights, read_openvino_info)
             task, self.fixed_imgsz, self._stored_precision = info.task, info.input_hw, info.precision
+            exported_defaults = info.defaults
             self.sha256, self.format = folder_sha256(self.weights), "openvino"
         else:
             if not self.weights.is_file():
@@ -194,6 +197,7 @@ class DetectionEngine:
                 _check_size(self.weights)
                 info = _export_info(self.weights, read_onnx_info)
                 task, self.fixed_imgsz, self.format = info.task, info.input_hw, "onnx"
+                exported_defaults = info.defaults
             else:
                 check_checkpoint_archive(self.weights)
                 self.format = "torch"
@@ -220,7 +224,8 @@ class DetectionEngine:
         self._names = dict(self.model.names)  # read once: for exports Ultralytics builds a predictor per access
         ckpt = getattr(self.model, "ckpt", None) or {}
         train_imgsz = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
-        self.defaults = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, train_imgsz)
+        stored = ckpt.get("defaults") if isinstance(ckpt, dict) else None
+        self.defaults = ModelDefaults.of(exported_defaults or stored, train_imgsz)
         if self.fixed_imgsz:
             self.defaults = replace(self.defaults, imgsz=self.fixed_imgsz[0])
         self._lock = threading.Lock()  # one Ultralytics predictor per model: calls must not interleave

@@ -110,11 +110,15 @@ def evaluate(
     model: YOLO | None = None,
     matrix_conf: float = MATRIX_CONF,
     agnostic: bool = False,
+    square: bool = False,
 ) -> Evaluation:
     """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou` (across classes with
     `agnostic`); plots (PR curve, confusion matrix at `matrix_conf`) go to `plots_dir` (default
     `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
     `model`, if given, is `weights` already loaded (the CLI's checked engine), so the file is not read again.
+    `square` scores a checkpoint on the square `imgsz` canvas a static export takes: otherwise Ultralytics' validator
+    batches a checkpoint's images by aspect ratio with half a stride of padding (a 640x640 photo runs at 672x672),
+    which moves mAP50-95 on `gloves/` valid by 0.1, so an export scored beside its checkpoint must be scored alike.
 
     Raises:
         DatasetError: The dataset YAML is unusable.
@@ -139,6 +143,7 @@ def evaluate(
         split=split,
         iou=iou,
         agnostic_nms=agnostic,
+        rect=not square,
         batch=batch,
         device=device,
         plots=True,

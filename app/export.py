@@ -59,6 +59,7 @@ Hint = Literal["f32", "bf16", "f16"]
 CPU lacks the type)."""
 
 MAX_METADATA_BYTES = 2**20  # Ultralytics writes ~0.5 kB
+MAX_DEFAULTS_CHARS = 1024  # an ONNX export's `defaults` entry: ~70 characters
 MAX_XML_BYTES = 16 * 2**20  # the graph: ~0.5 MB for BRA-YOLO11n
 MAX_BIN_BYTES = 200 * 2**20  # the weights; also the limit on checkpoints (engine.MAX_CHECKPOINT_BYTES)
 CALIBRATION_IMAGES = 300  # NNCF's own default calibration subset
@@ -94,14 +95,16 @@ class AccuracyCheck:
 
 @dataclass(frozen=True)
 class ExportInfo:
-    """What an export declares: its task, class names, input size (None where dynamic), stored precision and the
-    accuracy check recorded in it, if any."""
+    """What an export declares: its task, class names, input size (None where dynamic), stored precision, the
+    accuracy check recorded in it, if any, and the calibrated defaults of its checkpoint (the checkpoint's
+    `defaults` entry as stored, for the engine to validate; None where it had none)."""
 
     task: str
     names: dict[int, str]
     input_hw: tuple[int, int] | None
     precision: Precision = "fp32"
     check: AccuracyCheck | None = None
+    defaults: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ def export_onnx(
     Static exports run at `imgsz` (a square, or height and width) only; dynamic ones take any batch and any size
     (multiple of 32). `model`, if given, is `weights` already loaded (the exporter works on a copy of it).
     """
+    import onnx  # imported here, as in read_onnx_info
+
     weights = Path(weights)
     size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
     try:
@@ -142,6 +147,11 @@ def export_onnx(
         exported = Path(model.export(format="onnx", imgsz=size, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
         raise ModelExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
+    defaults = checkpoint_defaults(model)
+    if defaults is not None:  # beside Ultralytics' metadata, which has no place for them
+        graph = onnx.load(str(exported))
+        graph.metadata_props.add(key="defaults", value=json.dumps(defaults))
+        onnx.save(graph, str(exported))
     if out is not None and exported.resolve() != Path(out).resolve():
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
@@ -189,7 +199,8 @@ def export_openvino(
             else {}
         )
         try:
-            exported = YOLO(str(source)).export(
+            model = YOLO(str(source))
+            exported = model.export(
                 format="openvino",
                 imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
                 quantize=_QUANTIZE[precision],
@@ -199,11 +210,25 @@ def export_openvino(
             raise ModelExportError(
                 f"{weights.name}: OpenVINO {precision} export failed: {type(e).__name__}: {e}"
             ) from e
+        defaults = checkpoint_defaults(model)
+        if defaults is not None:
+            _update_metadata(Path(exported), "defaults", defaults)
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
     return out
+
+
+def checkpoint_defaults(model: YOLO) -> dict | None:
+    """A loaded checkpoint's calibrated `defaults` entry (`python -m app calibrate`), which its exports carry in
+    their metadata so that they run as the checkpoint does; None where it has none."""
+    ckpt = getattr(model, "ckpt", None)
+    return _mapping(ckpt.get("defaults")) if isinstance(ckpt, dict) else None
+
+
+def _mapping(value: object) -> dict | None:
+    return value if isinstance(value, dict) else None
 
 
 def openvino_export_path(weights: str | Path, precision: Precision = "fp32") -> Path:
@@ -216,10 +241,15 @@ def openvino_export_path(weights: str | Path, precision: Precision = "fp32") -> 
 
 def record_check(folder: str | Path, check: AccuracyCheck) -> None:
     """Keep an accuracy check in an OpenVINO export's `metadata.yaml` (replacing an earlier one)."""
-    path = Path(folder) / "metadata.yaml"
-    meta = read_yaml_mapping(path, ModelExportError, f"{Path(folder).name}/metadata.yaml")
-    meta["accuracy_check"] = {"source_sha256": check.source_sha256, "map50_loss": round(check.map50_loss, 4),
-                              "data": list(check.data)}  # fmt: skip
+    _update_metadata(Path(folder), "accuracy_check", {"source_sha256": check.source_sha256,
+                     "map50_loss": round(check.map50_loss, 4), "data": list(check.data)})  # fmt: skip
+
+
+def _update_metadata(folder: Path, key: str, value: object) -> None:
+    """Set one entry of an OpenVINO export's `metadata.yaml`, replacing an earlier one."""
+    path = folder / "metadata.yaml"
+    meta = read_yaml_mapping(path, ModelExportError, f"{folder.name}/metadata.yaml")
+    meta[key] = value
     atomic_write(path, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).encode())
 
 
@@ -401,7 +431,11 @@ def read_onnx_info(path: str | Path) -> ExportInfo:
     names = _parse_names(meta["names"])
     dims = model.graph.input[0].type.tensor_type.shape.dim
     h, w = (d.dim_value if d.HasField("dim_value") else None for d in dims[2:4])
-    return ExportInfo(meta["task"], names, (h, w) if h and w else None)
+    try:
+        defaults = json.loads(meta["defaults"][:MAX_DEFAULTS_CHARS]) if "defaults" in meta else None
+    except ValueError:
+        defaults = None  # unreadable: the engine falls back as for a model without them
+    return ExportInfo(meta["task"], names, (h, w) if h and w else None, defaults=_mapping(defaults))
 
 
 def read_openvino_info(folder: str | Path) -> ExportInfo:
@@ -603,7 +637,7 @@ def _read_metadata(path: Path) -> ExportInfo:
     if precision is None and args.get("quantize") not in (None, 32):
         raise ModelExportError(f"{where}: unknown quantize {str(args.get('quantize'))[:20]!r}")
     return ExportInfo(task, names, None if args.get("dynamic") else (imgsz[0], imgsz[1]), precision or "fp32",
-                      _read_check(meta.get("accuracy_check")))  # fmt: skip
+                      _read_check(meta.get("accuracy_check")), _mapping(meta.get("defaults")))  # fmt: skip
 
 
 def _read_check(stored: object) -> AccuracyCheck | None:

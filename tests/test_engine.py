@@ -226,3 +226,22 @@ def test_oversized_checkpoints_are_refused_before_reading(tmp_path: Path) -> Non
         f.truncate(201 * 2**20)
     with pytest.raises(ModelError, match="over the 200 MB limit"):
         DetectionEngine(path)
+
+
+def test_exports_carry_the_checkpoints_calibrated_defaults(trained_models: dict, tmp_path: Path) -> None:
+    """An exported model runs at its checkpoint's calibrated confidence and IoU, at the export's own size; an
+    export of a checkpoint without them falls back as that checkpoint does."""
+    from app.calibration import store_defaults
+    from app.export import export_onnx, export_openvino
+
+    weights = tmp_path / "calibrated.pt"
+    weights.write_bytes(trained_models["detect"][0].read_bytes())
+    store_defaults(weights, ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True, agnostic=True))
+    onnx_file = export_onnx(weights, imgsz=128, out=tmp_path / "calibrated.onnx")
+    folder = export_openvino(weights, imgsz=128, out=tmp_path / "calibrated_openvino_model")
+    for exported in (onnx_file, folder):
+        engine = DetectionEngine(exported)
+        assert engine.defaults == ModelDefaults(imgsz=128, conf=0.35, iou=0.6, calibrated=True, agnostic=True)
+        assert engine.settings() == RunSettings(conf=0.35, iou=0.6, imgsz=128, agnostic=True)
+    uncalibrated = export_onnx(trained_models["detect"][0], imgsz=128, out=tmp_path / "plain.onnx")
+    assert DetectionEngine(uncalibrated).defaults == ModelDefaults(imgsz=128, conf=0.25, iou=0.7, calibrated=False)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from app.engine import DetectionEngine
+from app.export import checked_int8, file_sha256, openvino_export_path
 from app.nn import BiLevelRoutingAttention
 from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
 
@@ -80,3 +81,22 @@ def test_desk_clip_bare_hand_and_false_gloves(engine: DetectionEngine, shared_da
 
 def test_default_weights_are_the_model_that_scores_best_on_real_scenes() -> None:
     assert DEFAULT_WEIGHTS == ROOT / "models" / "weights" / "gloves-n.pt" and DEFAULT_WEIGHTS.is_file()  # card
+
+
+def test_int8_export_of_the_default_model_is_checked_and_finds_hands_as_the_checkpoint(shared_data: Path) -> None:
+    """The INT8 OpenVINO export shipped beside the default model (`python -m app export --int8`, models/README.md):
+    made from this very checkpoint, within 0.01 mAP50 of it on both valid sets (recorded), at its defaults, and
+    finding real hands as the checkpoint's thresholds ask."""
+    folder = openvino_export_path(DEFAULT_WEIGHTS, "int8")
+    checkpoint = DetectionEngine(DEFAULT_WEIGHTS)
+    assert checked_int8(DEFAULT_WEIGHTS, file_sha256(DEFAULT_WEIGHTS), checkpoint.defaults.imgsz) == folder
+    engine = DetectionEngine(folder)
+    assert engine.defaults == checkpoint.defaults
+    d = engine.defaults
+    bare, gloved, _ = desk_counts(engine, desk_frames(shared_data / "videos" / "hand_desk.mp4"), d.imgsz, d.conf)
+    least, most = DESK[DEFAULT_WEIGHTS.name]
+    assert bare >= least and gloved <= most, (bare, gloved)
+    for class_name in CLASSES:
+        photos = single_hand_photos(shared_data / "gloves-scenes" / "valid", CLASSES[class_name])
+        found = hands_found(engine, photos, class_name, d.imgsz, d.conf)
+        assert found >= FOUND_AT_LEAST[DEFAULT_WEIGHTS.name, "gloves-scenes", class_name], (class_name, found)
