@@ -195,7 +195,7 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
     with gr.Row():
         cam = gr.Image(sources=["webcam"], streaming=True, label="Camera", elem_id="cam",
                        webcam_options=gr.WebcamOptions(mirror=False))  # fmt: skip
-        # JPEG: Gradio's default WebP took ~35-65 ms to encode a 640x640 result here (JPEG 2.5), as long as the model
+        # JPEG: Gradio's default WebP took 35-65 ms to encode a 640x640 result here, about one inference (JPEG 2.5 ms)
         cam_out = gr.Image(label="Live result", elem_id="cam-out", interactive=False, format="jpeg")
     status = gr.HTML(elem_id="live-status")
     counts = gr.Dataframe(views.counts_table(None), label="This frame", elem_id="live-counts")

@@ -61,6 +61,7 @@ DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
 """NMS IoU for a model that stores no calibrated default (Ultralytics' own)."""
 DEFAULT_IMGSZ = 640
+MAX_IMGSZ = 4096  # a typed or stored size beyond any camera's: a 100,000 px canvas would take gigabytes
 """Inference size for a model that stores neither a default nor its training size."""
 
 
@@ -82,14 +83,14 @@ class ModelDefaults:
 
     @classmethod
     def of(cls, stored: object, train_imgsz: object) -> ModelDefaults:
-        """From a checkpoint's `defaults` entry (if valid) or else its training size."""
+        """From a `defaults` entry as a checkpoint or an export stores it (if valid), or else the training size."""
         if isinstance(stored, dict):
             try:
                 imgsz, conf, iou = int(stored["imgsz"]), float(stored["conf"]), float(stored["iou"])
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
                 pass
             else:
-                if imgsz >= 32 and 0 < conf < 1 and 0 < iou <= 1:
+                if 32 <= imgsz <= MAX_IMGSZ and 0 < conf < 1 and 0 < iou <= 1:
                     return cls(imgsz, conf, iou, calibrated=True, agnostic=stored.get("agnostic") is True)
         size = train_imgsz[0] if isinstance(train_imgsz, (list, tuple)) and train_imgsz else train_imgsz
         return cls(imgsz=size if isinstance(size, int) and size >= 32 else DEFAULT_IMGSZ)
@@ -126,8 +127,8 @@ class RunSettings:
         """These settings, if valid for a model with these class names; else `ModelError` saying why."""
         if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
             raise ModelError(f"confidence and IoU must be in 0..1, got conf={self.conf}, iou={self.iou}")
-        if self.imgsz < 32:
-            raise ModelError(f"image size must be >= 32, got {self.imgsz}")
+        if not 32 <= self.imgsz <= MAX_IMGSZ:
+            raise ModelError(f"image size must be 32..{MAX_IMGSZ}, got {self.imgsz}")
         unknown = [c for c in self.classes or () if c not in names]
         if unknown:
             raise ModelError(f"unknown class ids {unknown}; this model has {len(names)} classes")

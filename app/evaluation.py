@@ -133,7 +133,7 @@ def evaluate(
     if not images:
         raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
     name = f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}" + (f"-iou{iou:g}" if iou != DEFAULT_IOU else "")
-    name += "-agnostic" if agnostic else ""
+    name += ("-agnostic" if agnostic else "") + ("-square" if square else "")
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
     metrics = model.val(

@@ -221,10 +221,13 @@ def export_openvino(
 
 
 def checkpoint_defaults(model: YOLO) -> dict | None:
-    """A loaded checkpoint's calibrated `defaults` entry (`python -m app calibrate`), which its exports carry in
-    their metadata so that they run as the checkpoint does; None where it has none."""
+    """A loaded checkpoint's calibrated defaults (`python -m app calibrate`), checked and reduced to their known keys,
+    which its exports carry in their metadata so that they run as the checkpoint does; None where it has none."""
+    from .engine import ModelDefaults  # here: the engine imports this module
+
     ckpt = getattr(model, "ckpt", None)
-    return _mapping(ckpt.get("defaults")) if isinstance(ckpt, dict) else None
+    defaults = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, None)
+    return defaults.as_dict() if defaults.calibrated else None
 
 
 def _mapping(value: object) -> dict | None:
@@ -431,10 +434,11 @@ def read_onnx_info(path: str | Path) -> ExportInfo:
     names = _parse_names(meta["names"])
     dims = model.graph.input[0].type.tensor_type.shape.dim
     h, w = (d.dim_value if d.HasField("dim_value") else None for d in dims[2:4])
+    stored = meta.get("defaults", "")
     try:
-        defaults = json.loads(meta["defaults"][:MAX_DEFAULTS_CHARS]) if "defaults" in meta else None
-    except ValueError:
-        defaults = None  # unreadable: the engine falls back as for a model without them
+        defaults = json.loads(stored) if 0 < len(stored) <= MAX_DEFAULTS_CHARS else None
+    except (ValueError, RecursionError):
+        defaults = None  # unreadable or oversized: the engine falls back as for a model without them
     return ExportInfo(meta["task"], names, (h, w) if h and w else None, defaults=_mapping(defaults))
 
 

@@ -359,7 +359,10 @@ class RecordStore:
         self._tx(lambda db: db.execute(  # `IS NULL`: of two acknowledging at once, the first to write stands
             "UPDATE events SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ? AND acknowledged_by IS NULL",
             (by.strip(), utc_now(), event_id)))  # fmt: skip
-        return self.event(event_id)
+        event = self.event(event_id)
+        if event is None:  # deleted in between (retention)
+            raise RecordsError(f"no event {event_id} in the records")
+        return event
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id)))

@@ -351,13 +351,13 @@ def monitor_cards(views: list[MonitorView], now: datetime, served: Sequence[str 
             if row.latest_frame:  # on another machine (shared records), or outside the folders this console serves
                 why = f"latest frame not readable here: {row.latest_frame} on {row.host or 'an unknown host'}"
             frame = f'<div class="monitor-noframe">{html.escape(why)}</div>'
-        unacknowledged = sum(1 for e in view.events if not e.acknowledged_by)
+        waiting = sum(map(unacknowledged, view.events))
         facts = [("State", "monitor-state", view.state), ("fps", "monitor-fps", monitor_fps(view)),
                  ("Last frame", "monitor-last", _ago(row.last_frame_at, now)),
                  ("Frames", "monitor-frames", str(row.frames)), ("Policy", "monitor-policy", row.policy or "none"),
                  ("Source", "monitor-source", redact(row.source)),
                  ("Events today", "monitor-events", str(len(view.events))),
-                 ("Not acknowledged", "monitor-unacknowledged", str(unacknowledged))]  # fmt: skip
+                 ("Not acknowledged", "monitor-unacknowledged", str(waiting))]  # fmt: skip
         dl = "".join(f'<dt>{t}</dt><dd class="{c}">{html.escape(v)}</dd>' for t, c, v in facts)
         message = f'<div class="monitor-message">{html.escape(redact(row.message))}</div>' if row.message else ""
         cards.append(

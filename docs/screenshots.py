@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+from app.runtime import DESK_CLIP, SHARED_DATA  # noqa: E402  (helpers put the project on the path)
+
 OUT = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1100}
 
@@ -45,8 +46,8 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, default=None, help="scene photo (default: one from gloves-scenes/valid)")
     args = parser.parse_args()
     # Two bare hands in a held-apart scene photo that the default model finds: "gloves" answers VIOLATION.
-    photo = args.photo or SHARED / "gloves-scenes" / "valid" / "images" / "995661e40318.jpg"
-    clip = SHARED / "videos" / "hand_desk.mp4"
+    photo = args.photo or SHARED_DATA / "gloves-scenes" / "valid" / "images" / "995661e40318.jpg"
+    clip = DESK_CLIP
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

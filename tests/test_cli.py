@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 
 from app.cli import main
 from app.records import RecordStore
-from app.runtime import ROOT
+from app.runtime import DESK_CLIP, ROOT
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _detect(weights: Path, source: Path | str, out: Path, *extra: str) -> int:
 
 @pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
-    clip = shared_data / "videos" / "hand_desk.mp4"
+    clip = DESK_CLIP
     book = tmp_path / "clip.xlsx"
     assert _detect(weights, clip, tmp_path, "--stride", "30", "--policy", "bandsaw", "--excel", str(book)) == 0
     out = capsys.readouterr().out
@@ -91,7 +91,7 @@ def test_truncated_video_is_processed_up_to_the_cut_and_exits_3(weights: Path, t
 
 
 def test_real_clip_cut_short_is_unreadable_and_exits_2(weights: Path, shared_data: Path, tmp_path: Path, capsys):
-    clip = (shared_data / "videos" / "hand_desk.mp4").read_bytes()  # its index sits at the end of the file
+    clip = DESK_CLIP.read_bytes()  # its index sits at the end of the file
     (tmp_path / "cut.mp4").write_bytes(clip[: len(clip) // 2])
     assert _detect(weights, tmp_path / "cut.mp4", tmp_path / "out") == 2
     assert "cut.mp4: not a readable video" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from app.records import RecordStore
-from app.runtime import ROOT, WEIGHTS_DIR
+from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
 from webui import check_access
 
 pytestmark = pytest.mark.browser  # a console server and headless Chromium
@@ -120,7 +120,7 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
 
 def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared_data: Path) -> None:
     _tab(page, "Video")
-    page.locator("#video-in input[type=file]").set_input_files(str(shared_data / "videos" / "hand_desk.mp4"))
+    page.locator("#video-in input[type=file]").set_input_files(str(DESK_CLIP))
     expect(page.locator("#video-in")).to_contain_text("hand_desk", timeout=30000)
     stride = page.locator("#stride input[type=number]")
     stride.fill("15")
@@ -192,7 +192,7 @@ def _stop_live(page: Page) -> str:
 def test_live_camera_updates_repeatedly_and_is_recorded(
     playwright: Playwright, console: dict, shared_data: Path, tmp_path: Path
 ) -> None:
-    browser = _fake_camera_browser(playwright, y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m"))
+    browser = _fake_camera_browser(playwright, y4m(DESK_CLIP, tmp_path / "cam.y4m"))
     try:
         page = _start_live(browser, console["url"])
         counts = []
@@ -219,7 +219,7 @@ def test_live_camera_rate_and_latency_with_the_shipped_model(
 ) -> None:
     """What an operator's camera gets from the default glove model at 320 and 640 (issue 17: >= 12 results/s,
     median frame-to-result latency < 100 ms at 640 on the 2-core CPU): printed, and the run recorded at that size."""
-    clip = y4m(shared_data / "videos" / "hand_desk.mp4", tmp_path / "cam.y4m", size=640)
+    clip = y4m(DESK_CLIP, tmp_path / "cam.y4m", size=640)
     browser = _fake_camera_browser(playwright, clip)
     try:
         page = _start_live(browser, console["url"], model="gloves-n.pt", imgsz=imgsz)

@@ -20,6 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from app import views
 from app.outputs import write_jpeg
 from app.records import RecordStore, utc_now
+from app.runtime import DESK_CLIP
 from app.schema import EventRow, MonitorRow, RecordingRow, RunRow
 from app.service import MonitorView
 
@@ -423,7 +424,7 @@ def test_monitors_tab_shows_a_real_monitor_started_by_the_console(tmp_path: Path
     config.write_text(
         f"recordings: {{folder: {exports / 'recordings'}}}\n"
         "monitors:\n"
-        f"  - {{name: desk, source: {shared_data / 'videos' / 'hand_desk.mp4'}, loop: true, imgsz: 160, fps: 4, "
+        f"  - {{name: desk, source: {DESK_CLIP}, loop: true, imgsz: 160, fps: 4, "
         "policy: gloves}\n"
     )
     args = ["--exports", str(exports), "--monitors", str(config)]

@@ -104,8 +104,10 @@ def test_class_filter_and_settings_checks(detector: DetectionEngine) -> None:
         detector.settings(conf=1.5)
     with pytest.raises(ModelError, match="unknown class ids"):
         RunSettings(classes=(42,)).check(detector.names)
-    with pytest.raises(ModelError, match="image size must be >= 32"):
+    with pytest.raises(ModelError, match=r"image size must be 32\.\.4096, got 16$"):
         detector.settings(imgsz=16)
+    with pytest.raises(ModelError, match=r"image size must be 32\.\.4096, got 100000"):
+        detector.settings(imgsz=100_000)  # a typo: gigabytes of canvas
 
 
 def test_settings_start_from_the_model_defaults(detector: DetectionEngine) -> None:

@@ -59,9 +59,9 @@ def test_a_checkpoint_scored_square_scores_as_its_static_export(shared_data: Pat
     data = ROOT / "datasets" / "gloves.yaml"
     folder = export_openvino(DEFAULT_WEIGHTS, imgsz=640, out=tmp_path / "gloves-n_openvino_model")
     square, export, aspect = (
-        evaluate(weights, data, imgsz=640, square=square, plots_dir=tmp_path / name)
-        for name, weights, square in [("square", DEFAULT_WEIGHTS, True), ("export", folder, False),
-                                      ("aspect", DEFAULT_WEIGHTS, False)]
+        evaluate(weights, data, imgsz=640, square=on_square, plots_dir=tmp_path / name)
+        for name, weights, on_square in [("square", DEFAULT_WEIGHTS, True), ("export", folder, False),
+                                         ("aspect", DEFAULT_WEIGHTS, False)]
     )  # fmt: skip
     assert (export.map50, export.map50_95) == pytest.approx((square.map50, square.map50_95), abs=0.003)
     assert abs(aspect.map50_95 - export.map50_95) > 0.05  # the canvas, not the runtime, made the difference

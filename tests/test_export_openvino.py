@@ -250,3 +250,42 @@ def test_cli_exports_openvino_and_the_engine_runs_it(trained_models: dict, tmp_p
                      "--conf", "0.002", "--imgsz", "640"]) == 0  # fmt: skip
     (run,) = RecordStore(out / "records.sqlite").runs()
     assert (run.model, run.model_sha256, run.imgsz) == (str(folder), engine.sha256, 96)  # the size it ran at
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{"imgsz": float("inf"), "conf": 0.3, "iou": 0.5}, {"imgsz": 10**9, "conf": 0.3, "iou": 0.5},
+     {"imgsz": 96, "conf": "high", "iou": 0.5}, ["not", "a", "mapping"], "0.3"],
+)  # fmt: skip
+def test_bad_stored_defaults_fall_back_without_failing(export_copy: Path, stored: object) -> None:
+    """A malformed `defaults` entry in an export is not trusted: the model runs at its size and the usual thresholds."""
+    from app.engine import DEFAULT_CONF, DEFAULT_IOU, DetectionEngine, ModelDefaults
+
+    meta = export_copy / "metadata.yaml"
+    meta.write_text(yaml.safe_dump({**yaml.safe_load(meta.read_text()), "defaults": stored}))
+    assert DetectionEngine(export_copy).defaults == ModelDefaults(IMGSZ, DEFAULT_CONF, DEFAULT_IOU, calibrated=False)
+
+
+def test_export_check_scores_the_checkpoint_on_the_exports_canvas(
+    checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The FP16 / INT8 check scores the source checkpoint as the static export runs (`square`), so that a padding
+    difference is not read as a precision loss; the difference is recorded in the export."""
+    from types import SimpleNamespace
+
+    from app import cli
+
+    calls = []
+
+    def scored(weights, data, **kwargs):
+        calls.append((Path(weights), kwargs.get("square", False)))
+        return SimpleNamespace(map50=0.5 if Path(weights).suffix == ".pt" else 0.495, map50_95=0.3)
+
+    monkeypatch.setattr(cli, "run_evaluation", scored)
+    folder = tmp_path / "half_openvino_model"
+    assert cli.main(["export", "--weights", str(checkpoints["detect"]), "--format", "openvino", "--half",
+                     "--imgsz", str(IMGSZ), "--out", str(folder), "--check-data", "a.yaml", "b.yaml"]) == 0  # fmt: skip
+    assert calls == [(checkpoints["detect"], True), (folder, False)] * 2
+    check = read_openvino_info(folder).check
+    assert check is not None and check.map50_loss == pytest.approx(0.005) and check.data == ("a.yaml", "b.yaml")
+    assert "largest mAP50 loss 0.005" in capsys.readouterr().out

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from app.engine import DetectionEngine
-from app.export import checked_int8, file_sha256, openvino_export_path
+from app.export import checked_int8, file_sha256, openvino_export_path, read_openvino_info
 from app.nn import BiLevelRoutingAttention
-from app.runtime import DEFAULT_WEIGHTS, ROOT, WEIGHTS_DIR
+from app.runtime import DEFAULT_WEIGHTS, DESK_CLIP, ROOT, WEIGHTS_DIR
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from real_hands import CLASSES, PHOTOS_PER_CLASS, desk_counts, desk_frames, hands_found, single_hand_photos
@@ -35,7 +35,7 @@ FOUND_AT_LEAST = {  # measured 5, 6, 8, 8 (gloves-n.pt) and 6, 6, 8, 8 (gloves-b
     ("gloves-bra-n.pt", "gloves", "bare_hand"): 7,
 }
 # Desk clip, of 12 frames: (frames with the bare hand >=, false gloved_hand boxes <=); measured (6, 0) and (2, 0).
-DESK = {"gloves-n.pt": (5, 0), "gloves-bra-n.pt": (1, 0)}
+DESK = {"gloves-n.pt": (5, 0), "gloves-bra-n.pt": (1, 0), "gloves-n_int8_openvino_model": (4, 0)}  # INT8: (5, 0)
 # Boxes on a blank frame (black, grey, white); measured: none.
 BLANK_AT_MOST: dict[tuple[str, int], int] = {}
 
@@ -74,7 +74,7 @@ def test_desk_clip_bare_hand_and_false_gloves(engine: DetectionEngine, shared_da
     """One bare hand over a desk, from a camera nobody trained on: found in how many of 12 frames, and how many
     false gloves (there is no glove in the clip)."""
     d = engine.defaults
-    bare, gloved, _ = desk_counts(engine, desk_frames(shared_data / "videos" / "hand_desk.mp4"), d.imgsz, d.conf)
+    bare, gloved, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
     least, most = DESK[engine.weights.name]
     assert bare >= least and gloved <= most, (bare, gloved)
 
@@ -90,11 +90,13 @@ def test_int8_export_of_the_default_model_is_checked_and_finds_hands_as_the_chec
     folder = openvino_export_path(DEFAULT_WEIGHTS, "int8")
     checkpoint = DetectionEngine(DEFAULT_WEIGHTS)
     assert checked_int8(DEFAULT_WEIGHTS, file_sha256(DEFAULT_WEIGHTS), checkpoint.defaults.imgsz) == folder
+    check = read_openvino_info(folder).check
+    assert set(check.data) == {"datasets/gloves-scenes.yaml", "datasets/gloves.yaml"} and check.map50_loss <= 0.01
     engine = DetectionEngine(folder)
     assert engine.defaults == checkpoint.defaults
     d = engine.defaults
-    bare, gloved, _ = desk_counts(engine, desk_frames(shared_data / "videos" / "hand_desk.mp4"), d.imgsz, d.conf)
-    least, most = DESK[DEFAULT_WEIGHTS.name]
+    bare, gloved, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
+    least, most = DESK[folder.name]
     assert bare >= least and gloved <= most, (bare, gloved)
     for class_name in CLASSES:
         photos = single_hand_photos(shared_data / "gloves-scenes" / "valid", CLASSES[class_name])
