@@ -46,9 +46,11 @@ class Controls:
     track: gr.Checkbox
     classes: gr.CheckboxGroup
     zone: gr.Textbox
+    augment: gr.Checkbox
 
     def inputs(self) -> list[gr.components.Component]:
-        return [self.model, self.conf, self.iou, self.classes, self.imgsz, self.track, self.policy, self.zone]
+        return [self.model, self.conf, self.iou, self.classes, self.imgsz, self.track, self.policy, self.zone,
+                self.augment]  # fmt: skip
 
 
 LAUNCH_OPTIONS = {"css": views.CSS, "head": views.PAGE_JS}
@@ -123,6 +125,8 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
                          label="Confidence", elem_id="conf")  # fmt: skip
         iou = gr.Slider(0.05, 1.0, value=d.iou, step=0.05, label="IoU (NMS)", elem_id="iou")
         track = gr.Checkbox(False, label="Track objects (unique counts in videos)")
+        augment = gr.Checkbox(RunOptions.augment_photos, label="Thorough on photos (test-time augmentation, ~3x the "
+                              "work; never on video)", elem_id="augment")  # fmt: skip
         gr.Checkbox(False, label="Mute the alarm", elem_id="alarm-mute")  # read by views.PAGE_JS in the page
     with gr.Row():
         classes = gr.CheckboxGroup(list(info.names.values()) if info else [], scale=3,
@@ -132,7 +136,7 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
     # A typed value outside the range is put back inside it (the run clamps it the same way).
     conf.input(lambda v: views.clamp(v, MIN_CONF, 1.0), conf, conf)
     iou.input(lambda v: views.clamp(v, 0.05, 1.0), iou, iou)
-    return Controls(model, policy, imgsz, conf, iou, track, classes, zone)
+    return Controls(model, policy, imgsz, conf, iou, track, classes, zone, augment)
 
 
 def _image_tab(service: DetectionService, controls: Controls) -> None:
@@ -367,11 +371,11 @@ def _refused(callback: Callable, error: GloveSafetyError) -> None:
     log.debug("details", exc_info=error)
 
 
-def _options(model, conf, iou, classes, imgsz, track, policy, zone) -> RunOptions:
+def _options(model, conf, iou, classes, imgsz, track, policy, zone, augment) -> RunOptions:
     return RunOptions(
         weights=model, conf=views.clamp(conf, MIN_CONF, 1.0), iou=views.clamp(iou, 0.05, 1.0),
         classes=tuple(classes or ()), imgsz=int(imgsz), track=bool(track),
-        policy=None if policy in (None, NO_POLICY) else policy, zone=zone or None,
+        policy=None if policy in (None, NO_POLICY) else policy, zone=zone or None, augment_photos=bool(augment),
     )  # fmt: skip
 
 

@@ -112,6 +112,8 @@ class RunSettings:
         track: Follow objects across video frames (ByteTrack), giving each a track id.
         tracker: Tracker settings YAML: Ultralytics' `bytetrack.yaml` or a path to a tuned copy.
         agnostic: NMS across classes: overlapping boxes of different classes (a hand as gloved and bare) keep one.
+        augment: Test-time augmentation (Ultralytics' `augment`): the frame also flipped and at two smaller scales,
+            the boxes merged before NMS; about 3x the work, PyTorch only (a checkpoint, never an export).
     """
 
     conf: float = DEFAULT_CONF
@@ -122,6 +124,7 @@ class RunSettings:
     track: bool = False
     tracker: str = TRACKER
     agnostic: bool = False
+    augment: bool = False
 
     def check(self, names: dict[int, str]) -> RunSettings:
         """These settings, if valid for a model with these class names; else `ModelError` saying why."""
@@ -230,7 +233,7 @@ class DetectionEngine:
         if self.fixed_imgsz:
             self.defaults = replace(self.defaults, imgsz=self.fixed_imgsz[0])
         self._lock = threading.Lock()  # one Ultralytics predictor per model: calls must not interleave
-        self._backends: dict[tuple[int, bool], Backend] = {}  # by (imgsz, on the CPU)
+        self._backends: dict[tuple[int, bool, bool], Backend] = {}  # by (imgsz, on the CPU, augment)
         self._exports: dict[tuple[ExportFormat, tuple[int, int]], YOLO] = {}  # by (format, canvas)
 
     @property
@@ -265,9 +268,11 @@ class DetectionEngine:
         track: bool = False,
         tracker: str = TRACKER,
         agnostic: bool | None = None,
+        augment: bool = False,
     ) -> RunSettings:
         """Checked settings for a run: the model's defaults where a value is None, the size a fixed-size export
-        needs, classes by name or id (None or empty = all)."""
+        needs, classes by name or id (None or empty = all). `augment` applies to a checkpoint in PyTorch only: an
+        export, or a runtime forced to ONNX Runtime / OpenVINO, runs without it (and the run records so)."""
         d = self.defaults
         return RunSettings(
             conf=d.conf if conf is None else float(conf),
@@ -278,6 +283,7 @@ class DetectionEngine:
             track=track,
             tracker=tracker,
             agnostic=d.agnostic if agnostic is None else agnostic,
+            augment=augment and self.format == "torch" and self.runtime in ("auto", "torch"),
         ).check(self.names)
 
     def backend(self, settings: RunSettings) -> Backend:
@@ -314,7 +320,7 @@ class DetectionEngine:
             frame = Frame(frame, 0, 0.0, "")
         s = settings or self.settings()
         kwargs = {"conf": s.conf, "iou": s.iou, "classes": list(s.classes) if s.classes else None, "imgsz": s.imgsz,
-                  "agnostic_nms": s.agnostic, "verbose": False}  # fmt: skip
+                  "agnostic_nms": s.agnostic, "augment": s.augment, "verbose": False}  # fmt: skip
         if s.device is not None:
             kwargs["device"] = s.device
         with self._lock:
@@ -330,7 +336,7 @@ class DetectionEngine:
 
     def _backend(self, s: RunSettings) -> Backend:
         """`backend`, with the lock held."""
-        key = (s.imgsz, _on_cpu(s.device))
+        key = (s.imgsz, _on_cpu(s.device), s.augment)
         if key not in self._backends:
             self._backends[key] = self._choose(*key)
         return self._backends[key]
@@ -343,8 +349,9 @@ class DetectionEngine:
         # an export per canvas: the frame's own, so it sees exactly what PyTorch would
         return self._export(_EXPORT_FORMAT[backend.runtime], self._canvas(image, s.imgsz))
 
-    def _choose(self, imgsz: int, cpu: bool) -> Backend:
-        """The backend for a size and device: the runtime asked for, or `auto`'s choice (module docstring)."""
+    def _choose(self, imgsz: int, cpu: bool, augment: bool = False) -> Backend:
+        """The backend for a size and device: the runtime asked for, or `auto`'s choice (module docstring); runs
+        with test-time augmentation go through PyTorch, where Ultralytics implements it."""
         if self.format == "onnx":
             return Backend("onnxruntime", "f32", model=self.model)
         if self.format == "openvino":
@@ -353,6 +360,8 @@ class DetectionEngine:
             precision = compiled if self._stored_precision == "fp32" else self._stored_precision
             return Backend("openvino", precision, model=self.model)
         if self.runtime == "torch" or (self.runtime == "auto" and not cpu):
+            return Backend("torch", "f32", model=self.model)
+        if augment:  # the run's stamp says so (runtime PyTorch, test-time augmentation): not a fallback to note
             return Backend("torch", "f32", model=self.model)
         square = self._square(imgsz)
         if self.runtime == "onnx":

@@ -63,6 +63,7 @@ class Evaluation:
     split: str
     iou: float  # the NMS IoU the validator ran with
     agnostic: bool  # NMS across classes
+    augment: bool  # test-time augmentation
     images: int
     precision: float
     recall: float
@@ -111,6 +112,7 @@ def evaluate(
     matrix_conf: float = MATRIX_CONF,
     agnostic: bool = False,
     square: bool = False,
+    augment: bool = False,
 ) -> Evaluation:
     """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou` (across classes with
     `agnostic`); plots (PR curve, confusion matrix at `matrix_conf`) go to `plots_dir` (default
@@ -119,6 +121,7 @@ def evaluate(
     `square` scores a checkpoint on the square `imgsz` canvas a static export takes: otherwise Ultralytics' validator
     batches a checkpoint's images by aspect ratio with half a stride of padding (a 640x640 photo runs at 672x672),
     which moves mAP50-95 on `gloves/` valid by 0.1, so an export scored beside its checkpoint must be scored alike.
+    `augment`: test-time augmentation, as the console and the CLI run photos (a checkpoint only).
 
     Raises:
         DatasetError: The dataset YAML is unusable.
@@ -133,7 +136,7 @@ def evaluate(
     if not images:
         raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
     name = f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}" + (f"-iou{iou:g}" if iou != DEFAULT_IOU else "")
-    name += ("-agnostic" if agnostic else "") + ("-square" if square else "")
+    name += ("-agnostic" if agnostic else "") + ("-square" if square else "") + ("-tta" if augment else "")
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
     metrics = model.val(
@@ -144,6 +147,7 @@ def evaluate(
         iou=iou,
         agnostic_nms=agnostic,
         rect=not square,
+        augment=augment,
         batch=batch,
         device=device,
         plots=True,
@@ -166,6 +170,7 @@ def evaluate(
         split=split,
         iou=iou,
         agnostic=agnostic,
+        augment=augment,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),

@@ -78,7 +78,8 @@ class RunSummary:
         lines = [
             f"Run {r.id} ({r.status}): {r.frames} frame(s) of {r.source}",
             f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, "
-            f"IoU {r.iou:g}{' across classes' if r.agnostic_nms else ''}, "
+            f"IoU {r.iou:g}{' across classes' if r.agnostic_nms else ''}"
+            f"{', test-time augmentation' if r.augment else ''}, "
             f"policy {r.policy or 'none'}, runtime {runtime_label(r.runtime, r.precision) or 'not recorded'}",
             f"  detections: {counts}",
         ]
@@ -261,4 +262,5 @@ class DetectionRun:
             runtime=self.backend.runtime,
             precision=self.backend.precision,
             agnostic_nms=s.agnostic,
+            augment=s.augment,
         )

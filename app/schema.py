@@ -108,6 +108,8 @@ class RunRow(Row):
     precision: str | None = column("TEXT", "Precision", kind=TEXT, console=False)
     agnostic_nms: bool = column("INTEGER NOT NULL DEFAULT 0", "NMS across classes", kind=FLAG, console=False,
                                 default=False)  # fmt: skip
+    augment: bool = column("INTEGER NOT NULL DEFAULT 0", "Test-time augmentation", kind=FLAG, console=False,
+                           default=False)  # fmt: skip  (schema 4)
 
 
 @dataclass
@@ -247,10 +249,11 @@ class GapRow(Row):
 
 ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow, MonitorRow, RecordingRow, GapRow)
 """Every table, in creation order (detections and events refer to runs)."""
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
-events.clip and the acknowledgement) and each run's runtime and precision. A store adds missing tables and columns
-when it opens a database."""
+events.clip and the acknowledgement) and each run's runtime and precision; 4: runs.augment (test-time augmentation;
+and runs.agnostic_nms for a PostgreSQL database made at 3 before it). A store adds missing tables and columns when
+it opens a database."""
 MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
 """`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
 cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""

@@ -187,7 +187,8 @@ def stamp(record: RunRow) -> str:
     """The settings that produced a result, in one line, ending with the runtime (where recorded)."""
     runtime = runtime_label(record.runtime, record.precision)
     return (f"Model **{Path(record.model).name}** at {record.imgsz} px, confidence {record.conf:g}, "
-            f"IoU {record.iou:g}, policy **{record.policy or 'none'}**"
+            f"IoU {record.iou:g}{' across classes' if record.agnostic_nms else ''}"
+            f"{', test-time augmentation' if record.augment else ''}, policy **{record.policy or 'none'}**"
             + (f", runtime **{runtime}**" if runtime else ""))  # fmt: skip
 
 

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/real_hands.py [--weights W.pt ...] [--imgsz N ...] [--conf C ...]
 
 Single hands: the first 8 photos (by name) of each valid split (`gloves-scenes`, `gloves`) labelled with exactly
-one hand, per class; a hand counts as found when a box of its class overlaps its label at IoU >= 0.5.
+one hand, per class; a hand counts as found when a box of its class overlaps its label at IoU >= 0.5; counted in
+one pass (as video frames run) and with test-time augmentation (as photos run by default).
 Desk clip: 12 frames sampled evenly from ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no
 glove): in how many frames the bare hand is found, and how many `gloved_hand` boxes (false: there is no glove)
 appear, with the highest confidence among them. Each model at its calibrated defaults unless sizes / confidences
@@ -46,9 +47,10 @@ def single_hand_photos(split: Path, class_id: int, count: int = PHOTOS_PER_CLASS
 
 
 def hands_found(engine: DetectionEngine, photos: list[tuple[Path, np.ndarray]], class_name: str, imgsz: int,
-                conf: float) -> int:  # fmt: skip
-    """Photos whose labelled hand gets a box of its class at IoU >= 0.5."""
-    settings = engine.settings(imgsz=imgsz, conf=conf)
+                conf: float, augment: bool = False) -> int:  # fmt: skip
+    """Photos whose labelled hand gets a box of its class at IoU >= 0.5 (`augment`: with test-time augmentation,
+    as the console and the CLI run photos by default)."""
+    settings = engine.settings(imgsz=imgsz, conf=conf, augment=augment)
     found = 0
     for image, box in photos:
         detections = engine.predict(cv2.imread(str(image)), settings, annotate=False).detections
@@ -99,9 +101,10 @@ def main() -> None:
         print(f"{weights.name}: defaults {d.as_dict()} ({'calibrated' if d.calibrated else 'not calibrated'})")
         for imgsz in args.imgsz or [d.imgsz]:
             for conf in args.conf or [d.conf]:
-                found = ", ".join(f"{s} {c} {hands_found(engine, p, c, imgsz, conf)}/{len(p)}"
-                                  for (s, c), p in photos.items())  # fmt: skip
-                print(f"  single hands at {imgsz}, confidence {conf:.2f}: {found}")
+                for augment in (False, True):  # photos run with test-time augmentation by default
+                    found = ", ".join(f"{s} {c} {hands_found(engine, p, c, imgsz, conf, augment)}/{len(p)}"
+                                      for (s, c), p in photos.items())  # fmt: skip
+                    print(f"  single hands at {imgsz}, confidence {conf:.2f}{', TTA' if augment else ''}: {found}")
                 bare, gloved, peak = desk_counts(engine, frames, imgsz, conf)
                 print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
                       f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip

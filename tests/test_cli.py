@@ -57,6 +57,18 @@ def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, 
     assert sorted(p.name for p in Path(run.output_dir, "images").iterdir()) == ["p0.jpg", "p1.jpg"]
 
 
+@pytest.mark.slow  # exports / several runs: outside the fast subset
+def test_photos_run_with_test_time_augmentation_unless_told_not_to(weights: Path, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 120, np.uint8))
+    assert _detect(weights, image, tmp_path / "on") == 0
+    assert "IoU 0.7, test-time augmentation, policy" in capsys.readouterr().out  # the summary says what ran
+    assert _detect(weights, image, tmp_path / "off", "--no-augment") == 0
+    assert "test-time augmentation" not in capsys.readouterr().out
+    ran = [RecordStore(tmp_path / out / "records.sqlite").runs()[0] for out in ("on", "off")]
+    assert [(r.augment, r.runtime) for r in ran] == [(True, "torch"), (False, ran[1].runtime)]
+
+
 def test_tracking_video_run_counts_unique_objects(weights: Path, tmp_path: Path, capsys) -> None:
     clip = make_video(tmp_path / "clip.mp4", frames=6)
     assert _detect(weights, clip, tmp_path / "out", "--track", "--classes", "hand", "Glove_Blue") == 0

@@ -400,13 +400,22 @@ def test_without_a_policy_there_is_no_verdict(page: Page, console: dict) -> None
 
 
 def test_result_is_stamped_with_its_settings(page: Page, console: dict) -> None:
-    _run_image(page, next((console["data"].parent / "valid" / "images").glob("*.jpg")))
-    stamp = page.locator("#image-saved").inner_text()
-    # (an earlier test's upload of the same model, the newest, may be the selected one)
-    assert re.search(r"Model tiny-detect(-\w{8})?\.pt at 96 px, confidence 0\.002, IoU 0\.7, policy none", stamp)
-    run_id = stamp.split("run ")[-1].strip(" )")
-    run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
-    assert (run.imgsz, run.conf, run.iou, run.policy) == (96, 0.002, 0.7, None)  # what the page says was used
+    photo = next((console["data"].parent / "valid" / "images").glob("*.jpg"))
+    stamps = []
+    for thorough in (True, False):  # photos run with test-time augmentation unless the box is cleared
+        if not thorough:
+            page.locator("#augment input").uncheck()
+        _run_image(page, photo)
+        expect(page.locator("#image-saved")).not_to_have_text(stamps[-1] if stamps else "", timeout=60000)
+        stamps.append(page.locator("#image-saved").inner_text())
+        # (an earlier test's upload of the same model, the newest, may be the selected one)
+        tta = ", test-time augmentation" if thorough else ""
+        assert re.search(rf"Model tiny-detect(-\w{{8}})?\.pt at 96 px, confidence 0\.002, IoU 0\.7{tta}, policy none",
+                         stamps[-1]), stamps[-1]  # fmt: skip
+        run_id = stamps[-1].split("run ")[-1].strip(" )")
+        run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
+        assert (run.imgsz, run.conf, run.iou, run.policy, run.augment) == (96, 0.002, 0.7, None, thorough)  # as said
+    page.locator("#augment input").check()
 
 
 def _options_of(page: Page, elem: str) -> list[str]:

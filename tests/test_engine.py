@@ -230,6 +230,7 @@ def test_oversized_checkpoints_are_refused_before_reading(tmp_path: Path) -> Non
         DetectionEngine(path)
 
 
+@pytest.mark.slow  # exports / several runs: outside the fast subset
 def test_exports_carry_the_checkpoints_calibrated_defaults(trained_models: dict, tmp_path: Path) -> None:
     """An exported model runs at its checkpoint's calibrated confidence and IoU, at the export's own size; an
     export of a checkpoint without them falls back as that checkpoint does."""
@@ -247,3 +248,18 @@ def test_exports_carry_the_checkpoints_calibrated_defaults(trained_models: dict,
         assert engine.settings() == RunSettings(conf=0.35, iou=0.6, imgsz=128, agnostic=True)
     uncalibrated = export_onnx(trained_models["detect"][0], imgsz=128, out=tmp_path / "plain.onnx")
     assert DetectionEngine(uncalibrated).defaults == ModelDefaults(imgsz=128, conf=0.25, iou=0.7, calibrated=False)
+
+
+def test_test_time_augmentation_runs_a_checkpoint_in_pytorch_only(trained_models: dict) -> None:
+    weights = trained_models["detect"][0]
+    auto = DetectionEngine(weights)
+    settings = auto.settings(augment=True)
+    backend = auto.backend(settings)
+    assert settings.augment and (backend.runtime, backend.note) == ("torch", "")
+    assert auto.backend(auto.settings()).runtime == "openvino"  # without it, `auto` on a CPU as before
+    image = np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    low = replace(settings, conf=0.001)
+    assert auto.predict(image, low, annotate=False).detections != auto.predict(
+        image, replace(low, augment=False), annotate=False
+    ).detections  # flips and scales give other boxes
+    assert DetectionEngine(weights, runtime="onnx").settings(augment=True).augment is False  # forced: as asked

@@ -327,7 +327,8 @@ def test_newer_schema_version_is_kept(location: str | Path) -> None:
 
 
 def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
-    """A database of schema version 1 (runs without host, pid, monitor, runtime, precision and agnostic NMS; events
+    """A database of schema version 1 (runs without host, pid, monitor, runtime, precision, agnostic NMS and
+    test-time augmentation; events
     without clip and acknowledgement; no monitor tables) gains them when opened, keeps its rows and records the new
     version: a later column or table is added the same way, on both backends."""
     first = RecordStore(location)

@@ -13,7 +13,7 @@ from app.schema import DATETIME, FLAG, PERCENT, ROWS, DetectionRow, EventRow, Ru
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
-               "pid", "monitor", "runtime", "precision", "agnostic_nms"]  # fmt: skip
+               "pid", "monitor", "runtime", "precision", "agnostic_nms", "augment"]  # fmt: skip
 DETECTION_COLUMNS = ["run_id", "item", "frame_index", "video_time", "detected_at", "class_id", "class_name",
                      "confidence", "x1", "y1", "x2", "y2", "track_id", "mask_area", "polygon", "id"]  # fmt: skip
 EVENT_COLUMNS = ["run_id", "item", "reason", "class_name", "start_frame", "end_frame", "start_time", "end_time",
@@ -37,7 +37,8 @@ def test_rows_in_creation_order() -> None:
 def test_column_kinds() -> None:
     """Percent, date-time and flag columns are marked so every view formats them alike."""
     kinds = {(r.table, c.name): c.kind for r in ROWS for c in r.columns()}
-    flags = {("runs", "tracking"), ("runs", "agnostic_nms"), ("events", "closed"), ("monitors", "violation")}
+    flags = {("runs", "tracking"), ("runs", "agnostic_nms"), ("runs", "augment"), ("events", "closed"),
+             ("monitors", "violation")}  # fmt: skip
     assert {k for k, v in kinds.items() if v == FLAG} == flags
     assert {k for k, v in kinds.items() if v == PERCENT} == {
         ("runs", "conf"), ("runs", "iou"), ("detections", "confidence"), ("events", "peak_confidence")
@@ -76,7 +77,7 @@ def test_console_and_file_columns() -> None:
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
     hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid", "runtime", "precision",
-              "agnostic_nms")  # fmt: skip
+              "agnostic_nms", "augment")  # fmt: skip
     assert "monitor" in run_console
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
 

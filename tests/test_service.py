@@ -13,9 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import make_video
 from test_records import make_event, make_run
 
 from app.errors import ServiceError
+from app.export import export_onnx
 from app.records import RecordStore
 from app.schema import EventRow, MonitorRow
 from app.service import LIVE_GAP_S, NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
@@ -149,6 +151,28 @@ def test_a_run_records_the_settings_inference_used(service: DetectionService, we
     assert (record.imgsz, record.conf, record.iou) == (96, 0.25, 0.7)
     with pytest.raises(ServiceError, match="danger zone"):
         service.detect_file(image, RunOptions(weights=weights, policy="bandsaw", zone="0,0 2,0 1,1"))
+
+
+@pytest.mark.slow  # exports / several runs: outside the fast subset
+def test_photos_get_test_time_augmentation_and_videos_never(
+    service: DetectionService, weights: str, tmp_path: Path
+) -> None:
+    """A photo (or a folder of them) runs with test-time augmentation by default, in PyTorch where Ultralytics has
+    it; a video never; an export cannot; each run records what it used."""
+    (photos := tmp_path / "photos").mkdir()
+    image = photos / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
+    video = make_video(tmp_path / "v.mp4", frames=3)
+
+    def used(source: Path, **options) -> tuple[bool, str | None]:
+        record = service.store.run(service.detect_file(source, RunOptions(weights=weights, **options)).run().run_id)
+        return record.augment, record.runtime
+
+    assert used(image) == (True, "torch") and used(photos) == (True, "torch")
+    assert used(image, augment_photos=False)[0] is False
+    assert used(video)[0] is False
+    onnx_file = export_onnx(weights, imgsz=96, out=tmp_path / "m.onnx")
+    assert service.store.run(service.detect_file(image, RunOptions(weights=onnx_file)).run().run_id).augment is False
 
 
 def test_runs_left_running_by_a_dead_process_are_closed_as_interrupted(tmp_path: Path, weights: str) -> None:
