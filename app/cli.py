@@ -196,7 +196,8 @@ def evaluate(args: argparse.Namespace) -> int:
         for imgsz in args.imgsz or [engine.defaults.imgsz]:
             result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, iou=iou, device=args.device,
                                     model=engine.model, matrix_conf=engine.defaults.conf,
-                                    agnostic=engine.defaults.agnostic, augment=args.augment)  # fmt: skip
+                                    agnostic=engine.defaults.agnostic,
+                                    augment=engine.settings(augment=args.augment).augment)  # what it supports
             print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in "
                   f"{result.plots_dir}):")  # fmt: skip
             print(result.markdown())

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from ultralytics import YOLO
 from ultralytics.data.augment import LetterBox
+from ultralytics.nn.modules import Detect
 from ultralytics.utils.checks import check_imgsz
 
 from .errors import ModelError, ModelExportError
@@ -41,6 +42,7 @@ from .export import (
     read_openvino_info,
 )
 from .results import FrameResult, from_ultralytics
+from .schema import RunRow
 from .sources import Frame
 
 SUPPORTED_TASKS = ("detect", "segment")
@@ -162,6 +164,16 @@ def runtime_label(runtime: str | None, precision: str | None) -> str:
     return f"{RUNTIME_NAMES.get(runtime, runtime)} {precision}" if runtime else ""
 
 
+def settings_line(record: RunRow, strong: Callable[[str], str] = str) -> str:
+    """The settings that produced a run's results, in one line, as the CLI's summary and the console's stamp show
+    them (`strong` marks the model, policy and runtime: bold in the console)."""
+    runtime = runtime_label(record.runtime, record.precision)
+    return (f"model {strong(Path(record.model).name)} at {record.imgsz} px, confidence {record.conf:g}, "
+            f"IoU {record.iou:g}{' across classes' if record.agnostic_nms else ''}"
+            f"{', test-time augmentation' if record.augment else ''}, policy {strong(record.policy or 'none')}, "
+            f"runtime {strong(runtime) if runtime else 'not recorded'}")  # fmt: skip
+
+
 class DetectionEngine:
     """A detect or segment model (ours with BRA, or plain YOLO) ready to run on frames, in a runtime (`RUNTIMES`).
 
@@ -241,6 +253,15 @@ class DetectionEngine:
         return self.model.task
 
     @property
+    def supports_augment(self) -> bool:
+        """Whether runs can use test-time augmentation: Ultralytics has it for a detect checkpoint in PyTorch only
+        (a segment or end-to-end head, or an export, quietly runs one pass), so not under a forced ONNX Runtime /
+        OpenVINO runtime either."""
+        head = self.model.model.model[-1] if self.format == "torch" else None
+        return (type(head) is Detect and not getattr(self.model.model, "end2end", False)
+                and self.runtime in ("auto", "torch"))  # fmt: skip
+
+    @property
     def names(self) -> dict[int, str]:
         return dict(self._names)
 
@@ -271,8 +292,8 @@ class DetectionEngine:
         augment: bool = False,
     ) -> RunSettings:
         """Checked settings for a run: the model's defaults where a value is None, the size a fixed-size export
-        needs, classes by name or id (None or empty = all). `augment` applies to a checkpoint in PyTorch only: an
-        export, or a runtime forced to ONNX Runtime / OpenVINO, runs without it (and the run records so)."""
+        needs, classes by name or id (None or empty = all). `augment` applies where the model supports it
+        (`supports_augment`); elsewhere the run goes without it, and records so."""
         d = self.defaults
         return RunSettings(
             conf=d.conf if conf is None else float(conf),
@@ -283,7 +304,7 @@ class DetectionEngine:
             track=track,
             tracker=tracker,
             agnostic=d.agnostic if agnostic is None else agnostic,
-            augment=augment and self.format == "torch" and self.runtime in ("auto", "torch"),
+            augment=augment and self.supports_augment,
         ).check(self.names)
 
     def backend(self, settings: RunSettings) -> Backend:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .annotate import draw_safety
-from .engine import DetectionEngine, RunSettings, runtime_label
+from .engine import DetectionEngine, RunSettings, settings_line
 from .outputs import RunWriter
 from .policy import FrameStatus, SafetyMonitor, SafetyPolicy
 from .records import HOST, RecordStore, utc_now
@@ -77,10 +77,7 @@ class RunSummary:
         r = self.record
         lines = [
             f"Run {r.id} ({r.status}): {r.frames} frame(s) of {r.source}",
-            f"  model {Path(r.model).name} at {r.imgsz} px, confidence {r.conf:g}, "
-            f"IoU {r.iou:g}{' across classes' if r.agnostic_nms else ''}"
-            f"{', test-time augmentation' if r.augment else ''}, "
-            f"policy {r.policy or 'none'}, runtime {runtime_label(r.runtime, r.precision) or 'not recorded'}",
+            f"  {settings_line(r)}",
             f"  detections: {counts}",
         ]
         if self.tracks:

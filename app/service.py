@@ -14,7 +14,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,10 +78,6 @@ class RunOptions:
     device: str | None = None
     runtime: str | None = None
     augment_photos: bool = True
-
-
-PHOTO_KINDS = ("image", "folder")
-"""The sources (`Source.kind`) whose runs may use test-time augmentation: photos, where no frame waits for it."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +168,9 @@ class LiveSession:
             if self.stopped and not paused:
                 return None
             self.stopped = False
-            changed = options is not None and options != self.options
+            # the photos' switch changes nothing on a camera: ticking it does not split the live run
+            changed = options is not None and replace(options, augment_photos=True) != replace(
+                self.options or options, augment_photos=True)
             if self.run is not None and (paused or changed or now - self._started_at > self.time_limit_s):
                 self._finish()
             self.options = options or self.options
@@ -271,6 +269,8 @@ class DetectionService:
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
         runtime = f"{backend.label} (runtime {engine.runtime})"
+        if engine.supports_augment:
+            runtime += "; photos with test-time augmentation: PyTorch f32"
         return ModelInfo(engine.weights, engine.task, engine.names, engine.sha256, engine.defaults, runtime)
 
     def add_upload(self, uploaded: str | Path) -> ModelInfo:
@@ -302,7 +302,7 @@ class DetectionService:
             settings = engine.settings(
                 conf=options.conf, iou=options.iou, imgsz=options.imgsz, classes=options.classes,
                 device=options.device, track=options.track,
-                augment=options.augment_photos and source.kind in PHOTO_KINDS,
+                augment=options.augment_photos and source.still,  # photos: no frame waits for it
             )  # fmt: skip
             policy = options.policy or None
             if isinstance(policy, str | Path):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .engine import runtime_label
+from .engine import settings_line
 from .errors import GloveSafetyError
 from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
@@ -184,12 +184,9 @@ def chart(counts: dict[str, int]) -> str:
 
 
 def stamp(record: RunRow) -> str:
-    """The settings that produced a result, in one line, ending with the runtime (where recorded)."""
-    runtime = runtime_label(record.runtime, record.precision)
-    return (f"Model **{Path(record.model).name}** at {record.imgsz} px, confidence {record.conf:g}, "
-            f"IoU {record.iou:g}{' across classes' if record.agnostic_nms else ''}"
-            f"{', test-time augmentation' if record.augment else ''}, policy **{record.policy or 'none'}**"
-            + (f", runtime **{runtime}**" if runtime else ""))  # fmt: skip
+    """The settings that produced a result, in one line (`engine.settings_line`, the model, policy and runtime bold)."""
+    line = settings_line(record, lambda text: f"**{text}**")
+    return line[0].upper() + line[1:]
 
 
 def result_values(service: DetectionService, summary: RunSummary) -> list:

@@ -250,6 +250,7 @@ def test_exports_carry_the_checkpoints_calibrated_defaults(trained_models: dict,
     assert DetectionEngine(uncalibrated).defaults == ModelDefaults(imgsz=128, conf=0.25, iou=0.7, calibrated=False)
 
 
+@pytest.mark.slow  # an OpenVINO export for the `auto` comparison
 def test_test_time_augmentation_runs_a_checkpoint_in_pytorch_only(trained_models: dict) -> None:
     weights = trained_models["detect"][0]
     auto = DetectionEngine(weights)
@@ -263,3 +264,5 @@ def test_test_time_augmentation_runs_a_checkpoint_in_pytorch_only(trained_models
         image, replace(low, augment=False), annotate=False
     ).detections  # flips and scales give other boxes
     assert DetectionEngine(weights, runtime="onnx").settings(augment=True).augment is False  # forced: as asked
+    segment = DetectionEngine(trained_models["segment"][0], runtime="torch")  # Ultralytics: one pass for masks
+    assert not segment.supports_augment and segment.settings(augment=True).augment is False

@@ -326,11 +326,31 @@ def test_newer_schema_version_is_kept(location: str | Path) -> None:
         store.close()
 
 
+def test_a_version_3_database_gains_the_test_time_augmentation_column(location: str | Path) -> None:
+    """Version 4 added runs.augment (and, for a PostgreSQL database made at 3 before it, runs.agnostic_nms): such a
+    database is migrated when opened and keeps its runs."""
+    first = RecordStore(location)
+    first.start_run(make_run("old", "2026-11-20T07:00:00.000+00:00"))
+    first.close()
+    for column in ("augment", "agnostic_nms"):
+        sql(location, f"ALTER TABLE runs DROP COLUMN {column}")
+    set_schema_version(location, 3)
+    store = RecordStore(location)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        assert table_columns(location, "runs") == [c.name for c in RunRow.columns()]
+        assert store.run("old").augment is False
+        store.start_run(dataclasses.replace(make_run("new", "2026-12-01T07:00:00.000+00:00"), augment=True,
+                                            agnostic_nms=True))  # fmt: skip
+        assert (store.run("new").augment, store.run("new").agnostic_nms) == (True, True)
+    finally:
+        store.close()
+
+
 def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
     """A database of schema version 1 (runs without host, pid, monitor, runtime, precision, agnostic NMS and
-    test-time augmentation; events
-    without clip and acknowledgement; no monitor tables) gains them when opened, keeps its rows and records the new
-    version: a later column or table is added the same way, on both backends."""
+    test-time augmentation; events without clip and acknowledgement; no monitor tables) gains them when opened, keeps
+    its rows and records the new version: a later column or table is added the same way, on both backends."""
     first = RecordStore(location)
     first.start_run(make_run("old", "2026-10-01T07:00:00.000+00:00"))
     first.add_frame("old", [make_detection("old", 0)])

@@ -116,9 +116,12 @@ def test_pause_time_limit_and_new_options_start_new_runs(service: DetectionServi
     live.process(FRAMES[0])  # past the time limit: a new run
     clock.now += 1
     live.process(FRAMES[0], RunOptions(weights=weights, conf=0.5, imgsz=96))  # new settings: a new run
+    clock.now += 1
+    live.process(FRAMES[1], RunOptions(weights=weights, conf=0.5, imgsz=96, augment_photos=False))  # photos only
     live.stop()
     runs = sorted(service.history(None, None), key=lambda r: r.started_at)
-    assert [(r.frames, r.conf) for r in runs] == [(2, 0.002), (1, 0.002), (1, 0.002), (1, 0.5)]
+    assert [(r.frames, r.conf) for r in runs] == [(2, 0.002), (1, 0.002), (1, 0.002), (2, 0.5)]
+    assert not any(r.augment for r in runs)  # a camera never runs it
     assert [s.run_id for s in live.saved] == [r.id for r in runs]
 
 

@@ -56,8 +56,10 @@ def test_weights_are_stripped_calibrated_and_describe_the_glove_classes(engine: 
 
 
 @pytest.mark.parametrize("value", [0, 127, 255])
-def test_blank_frames_have_next_to_no_detections(engine: DetectionEngine, value: int) -> None:
-    detections = engine.predict(np.full((480, 640, 3), value, np.uint8), annotate=False).detections
+@pytest.mark.parametrize("augment", [False, True], ids=["frames", "photos"])
+def test_blank_frames_have_next_to_no_detections(engine: DetectionEngine, value: int, augment: bool) -> None:
+    settings = engine.settings(augment=augment)
+    detections = engine.predict(np.full((480, 640, 3), value, np.uint8), settings, annotate=False).detections
     assert len(detections) <= BLANK_AT_MOST.get((engine.weights.name, value), 0), detections
 
 
