@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "torch, onnx or openvino")  # fmt: skip
     d.add_argument("--track", action="store_true", help="track objects across frames (unique counts)")
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="photos: test-time augmentation (flips, two smaller scales; ~3x the work, more hands found); "
+                   help="photos: test-time augmentation (flips, two smaller scales; ~5x slower, more hands found); "
                         "videos and streams never")  # fmt: skip
     d.add_argument("--stride", type=int, default=1, help="process every n-th video frame")
     d.add_argument("--policy", default=None, help="safety policy YAML or a name from app/policies/")
@@ -197,7 +197,7 @@ def evaluate(args: argparse.Namespace) -> int:
             result = run_evaluation(weights, data, imgsz=imgsz, split=args.split, iou=iou, device=args.device,
                                     model=engine.model, matrix_conf=engine.defaults.conf,
                                     agnostic=engine.defaults.agnostic,
-                                    augment=engine.settings(augment=args.augment).augment)  # what it supports
+                                    augment=args.augment and engine.supports_augment)  # fmt: skip
             print(f"\n{weights} on {data} ({args.split}) at {imgsz} ({result.images} images, plots in "
                   f"{result.plots_dir}):")  # fmt: skip
             print(result.markdown())

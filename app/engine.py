@@ -63,8 +63,8 @@ DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
 """NMS IoU for a model that stores no calibrated default (Ultralytics' own)."""
 DEFAULT_IMGSZ = 640
-MAX_IMGSZ = 4096  # a typed or stored size beyond any camera's: a 100,000 px canvas would take gigabytes
 """Inference size for a model that stores neither a default nor its training size."""
+MAX_IMGSZ = 4096  # a typed or stored size beyond any camera's: a 100,000 px canvas would take gigabytes
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class RunSettings:
         tracker: Tracker settings YAML: Ultralytics' `bytetrack.yaml` or a path to a tuned copy.
         agnostic: NMS across classes: overlapping boxes of different classes (a hand as gloved and bare) keep one.
         augment: Test-time augmentation (Ultralytics' `augment`): the frame also flipped and at two smaller scales,
-            the boxes merged before NMS; about 3x the work, PyTorch only (a checkpoint, never an export).
+            the boxes merged before NMS; about twice the arithmetic, PyTorch only (a checkpoint, never an export).
     """
 
     conf: float = DEFAULT_CONF
