@@ -125,8 +125,8 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
                          label="Confidence", elem_id="conf")  # fmt: skip
         iou = gr.Slider(0.05, 1.0, value=d.iou, step=0.05, label="IoU (NMS)", elem_id="iou")
         track = gr.Checkbox(False, label="Track objects (unique counts in videos)")
-        augment = gr.Checkbox(RunOptions.augment_photos, label="Thorough on photos (test-time augmentation, ~3x the "
-                              "work; never on video)", elem_id="augment")  # fmt: skip
+        augment = gr.Checkbox(RunOptions.augment_photos, label="Thorough on photos (test-time augmentation, ~5x "
+                              "slower; never on video)", elem_id="augment")  # fmt: skip
         gr.Checkbox(False, label="Mute the alarm", elem_id="alarm-mute")  # read by views.PAGE_JS in the page
     with gr.Row():
         classes = gr.CheckboxGroup(list(info.names.values()) if info else [], scale=3,

@@ -4,7 +4,8 @@
 
 Single hands: the first 8 photos (by name) of each valid split (`gloves-scenes`, `gloves`) labelled with exactly
 one hand, per class; a hand counts as found when a box of its class overlaps its label at IoU >= 0.5; counted in
-one pass (as video frames run) and with test-time augmentation (as photos run by default).
+one pass (as video frames run) and with test-time augmentation (as photos run by default), with the time a
+photo takes (read, predict, match), timed on a second round so that no warm-up counts.
 Desk clip: 12 frames sampled evenly from ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no
 glove): in how many frames the bare hand is found, and how many `gloved_hand` boxes (false: there is no glove)
 appear, with the highest confidence among them. Each model at its calibrated defaults unless sizes / confidences
@@ -14,6 +15,7 @@ are given. The model card's numbers and tests/test_shipped_weights.py's threshol
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import app  # noqa: F401  (first: it sets the offline environment that Ultralytics reads when imported)
@@ -102,9 +104,13 @@ def main() -> None:
         for imgsz in args.imgsz or [d.imgsz]:
             for conf in args.conf or [d.conf]:
                 for augment in (False, True):  # photos run with test-time augmentation by default
-                    found = ", ".join(f"{s} {c} {hands_found(engine, p, c, imgsz, conf, augment)}/{len(p)}"
-                                      for (s, c), p in photos.items())  # fmt: skip
-                    print(f"  single hands at {imgsz}, confidence {conf:.2f}{', TTA' if augment else ''}: {found}")
+                    for _ in range(2):  # the second time is timed: the first compiles a runtime per photo shape
+                        start = time.perf_counter()
+                        found = ", ".join(f"{s} {c} {hands_found(engine, p, c, imgsz, conf, augment)}/{len(p)}"
+                                          for (s, c), p in photos.items())  # fmt: skip
+                        each = (time.perf_counter() - start) / sum(map(len, photos.values()))  # read, predict, match
+                    print(f"  single hands at {imgsz}, confidence {conf:.2f}{', TTA' if augment else ''}: {found} "
+                          f"({each * 1000:.0f} ms a photo)")  # fmt: skip
                 bare, gloved, peak = desk_counts(engine, frames, imgsz, conf)
                 print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
                       f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip
