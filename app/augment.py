@@ -15,11 +15,11 @@ from typing import Any
 import cv2
 import numpy as np
 from ultralytics.data.dataset import YOLODataset
-from ultralytics.data.utils import get_split_fraction
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.models.yolo.segment import SegmentationTrainer
-from ultralytics.utils import colorstr
 from ultralytics.utils.torch_utils import unwrap_model
+
+from .data import yolo_dataset
 
 
 class CameraLook:
@@ -93,24 +93,8 @@ class _CameraLookTrainerMixin:
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         if mode != "train":
             return super().build_dataset(img_path, mode, batch)
-        cfg = self.args
-        return CameraLookDataset(
-            img_path=img_path,
-            imgsz=cfg.imgsz,
-            batch_size=batch,
-            augment=True,
-            hyp=cfg,
-            rect=cfg.rect,
-            cache=cfg.cache or None,
-            single_cls=cfg.single_cls or False,
-            stride=max(int(unwrap_model(self.model).stride.max()), 32),
-            pad=0.0,
-            prefix=colorstr("train: "),
-            task=cfg.task,
-            classes=cfg.classes,
-            data=self.data,
-            fraction=get_split_fraction(cfg.fraction, "train"),
-        )
+        stride = max(int(unwrap_model(self.model).stride.max()), 32)
+        return yolo_dataset(self.args, img_path, batch, self.data, stride, train=True, cls=CameraLookDataset)
 
 
 class CameraLookDetectionTrainer(_CameraLookTrainerMixin, DetectionTrainer):

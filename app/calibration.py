@@ -34,7 +34,8 @@ def calibrate(
     """Evaluate `weights` on `data`'s val split at each size (NMS IoU 0.7), then at the best size with each NMS
     IoU, then with the best IoU across classes (agnostic NMS); store the best (mAP50; ties keep the simpler, earlier
     setting) with the confidence at the best F1 in the checkpoint and return them with the evaluations. A lower IoU
-    merges more overlapping boxes of one class (several boxes on one hand)."""
+    merges more overlapping boxes of one class (several boxes on one hand). Each image is scored on the canvas the
+    engine runs it on (`evaluate`'s `frame`), so the confidence is the best for what an operator runs."""
     weights = Path(weights)
     if weights.suffix != ".pt":
         raise ModelError(f"{weights.name}: calibrate a .pt checkpoint (exports take their defaults from it)")

@@ -169,7 +169,7 @@ def export_to_openvino(args: argparse.Namespace, engine: DetectionEngine) -> int
     print(f"exported {folder} ({precision.upper()}, static {args.imgsz}); scoring beside PyTorch:")
     worst = 0.0
     for data in args.check_data:
-        source = run_evaluation(args.weights, data, imgsz=args.imgsz, model=model, square=True)  # as the export runs
+        source = run_evaluation(args.weights, data, imgsz=args.imgsz, model=model, canvas="square")  # as exported
         exported = run_evaluation(folder, data, imgsz=args.imgsz)
         worst = max(worst, source.map50 - exported.map50)
         print(f"  {data}: mAP50 {source.map50:.3f} -> {exported.map50:.3f} ({exported.map50 - source.map50:+.3f}), "

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
 
-from .data import list_images, load_dataset_yaml, write_resolved_yaml
+from .data import list_images, load_dataset_yaml, write_resolved_yaml, yolo_dataset
 from .engine import DEFAULT_CONF, DEFAULT_IOU
 from .errors import DatasetError
 from .runtime import RUNS_DIR
 
 MATRIX_CONF = DEFAULT_CONF  # the console's default: the confusion matrix shows what an operator sees
+Canvas = Literal["frame", "square"]
+"""What each image is letterboxed onto: `frame`, the canvas the engine runs a frame of its shape on (its own
+aspect ratio, no border); `square`, the square `imgsz` canvas of a static export."""
 
 
 class _MatrixAtConf(ConfusionMatrix):
@@ -30,13 +34,22 @@ class _MatrixAtConf(ConfusionMatrix):
         super().process_batch(detections, batch, conf=self.conf, iou_thres=iou_thres)
 
 
-def _validator_with_matrix_at(base: type[DetectionValidator], conf: float) -> type[DetectionValidator]:
-    """`base` (the task's validator: detect or segment), its confusion matrix counted at `conf`."""
+def _validator(base: type[DetectionValidator], conf: float) -> type[DetectionValidator]:
+    """`base` (the task's validator: detect or segment), its confusion matrix counted at `conf`, and with `rect`
+    each image on the engine's canvas for it (`yolo_dataset`) rather than Ultralytics' bordered one."""
 
     class Validator(base):
+        canvas: Canvas = "square"  # what it ran: Ultralytics runs a static export square whatever it is asked
+
         def init_metrics(self, model) -> None:
             super().init_metrics(model)
             self.confusion_matrix = _MatrixAtConf(conf, model.names, self.confusion_matrix.matches is not None)
+
+        def build_dataset(self, img_path: str, mode: str = "val", batch: int | None = None):
+            if not self.args.rect:  # the square canvas (and a static export, which Ultralytics runs square)
+                return super().build_dataset(img_path, mode, batch)
+            type(self).canvas = "frame"
+            return yolo_dataset(self.args, img_path, batch, self.data, self.stride, train=False)
 
     return Validator
 
@@ -64,12 +77,13 @@ class Evaluation:
     iou: float  # the NMS IoU the validator ran with
     agnostic: bool  # NMS across classes
     augment: bool  # test-time augmentation
+    canvas: str  # `Canvas`: what each image was letterboxed onto
     images: int
     precision: float
     recall: float
     map50: float
     map50_95: float
-    ms_per_image: float  # the validator's inference time, batch 16, on the device it ran on
+    ms_per_image: float  # the validator's inference time, on the device it ran on
     best_f1: float  # the mean over classes of F1, at the confidence where that mean peaks
     best_f1_conf: float  # that confidence: the calibrated default
     classes: list[ClassScore]
@@ -106,21 +120,21 @@ def evaluate(
     split: str = "val",
     iou: float = DEFAULT_IOU,
     device: str | None = None,
-    batch: int = 16,
     plots_dir: Path | None = None,
     model: YOLO | None = None,
     matrix_conf: float = MATRIX_CONF,
     agnostic: bool = False,
-    square: bool = False,
+    canvas: Canvas = "frame",
     augment: bool = False,
 ) -> Evaluation:
     """Validate `weights` on a split (`val` or `test`) of the dataset YAML `data`, NMS at `iou` (across classes with
     `agnostic`); plots (PR curve, confusion matrix at `matrix_conf`) go to `plots_dir` (default
     `runs/evaluate/<weights>-<data>-<split>-<imgsz>`).
     `model`, if given, is `weights` already loaded (the CLI's checked engine), so the file is not read again.
-    `square` scores a checkpoint on the square `imgsz` canvas a static export takes: otherwise Ultralytics' validator
-    batches a checkpoint's images by aspect ratio with half a stride of padding (a 640x640 photo runs at 672x672),
-    which moves mAP50-95 on `gloves/` valid by 0.1, so an export scored beside its checkpoint must be scored alike.
+    `canvas`: `frame` (the default) scores each image as the console and the CLI run it, one at a time on its own
+    canvas; `square` on the square `imgsz` canvas a static export takes, so that an export and its checkpoint are
+    scored alike. (Ultralytics' validator, as in training, adds half a stride of border around each batch: a
+    640x640 photo runs at 672x672, which moves mAP50-95 on `gloves/` valid by 0.1.)
     `augment`: test-time augmentation, as the console and the CLI run photos (a checkpoint only).
 
     Raises:
@@ -136,19 +150,20 @@ def evaluate(
     if not images:
         raise DatasetError(f"{data}: its {split} split ({', '.join(map(str, sources))}) has no images")
     name = f"{Path(weights).stem}-{Path(data).stem}-{split}-{imgsz}" + (f"-iou{iou:g}" if iou != DEFAULT_IOU else "")
-    name += ("-agnostic" if agnostic else "") + ("-square" if square else "") + ("-tta" if augment else "")
+    name += ("-agnostic" if agnostic else "") + ("-square" if canvas == "square" else "") + ("-tta" if augment else "")
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
+    validator = _validator(model.task_map[model.task]["validator"], matrix_conf)
     metrics = model.val(
-        validator=_validator_with_matrix_at(model.task_map[model.task]["validator"], matrix_conf),
+        validator=validator,
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,
         split=split,
         iou=iou,
         agnostic_nms=agnostic,
-        rect=not square,
+        rect=canvas == "frame",
         augment=augment,
-        batch=batch,
+        batch=1 if canvas == "frame" else 16,  # a rect batch shares one canvas: one image each is its own
         device=device,
         plots=True,
         project=str(plots_dir.parent),
@@ -171,6 +186,7 @@ def evaluate(
         iou=iou,
         agnostic=agnostic,
         augment=augment,
+        canvas=validator.canvas,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),

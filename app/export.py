@@ -144,6 +144,7 @@ def export_onnx(
     size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
     try:
         model = model or YOLO(str(weights))
+        _with_portable_metadata(model)
         exported = Path(model.export(format="onnx", imgsz=size, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
         raise ModelExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
@@ -200,6 +201,7 @@ def export_openvino(
         )
         try:
             model = YOLO(str(source))
+            _with_portable_metadata(model)
             exported = model.export(
                 format="openvino",
                 imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz,
@@ -218,6 +220,24 @@ def export_openvino(
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, out)
     return out
+
+
+def _with_portable_metadata(model: YOLO) -> None:
+    """Have `model`'s exports name their dataset YAMLs by file name only (an Ultralytics exporter callback)."""
+    if _portable_metadata not in model.callbacks["on_export_start"]:
+        model.add_callback("on_export_start", _portable_metadata)
+
+
+def _portable_metadata(exporter: Any) -> None:
+    """Ultralytics' export metadata names the training and calibration YAMLs by their absolute paths on the machine
+    that resolved them (`.runtime/data/...`, a temporary folder): a shipped export would carry those paths."""
+    meta = exporter.metadata
+    trained_on = exporter.model.args.get("data") if isinstance(getattr(exporter.model, "args", None), dict) else None
+    if trained_on:
+        meta["description"] = str(meta["description"]).replace(str(trained_on), Path(str(trained_on)).name)
+    args = meta.get("args") or {}
+    if args.get("data"):
+        args["data"] = Path(str(args["data"])).name
 
 
 def checkpoint_defaults(model: YOLO) -> dict | None:

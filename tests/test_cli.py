@@ -69,6 +69,7 @@ def test_photos_run_with_test_time_augmentation_unless_told_not_to(weights: Path
     assert [(r.augment, r.runtime) for r in ran] == [(True, "torch"), (False, "openvino")]  # auto on a CPU
 
 
+@pytest.mark.slow  # keeps the fast subset under two minutes
 def test_tracking_video_run_counts_unique_objects(weights: Path, tmp_path: Path, capsys) -> None:
     clip = make_video(tmp_path / "clip.mp4", frames=6)
     assert _detect(weights, clip, tmp_path / "out", "--track", "--classes", "hand", "Glove_Blue") == 0

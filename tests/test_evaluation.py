@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
+from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
 
-from app.evaluation import MATRIX_CONF, _MatrixAtConf, evaluate
+from app.engine import DetectionEngine
+from app.evaluation import MATRIX_CONF, _MatrixAtConf, _validator, evaluate
 from app.export import export_openvino
 from app.runtime import DEFAULT_WEIGHTS, ROOT
 
@@ -53,15 +57,32 @@ def test_scores_do_not_depend_on_the_matrix_confidence(trained_models: dict, tmp
 @pytest.mark.slow
 def test_a_checkpoint_scored_square_scores_as_its_static_export(shared_data: Path, tmp_path: Path) -> None:
     """`python -m app export` scores an INT8 / FP16 export beside its checkpoint: both must see the same square
-    canvas. Ultralytics' validator pads a checkpoint's 640x640 photos to 672x672 (aspect-ratio batches, half a stride
-    of padding), which alone moved mAP50-95 on `gloves/` valid from 0.537 to 0.640 and was read as a quantisation
-    loss."""
+    canvas. (Ultralytics' own validator pads a checkpoint's 640x640 photos to 672x672, which alone moved mAP50-95 on
+    `gloves/` valid from 0.537 to 0.640 and was read as a quantisation loss.)"""
     data = ROOT / "datasets" / "gloves.yaml"
     folder = export_openvino(DEFAULT_WEIGHTS, imgsz=640, out=tmp_path / "gloves-n_openvino_model")
-    square, export, aspect = (
-        evaluate(weights, data, imgsz=640, square=on_square, plots_dir=tmp_path / name)
-        for name, weights, on_square in [("square", DEFAULT_WEIGHTS, True), ("export", folder, False),
-                                         ("aspect", DEFAULT_WEIGHTS, False)]
-    )  # fmt: skip
+    square = evaluate(DEFAULT_WEIGHTS, data, imgsz=640, canvas="square", plots_dir=tmp_path / "square")
+    export = evaluate(folder, data, imgsz=640, plots_dir=tmp_path / "export")
+    assert (square.canvas, export.canvas) == ("square", "square")  # a static export runs square whatever is asked
     assert (export.map50, export.map50_95) == pytest.approx((square.map50, square.map50_95), abs=0.003)
-    assert abs(aspect.map50_95 - export.map50_95) > 0.05  # the canvas, not the runtime, made the difference
+
+
+@pytest.mark.parametrize("imgsz", [640, 320])
+def test_each_image_is_scored_on_the_canvas_the_engine_runs_it_on(tmp_path: Path, imgsz: int) -> None:
+    """The default `frame` canvas letterboxes each image exactly as the engine letterboxes a frame of its shape (no
+    half-stride border, no canvas shared with other images), so scores and the calibrated confidence are those of
+    what an operator runs."""
+    shapes = [(640, 640), (480, 640), (657, 1280), (300, 500), (1080, 1920)]  # (h, w): the sets' shapes, a camera's
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for h, w in shapes:
+        cv2.imwrite(str(folder / f"{h}x{w}.jpg"), np.full((h, w, 3), 90, np.uint8))
+    engine = DetectionEngine(DEFAULT_WEIGHTS)
+    validator = _validator(DetectionValidator, MATRIX_CONF)(args={"rect": True, "imgsz": imgsz, "task": "detect"})
+    validator.stride, validator.data = int(engine.model.model.stride.max()), {"names": engine.names, "channels": 3}
+    dataset = validator.build_dataset(str(folder), batch=1)
+    assert validator.canvas == "frame"
+    for i in range(len(shapes)):
+        image = dataset[i]["img"]  # the letterboxed CHW tensor the model sees
+        frame = cv2.imread(dataset.im_files[i])
+        assert tuple(image.shape[1:]) == engine._canvas(frame, imgsz), dataset.im_files[i]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 from conftest import BANDSAW_NAMES, make_polygon_dataset
@@ -21,13 +22,14 @@ from app.export import (
     _calibration_yaml,
     compile_openvino,
     compiled_precision,
+    export_onnx,
     export_openvino,
     openvino_cpu,
     openvino_parity,
     openvino_precision_callback,
     read_openvino_info,
 )
-from app.runtime import ROOT
+from app.runtime import DEFAULT_WEIGHTS, ROOT
 
 TOLERANCE = 1e-3  # as for ONNX: raw outputs, pixels and scores
 IMGSZ = 96
@@ -230,6 +232,18 @@ def test_int8_export_calibrates_and_runs(checkpoints: dict, tmp_path: Path) -> N
     assert read_openvino_info(folder).precision == "int8"
     assert 'type="FakeQuantize"' in next(folder.glob("*.xml")).read_text()  # NNCF quantised the graph
     assert np.isfinite(openvino_parity(checkpoints["detect"], folder))  # runs, same output shapes as PyTorch
+    assert yaml.safe_load((folder / "metadata.yaml").read_text())["args"]["data"] == "data.yaml"  # not a temp path
+
+
+@pytest.mark.slow
+def test_exports_name_their_datasets_without_this_machines_paths(tmp_path: Path) -> None:
+    """The shipped checkpoint was trained on `.runtime/data/gloves-all.yaml` of one machine; Ultralytics' exporter
+    writes that absolute path into every export's metadata, which a shipped export would carry."""
+    folder = export_openvino(DEFAULT_WEIGHTS, 160, out=tmp_path / "m_openvino_model")
+    onnx_file = export_onnx(DEFAULT_WEIGHTS, 160, out=tmp_path / "m.onnx")
+    described = [yaml.safe_load((folder / "metadata.yaml").read_text())["description"],
+                 {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}["description"]]  # fmt: skip
+    assert described == ["Ultralytics YOLO11n model trained on gloves-all.yaml"] * 2
 
 
 def test_cli_exports_openvino_and_the_engine_runs_it(trained_models: dict, tmp_path: Path, capsys) -> None:
@@ -269,7 +283,7 @@ def test_bad_stored_defaults_fall_back_without_failing(export_copy: Path, stored
 def test_export_check_scores_the_checkpoint_on_the_exports_canvas(
     checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    """The FP16 / INT8 check scores the source checkpoint as the static export runs (`square`), so that a padding
+    """The FP16 / INT8 check scores the source checkpoint as the static export runs (`square`), so that a canvas
     difference is not read as a precision loss; the difference is recorded in the export."""
     from types import SimpleNamespace
 
@@ -278,14 +292,14 @@ def test_export_check_scores_the_checkpoint_on_the_exports_canvas(
     calls = []
 
     def scored(weights, data, **kwargs):
-        calls.append((Path(weights), kwargs.get("square", False)))
+        calls.append((Path(weights), kwargs.get("canvas", "frame")))
         return SimpleNamespace(map50=0.5 if Path(weights).suffix == ".pt" else 0.495, map50_95=0.3)
 
     monkeypatch.setattr(cli, "run_evaluation", scored)
     folder = tmp_path / "half_openvino_model"
     assert cli.main(["export", "--weights", str(checkpoints["detect"]), "--format", "openvino", "--half",
                      "--imgsz", str(IMGSZ), "--out", str(folder), "--check-data", "a.yaml", "b.yaml"]) == 0  # fmt: skip
-    assert calls == [(checkpoints["detect"], True), (folder, False)] * 2
+    assert calls == [(checkpoints["detect"], "square"), (folder, "frame")] * 2  # Ultralytics runs a static one square
     check = read_openvino_info(folder).check
     assert check is not None and check.map50_loss == pytest.approx(0.005) and check.data == ("a.yaml", "b.yaml")
     assert "largest mAP50 loss 0.005" in capsys.readouterr().out

@@ -78,6 +78,7 @@ def test_auto_gives_pytorchs_detections_on_real_scenes(shared_data: Path) -> Non
     assert matched >= 3  # the comparison saw real detections
 
 
+@pytest.mark.slow  # keeps the fast subset under two minutes
 def test_runs_record_runtime_and_precision(small: DetectionEngine, tmp_path: Path) -> None:
     image = tmp_path / "frame.jpg"
     cv2.imwrite(str(image), np.full((SMALL, SMALL, 3), 90, np.uint8))  # square: the canvas exported already

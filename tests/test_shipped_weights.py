@@ -24,8 +24,8 @@ from real_hands import CLASSES, PHOTOS_PER_CLASS, desk_counts, desk_frames, hand
 pytestmark = pytest.mark.slow  # the shipped models on real images and video
 
 # Measured at each model's defaults (models/README.md): labelled hands found of 8 per class and set, and the desk clip.
-FOUND_AT_LEAST = {  # measured 5, 6, 8, 8 (gloves-n.pt; 6, 6, 8, 8 with TTA) and 6, 6, 8, 8 (gloves-bra-n.pt; both)
-    ("gloves-n.pt", "gloves-scenes", "gloved_hand"): 4,
+FOUND_AT_LEAST = {  # measured 6, 6, 8, 8 for both models, in one pass and with TTA
+    ("gloves-n.pt", "gloves-scenes", "gloved_hand"): 5,
     ("gloves-n.pt", "gloves-scenes", "bare_hand"): 5,
     ("gloves-n.pt", "gloves", "gloved_hand"): 7,
     ("gloves-n.pt", "gloves", "bare_hand"): 7,
@@ -34,10 +34,12 @@ FOUND_AT_LEAST = {  # measured 5, 6, 8, 8 (gloves-n.pt; 6, 6, 8, 8 with TTA) and
     ("gloves-bra-n.pt", "gloves", "gloved_hand"): 7,
     ("gloves-bra-n.pt", "gloves", "bare_hand"): 7,
 }
-# Desk clip, of 12 frames: (frames with the bare hand >=, false gloved_hand boxes <=); measured (6, 0) and (2, 0).
-DESK = {"gloves-n.pt": (5, 0), "gloves-bra-n.pt": (1, 0), "gloves-n_int8_openvino_model": (4, 0)}  # INT8: (5, 0)
-# Boxes on a blank frame (black, grey, white); measured: none.
-BLANK_AT_MOST: dict[tuple[str, int], int] = {}
+# Desk clip, of 12 frames: (frames with the bare hand >=, false gloved_hand boxes <=); measured (9, 0) for both, and
+# (9, 1) for the INT8 export: one weak false glove (0.27, just above the 0.256 default) the checkpoint does not give.
+DESK = {"gloves-n.pt": (8, 0), "gloves-bra-n.pt": (8, 0), "gloves-n_int8_openvino_model": (8, 1)}
+# Boxes on a blank frame (black, grey, white); measured: none, but for BRA at its low calibrated confidence (0.139) one
+# frame-filling gloved_hand (0.16) on the white frame (an over-exposed camera; the model card's known limits).
+BLANK_AT_MOST: dict[tuple[str, int], int] = {("gloves-bra-n.pt", 255): 1}
 
 
 @pytest.fixture(scope="module", params=["gloves-bra-n.pt", "gloves-n.pt"])
