@@ -25,7 +25,7 @@ from .calibration import calibrate as run_calibration
 from .data import load_dataset_yaml
 from .engine import RUNTIMES, DetectionEngine
 from .errors import GloveSafetyError, SourceError
-from .evaluation import Evaluation
+from .evaluation import LEVEL, Evaluation, map50_difference
 from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
 from .export import (
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra, never for selection: the first dataset's val photos pasted into scenes")  # fmt: skip
     e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     e.add_argument("--augment", action="store_true", help="with test-time augmentation (as photos run by default)")
+    e.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="95%% intervals of mAP50 from N resamples of the images, and of each model's difference from "
+                   "the first on the same images (e.g. 1000)")  # fmt: skip
     e.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
     c = sub.add_parser("calibrate", help="store the best inference size and confidence in a checkpoint")
     c.add_argument("--weights", type=Path, required=True, help="detect / segment .pt checkpoint (rewritten in place)")
@@ -202,27 +205,48 @@ def evaluate(args: argparse.Namespace) -> int:
                   f"{result.plots_dir}):")  # fmt: skip
             print(result.markdown())
             print(f"Confusion matrix {result.matrix_summary()}.")
-            results.append(result)
+            results.append(result.with_interval(args.bootstrap) if args.bootstrap else result)
     print("\nAll results (select on the scenes' val split; synthetic scenes are an extra, never for selection):")
     print(summary_table(results))
+    if args.bootstrap:
+        print(difference_lines(results, args.bootstrap))
     if args.json:
         atomic_write(args.json, json.dumps([r.to_dict() for r in results], indent=2).encode())
     return 0
 
 
 def summary_table(results: list[Evaluation]) -> str:
-    """One Markdown table: a row per model, dataset, split, size and NMS, with per-class mAP50."""
+    """One Markdown table: a row per model, dataset, split, size and NMS, with per-class mAP50 (and its bootstrap
+    interval where one was drawn)."""
     names = sorted({c.name for r in results for c in r.classes})
-    header = ["weights", "data", "split", "imgsz", "NMS IoU", "NMS across classes", "TTA", "mAP50", "mAP50-95",
-              *(f"{n} AP50" for n in names), "best F1", "at conf"]  # fmt: skip
+    intervals = any(r.map50_interval for r in results)
+    header = ["weights", "data", "split", "imgsz", "NMS IoU", "NMS across classes", "TTA", "mAP50",
+              *([f"mAP50 {LEVEL:.0%} interval"] if intervals else []), "mAP50-95", *(f"{n} AP50" for n in names),
+              "best F1", "at conf"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in results:
         per_class = {c.name: c.map50 for c in r.classes}
+        interval = [f"{r.map50_interval[0]:.3f}-{r.map50_interval[1]:.3f}" if r.map50_interval else "-"]
         cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", "yes" if r.agnostic else "no",
-                 "yes" if r.augment else "no", f"{r.map50:.3f}",
+                 "yes" if r.augment else "no", f"{r.map50:.3f}", *(interval if intervals else []),
                  f"{r.map50_95:.3f}", *(f"{per_class[n]:.3f}" if n in per_class else "-" for n in names),
                  f"{r.best_f1:.3f}", f"{r.best_f1_conf:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def difference_lines(results: list[Evaluation], resamples: int) -> str:
+    """Each model's mAP50 minus the first model's, on the same dataset and split, with the paired interval."""
+    first = results[0].weights
+    lines = [f"Differences from {Path(first).name} ({LEVEL:.0%} paired bootstrap intervals, {resamples} resamples):"]
+    for r in results:
+        base = next((b for b in results if b.weights == first and (b.data, b.split) == (r.data, r.split)), None)
+        if base is None or r.weights == first:
+            continue
+        diff, lo, hi = map50_difference(base, r, resamples)
+        verdict = "better" if lo > 0 else "worse" if hi < 0 else "not told apart by these images"
+        lines.append(f"  {Path(r.weights).name} at {r.imgsz} on {Path(r.data).stem} {r.split}: mAP50 {diff:+.3f} "
+                     f"({lo:+.3f} to {hi:+.3f}): {verdict}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import yaml
+from ultralytics.data.augment import Compose, LetterBox
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import IMG_FORMATS, get_split_fraction, img2label_paths
 from ultralytics.utils import colorstr
+from ultralytics.utils.patches import imread
 
 from .errors import DatasetError
 from .files import atomic_write, read_yaml_mapping
@@ -215,23 +218,50 @@ def write_resolved_yaml(spec: DatasetSpec, out_dir: Path = RUNTIME_DIR / "data",
     return atomic_write(out_dir / f"{stem}.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
 
 
-def yolo_dataset(
-    cfg: Any, img_path: str, batch: int, data: dict, stride: int, train: bool, cls: type[YOLODataset] = YOLODataset
-) -> YOLODataset:
-    """Ultralytics' dataset for a trainer or validator, as its `build_yolo_dataset` makes one, with two differences:
-    the class is `cls` (a subclass with more augmentation), and evaluation images get no half-stride border.
+class FrameDataset(YOLODataset):
+    """Evaluation images letterboxed exactly as the engine's predictor letterboxes a frame of that shape.
 
-    Ultralytics' validator letterboxes each batch onto its aspect-ratio canvas plus half a stride (a 640x640 photo at
-    672x672); the engine runs a frame on its canvas without one (`DetectionEngine._canvas`), which moves mAP50 on
-    `gloves-scenes/valid` by about 0.01 and the confidence at the best F1 by 0.07. Validating one image a batch
-    (`batch` 1) with no border scores each image exactly as the console and the CLI run it."""
+    Ultralytics' validator resizes an image with its own rounding and letterboxes each batch onto one aspect-ratio
+    canvas plus half a stride of border (a 640x640 photo at 672x672); the predictor scales a frame with
+    `LetterBox(auto=True)` onto the smallest stride multiple around it. The border alone moves mAP50 on
+    `gloves-scenes/valid` by about 0.01 and the confidence at the best F1 by 0.07; the rounding makes a 641x1280
+    image 352 rows high rather than 320. Run one image a batch: each has its own canvas.
+    """
+
+    def load_image(self, i: int, rect_mode: bool = True, resize_short: bool = False) -> tuple:
+        """The image scaled as the predictor's `LetterBox` scales it (its padding follows in the transforms)."""
+        im = imread(self.im_files[i], flags=self.cv2_flag)
+        if im is None:
+            raise FileNotFoundError(f"Image Not Found {self.im_files[i]}")
+        h0, w0 = im.shape[:2]
+        size = self._letterbox().get_params({"img": im})["new_unpad"]
+        if size != (w0, h0):
+            im = cv2.resize(im, size, interpolation=cv2.INTER_LINEAR)
+        return (im[..., None] if im.ndim == 2 else im), (h0, w0), im.shape[:2]
+
+    def build_transforms(self, hyp: Any = None) -> Compose:
+        transforms = super().build_transforms(hyp)
+        transforms.transforms[0] = self._letterbox()  # in place of the validator's square, no-upscale one
+        return transforms
+
+    def _letterbox(self) -> LetterBox:
+        return LetterBox((self.imgsz, self.imgsz), auto=True, stride=self.stride)
+
+
+def yolo_dataset(
+    cfg: Any, img_path: str, batch: int | None, data: dict, stride: int, train: bool, cls: type[YOLODataset]
+) -> YOLODataset:
+    """Ultralytics' dataset for a trainer (`cls`, a subclass with more augmentation) or for evaluation on the
+    engine's canvas (`FrameDataset`), made as Ultralytics' `build_yolo_dataset` makes a detect / segment one, but
+    with that class and no half-stride border (which only aspect-ratio batches, `rect`, use). Not for depth,
+    semantic or multi-modal data, and `fraction` applies even to a dataset Ultralytics marks `complete`."""
     return cls(
         img_path=img_path,
         imgsz=cfg.imgsz,
         batch_size=batch,
         augment=train,
         hyp=cfg,
-        rect=cfg.rect or not train,
+        rect=cfg.rect and train,  # evaluation: each image on its own canvas (`FrameDataset`), one a batch
         cache=cfg.cache or None,
         single_cls=cfg.single_cls or False,
         stride=stride,

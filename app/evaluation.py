@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils.metrics import ConfusionMatrix
+from ultralytics.utils.metrics import ConfusionMatrix, ap_per_class
 
-from .data import list_images, load_dataset_yaml, write_resolved_yaml, yolo_dataset
+from .data import FrameDataset, list_images, load_dataset_yaml, write_resolved_yaml, yolo_dataset
 from .engine import DEFAULT_CONF, DEFAULT_IOU
 from .errors import DatasetError
 from .runtime import RUNS_DIR
@@ -19,6 +20,8 @@ MATRIX_CONF = DEFAULT_CONF  # the console's default: the confusion matrix shows 
 Canvas = Literal["frame", "square"]
 """What each image is letterboxed onto: `frame`, the canvas the engine runs a frame of its shape on (its own
 aspect ratio, no border); `square`, the square `imgsz` canvas of a static export."""
+LEVEL = 0.95  # of the bootstrap intervals
+_STATS = ("tp", "conf", "pred_cls", "target_cls")  # per image, as Ultralytics' detection metrics keep them
 
 
 class _MatrixAtConf(ConfusionMatrix):
@@ -34,22 +37,37 @@ class _MatrixAtConf(ConfusionMatrix):
         super().process_batch(detections, batch, conf=self.conf, iou_thres=iou_thres)
 
 
-def _validator(base: type[DetectionValidator], conf: float) -> type[DetectionValidator]:
-    """`base` (the task's validator: detect or segment), its confusion matrix counted at `conf`, and with `rect`
-    each image on the engine's canvas for it (`yolo_dataset`) rather than Ultralytics' bordered one."""
+@dataclass
+class _Seen:
+    """What a validator ran, for `evaluate` (Ultralytics makes the validator itself, so it reports here)."""
+
+    wanted: Canvas
+    canvas: str = ""  # what ran: `Evaluation.canvas`
+    images: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)  # by file name: `_STATS`
+
+
+def _validator(base: type[DetectionValidator], conf: float, seen: _Seen) -> type[DetectionValidator]:
+    """`base` (the task's validator: detect or segment), its confusion matrix counted at `conf`, with `rect` each
+    image on the engine's canvas for it (`yolo_dataset`) rather than Ultralytics' bordered one, reporting to `seen`
+    the canvas and each image's matched boxes (for bootstrap intervals)."""
 
     class Validator(base):
-        canvas: Canvas = "square"  # what it ran: Ultralytics runs a static export square whatever it is asked
-
         def init_metrics(self, model) -> None:
             super().init_metrics(model)
             self.confusion_matrix = _MatrixAtConf(conf, model.names, self.confusion_matrix.matches is not None)
 
         def build_dataset(self, img_path: str, mode: str = "val", batch: int | None = None):
-            if not self.args.rect:  # the square canvas (and a static export, which Ultralytics runs square)
+            if not self.args.rect:  # asked for the square canvas, or a static export (Ultralytics turns `rect` off)
+                seen.canvas = "square" if seen.wanted == "square" else "fixed"
                 return super().build_dataset(img_path, mode, batch)
-            type(self).canvas = "frame"
-            return yolo_dataset(self.args, img_path, batch, self.data, self.stride, train=False)
+            seen.canvas = "frame"
+            return yolo_dataset(self.args, img_path, batch, self.data, self.stride, train=False, cls=FrameDataset)
+
+        def update_metrics(self, preds: list[dict], batch: dict) -> None:
+            first = len(self.metrics.stats["tp"])
+            super().update_metrics(preds, batch)  # appends one entry per image to each statistic
+            for i, image in enumerate(batch["im_file"]):
+                seen.images[Path(image).name] = tuple(self.metrics.stats[k][first + i] for k in _STATS)
 
     return Validator
 
@@ -77,7 +95,7 @@ class Evaluation:
     iou: float  # the NMS IoU the validator ran with
     agnostic: bool  # NMS across classes
     augment: bool  # test-time augmentation
-    canvas: str  # `Canvas`: what each image was letterboxed onto
+    canvas: str  # what each image was letterboxed onto: a `Canvas`, or `fixed`, a static export's own input
     images: int
     precision: float
     recall: float
@@ -90,6 +108,8 @@ class Evaluation:
     plots_dir: str
     matrix_conf: float  # the confidence the confusion matrix counts boxes at
     confusion_matrix: list[list[int]]  # [predicted][true] over the dataset's classes, then background
+    map50_interval: tuple[float, float] | None = None  # bootstrap interval over images (`with_interval`)
+    per_image: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def matrix_summary(self) -> str:
         """What the confusion matrix says, in words: hands found, classes swapped, boxes on the background."""
@@ -110,7 +130,42 @@ class Evaluation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The scores, for JSON: without the per-image boxes."""
+        scores = asdict(replace(self, per_image={}))
+        del scores["per_image"]
+        return scores
+
+    def with_interval(self, resamples: int, seed: int = 0) -> Evaluation:
+        """This evaluation with the `LEVEL` bootstrap interval of its mAP50: the images drawn again with replacement
+        `resamples` times. On 126 images one model's score moves by several hundredths from sample to sample."""
+        names = sorted(self.per_image)
+        draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
+        scores = [_map50([self.per_image[names[i]] for i in draw]) for draw in draws]
+        return replace(self, map50_interval=_interval(scores))
+
+
+def map50_difference(a: Evaluation, b: Evaluation, resamples: int, seed: int = 0) -> tuple[float, float, float]:
+    """mAP50 of `b` minus `a` on the images both scored, and its `LEVEL` paired bootstrap interval (the same images
+    drawn for both): when the interval holds 0, these images do not tell the two apart."""
+    names = sorted(set(a.per_image) & set(b.per_image))
+    if not names:
+        raise ValueError("the two evaluations share no images")
+    draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
+    full = _map50([b.per_image[n] for n in names]) - _map50([a.per_image[n] for n in names])
+    diffs = [_map50([b.per_image[names[i]] for i in d]) - _map50([a.per_image[names[i]] for i in d]) for d in draws]
+    return (full, *_interval(diffs))
+
+
+def _map50(images: list[tuple[np.ndarray, ...]]) -> float:
+    """mAP50 over the classes labelled in `images`, as Ultralytics' metrics compute it."""
+    tp, conf, pred_cls, target_cls = (np.concatenate([image[k] for image in images]) for k in range(len(_STATS)))
+    ap = ap_per_class(tp, conf, pred_cls, target_cls)[5]
+    return float(ap[:, 0].mean()) if len(ap) else 0.0
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(lo), float(hi)
 
 
 def evaluate(
@@ -153,9 +208,9 @@ def evaluate(
     name += ("-agnostic" if agnostic else "") + ("-square" if canvas == "square" else "") + ("-tta" if augment else "")
     plots_dir = plots_dir or RUNS_DIR / "evaluate" / name
     model = model or YOLO(str(weights))
-    validator = _validator(model.task_map[model.task]["validator"], matrix_conf)
+    seen = _Seen(canvas)
     metrics = model.val(
-        validator=validator,
+        validator=_validator(model.task_map[model.task]["validator"], matrix_conf, seen),
         data=str(write_resolved_yaml(spec)),
         imgsz=imgsz,
         split=split,
@@ -186,7 +241,7 @@ def evaluate(
         iou=iou,
         agnostic=agnostic,
         augment=augment,
-        canvas=validator.canvas,
+        canvas=seen.canvas,
         images=images,
         precision=float(metrics.box.mp),
         recall=float(metrics.box.mr),
@@ -199,4 +254,5 @@ def evaluate(
         plots_dir=str(metrics.save_dir),
         matrix_conf=matrix_conf,
         confusion_matrix=metrics.confusion_matrix.matrix.astype(int).tolist(),
+        per_image=seen.images,
     )

@@ -63,7 +63,7 @@ class RunOptions:
         device: `cpu`, `0`, ... or None for Ultralytics' choice.
         runtime: `auto`, `torch`, `onnx` or `openvino` (`engine.RUNTIMES`), or None for the service's own.
         augment_photos: Test-time augmentation for photos (an image or a folder of images): on
-            `gloves-scenes/valid` mAP50 0.258 -> 0.282 with the default model, for about 5x the time (PyTorch, three
+            `gloves-scenes/valid` mAP50 0.258 -> 0.283 with the default model, for about 5x the time (PyTorch, three
             passes), which a photo can afford; videos, streams and cameras never use it (models/README.md).
     """
 

@@ -187,6 +187,27 @@ def test_evaluate_several_datasets_prints_one_table(trained_models: dict, tmp_pa
 
 
 @pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
+def test_evaluate_bootstrap_prints_intervals_and_paired_differences(trained_models: dict, tmp_path: Path, capsys):
+    """`--bootstrap`: each score's interval, and each model against the first on the same images; the same model
+    under another name is no different at all (the same boxes on the same images)."""
+    weights, data = trained_models["detect"]
+    twin = tmp_path / "twin.pt"
+    twin.write_bytes(weights.read_bytes())
+    argv = ["evaluate", "--weights", str(weights), str(twin), "--data", str(data), "--imgsz", "96", "--device", "cpu",
+            "--bootstrap", "200", "--json", str(tmp_path / "e.json")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out.split("All results")[1]
+    header, _, first, second = out.strip().splitlines()[1:5]
+    assert "mAP50 95% interval" in header
+    for row in (first, second):
+        cells = row.split(" | ")
+        lo, hi = map(float, cells[8].split("-"))
+        assert lo <= float(cells[7]) <= hi
+    assert f"  twin.pt at 96 on {data.stem} val: mAP50 +0.000 (+0.000 to +0.000): not told apart by these images" in out
+    assert all(len(r["map50_interval"]) == 2 for r in json.loads((tmp_path / "e.json").read_text()))
+
+
+@pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp_path: Path, capsys) -> None:
     from app.engine import DetectionEngine
 
