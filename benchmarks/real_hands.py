@@ -8,7 +8,8 @@ one pass (as video frames run) and with test-time augmentation (as photos run by
 photo takes (read, predict, match), timed on a second round so that no warm-up counts.
 Desk clip: 12 frames sampled evenly from ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no
 glove): in how many frames the bare hand is found, and how many `gloved_hand` boxes (false: there is no glove)
-appear, with the highest confidence among them. Each model at its calibrated defaults unless sizes / confidences
+appear, with the highest confidence among them. Hand sizes: every labelled hand of `gloves-scenes/valid`, found
+or not, by its share of the image area. Each model at its calibrated defaults unless sizes / confidences
 are given. The model card's numbers and tests/test_shipped_weights.py's thresholds come from this script.
 """
 
@@ -30,6 +31,7 @@ from app.runtime import DESK_CLIP, SHARED_DATA, WEIGHTS_DIR
 PHOTOS_PER_CLASS = 8
 CLASSES = {"gloved_hand": 0, "bare_hand": 1}
 SETS = ("gloves-scenes", "gloves")
+SIZES = {"<1%": 0.01, "1-5%": 0.05, "5-20%": 0.2, ">20%": float("inf")}  # a hand's share of the image area
 
 
 def single_hand_photos(split: Path, class_id: int, count: int = PHOTOS_PER_CLASS) -> list[tuple[Path, np.ndarray]]:
@@ -63,6 +65,29 @@ def hands_found(engine: DetectionEngine, photos: list[tuple[Path, np.ndarray]], 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
     return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
+
+
+def found_by_size(engine: DetectionEngine, split: Path, imgsz: int, conf: float) -> dict[tuple[str, str], list[int]]:
+    """Every labelled hand of a split, by class and by its share of the image area (`SIZES`): [labelled, found with
+    its class at IoU >= 0.5, found with any class]; one pass, as video frames run."""
+    settings = engine.settings(imgsz=imgsz, conf=conf)
+    names = {i: c for c, i in CLASSES.items()}
+    counts = {(size, name): [0, 0, 0] for size in SIZES for name in CLASSES}
+    for image in sorted((split / "images").iterdir()):
+        label = split / "labels" / f"{image.stem}.txt"
+        rows = [line.split() for line in label.read_text().splitlines() if line.strip()] if label.exists() else []
+        frame = cv2.imread(str(image))
+        h, w = frame.shape[:2]
+        detections = engine.predict(frame, settings, annotate=False).detections
+        for cls, cx, cy, bw, bh in ((int(r[0]), *map(float, r[1:5])) for r in rows):
+            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            hits = [d for d in detections if _iou(np.array(d.xyxy), box) >= 0.5]
+            size = next(name for name, upper in SIZES.items() if bw * bh < upper)
+            count = counts[size, names[cls]]
+            count[0] += 1
+            count[1] += any(d.class_id == cls for d in hits)
+            count[2] += bool(hits)
+    return counts
 
 
 def desk_frames(clip: Path = DESK_CLIP, count: int = 12) -> list[np.ndarray]:
@@ -114,6 +139,10 @@ def main() -> None:
                 bare, gloved, peak = desk_counts(engine, frames, imgsz, conf)
                 print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
                       f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip
+                by_size = found_by_size(engine, SHARED_DATA / "gloves-scenes" / "valid", imgsz, conf)
+                print(f"  gloves-scenes valid at {imgsz}, confidence {conf:.2f}, found (any class) / labelled, by the "
+                      "hand's share of the image: " + "; ".join(f"{size} {name} {f} ({a}) / {n}" for (size, name),
+                      (n, f, a) in by_size.items() if n))  # fmt: skip
 
 
 if __name__ == "__main__":
