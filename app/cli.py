@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra, never for selection: the first dataset's val photos pasted into scenes")  # fmt: skip
     e.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
     e.add_argument("--augment", action="store_true", help="with test-time augmentation (as photos run by default)")
-    e.add_argument("--bootstrap", type=int, default=0, metavar="N",
+    e.add_argument("--bootstrap", type=_positive, default=0, metavar="N",
                    help="95%% intervals of mAP50 from N resamples of the images, and of each model's difference from "
                    "the first on the same images (e.g. 1000)")  # fmt: skip
     e.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
@@ -236,18 +236,28 @@ def summary_table(results: list[Evaluation]) -> str:
 
 
 def difference_lines(results: list[Evaluation], resamples: int) -> str:
-    """Each model's mAP50 minus the first model's, on the same dataset and split, with the paired interval."""
+    """Each other model's mAP50 minus the first model's on the same dataset and split (at the same size where the
+    first ran it, else at the first model's first size), with the paired interval."""
     first = results[0].weights
-    lines = [f"Differences from {Path(first).name} ({LEVEL:.0%} paired bootstrap intervals, {resamples} resamples):"]
+    lines = [f"Differences from {first} ({LEVEL:.0%} paired bootstrap intervals, {resamples} resamples):"]
     for r in results:
-        base = next((b for b in results if b.weights == first and (b.data, b.split) == (r.data, r.split)), None)
-        if base is None or r.weights == first:
+        key = (r.data, r.split, r.augment)
+        bases = [b for b in results if b.weights == first and (b.data, b.split, b.augment) == key]
+        if r.weights == first or not bases:
             continue
+        base = next((b for b in bases if b.imgsz == r.imgsz), bases[0])
         diff, lo, hi = map50_difference(base, r, resamples)
         verdict = "better" if lo > 0 else "worse" if hi < 0 else "not told apart by these images"
-        lines.append(f"  {Path(r.weights).name} at {r.imgsz} on {Path(r.data).stem} {r.split}: mAP50 {diff:+.3f} "
-                     f"({lo:+.3f} to {hi:+.3f}): {verdict}")  # fmt: skip
+        lines.append(f"  {r.weights} at {r.imgsz} against {Path(first).name} at {base.imgsz}, {Path(r.data).stem} "
+                     f"{r.split}: mAP50 {diff:+.3f} ({lo:+.3f} to {hi:+.3f}): {verdict}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def calibrate(args: argparse.Namespace) -> int:

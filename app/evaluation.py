@@ -43,7 +43,7 @@ class _Seen:
 
     wanted: Canvas
     canvas: str = ""  # what ran: `Evaluation.canvas`
-    images: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)  # by file name: `_STATS`
+    images: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)  # by image path: `_STATS`
 
 
 def _validator(base: type[DetectionValidator], conf: float, seen: _Seen) -> type[DetectionValidator]:
@@ -66,8 +66,8 @@ def _validator(base: type[DetectionValidator], conf: float, seen: _Seen) -> type
         def update_metrics(self, preds: list[dict], batch: dict) -> None:
             first = len(self.metrics.stats["tp"])
             super().update_metrics(preds, batch)  # appends one entry per image to each statistic
-            for i, image in enumerate(batch["im_file"]):
-                seen.images[Path(image).name] = tuple(self.metrics.stats[k][first + i] for k in _STATS)
+            for i, image in enumerate(batch["im_file"]):  # by path: two sources of a split may share a file name
+                seen.images[str(image)] = tuple(self.metrics.stats[k][first + i] for k in _STATS)
 
     return Validator
 
@@ -137,7 +137,8 @@ class Evaluation:
 
     def with_interval(self, resamples: int, seed: int = 0) -> Evaluation:
         """This evaluation with the `LEVEL` bootstrap interval of its mAP50: the images drawn again with replacement
-        `resamples` times. On 126 images one model's score moves by several hundredths from sample to sample."""
+        `resamples` times. On 126 images one model's score moves by several hundredths from sample to sample. Images
+        of one source are alike, so for images from new sites the true spread is wider still."""
         names = sorted(self.per_image)
         draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
         scores = [_map50([self.per_image[names[i]] for i in draw]) for draw in draws]

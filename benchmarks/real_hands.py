@@ -25,6 +25,7 @@ import app  # noqa: F401  (first: it sets the offline environment that Ultralyti
 import cv2
 import numpy as np
 
+from app.data import list_images
 from app.engine import DetectionEngine
 from app.runtime import DESK_CLIP, SHARED_DATA, WEIGHTS_DIR
 
@@ -68,21 +69,27 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def found_by_size(engine: DetectionEngine, split: Path, imgsz: int, conf: float) -> dict[tuple[str, str], list[int]]:
-    """Every labelled hand of a split, by class and by its share of the image area (`SIZES`): [labelled, found with
-    its class at IoU >= 0.5, found with any class]; one pass, as video frames run."""
+    """Every labelled hand of a split (boxes, or polygons taken by their bounds), by class and by its share of the
+    image area (`SIZES`): [labelled, found with its class at IoU >= 0.5, found with any class]; one pass, as video
+    frames run. A box may count for two overlapping hands."""
     settings = engine.settings(imgsz=imgsz, conf=conf)
     names = {i: c for c, i in CLASSES.items()}
     counts = {(size, name): [0, 0, 0] for size in SIZES for name in CLASSES}
-    for image in sorted((split / "images").iterdir()):
+    for image in sorted(list_images(split / "images")):
         label = split / "labels" / f"{image.stem}.txt"
         rows = [line.split() for line in label.read_text().splitlines() if line.strip()] if label.exists() else []
         frame = cv2.imread(str(image))
         h, w = frame.shape[:2]
         detections = engine.predict(frame, settings, annotate=False).detections
-        for cls, cx, cy, bw, bh in ((int(r[0]), *map(float, r[1:5])) for r in rows):
-            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+        for cls, *values in ((int(r[0]), *map(float, r[1:])) for r in rows if int(r[0]) in names):
+            if len(values) == 4:  # cx cy w h
+                cx, cy, bw, bh = values
+                x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+            else:  # a polygon: x y pairs
+                x1, y1, x2, y2 = min(values[::2]), min(values[1::2]), max(values[::2]), max(values[1::2])
+            box = np.array([x1 * w, y1 * h, x2 * w, y2 * h])
             hits = [d for d in detections if _iou(np.array(d.xyxy), box) >= 0.5]
-            size = next(name for name, upper in SIZES.items() if bw * bh < upper)
+            size = next(name for name, upper in SIZES.items() if (x2 - x1) * (y2 - y1) < upper)
             count = counts[size, names[cls]]
             count[0] += 1
             count[1] += any(d.class_id == cls for d in hits)
@@ -140,7 +147,8 @@ def main() -> None:
                 print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
                       f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip
                 by_size = found_by_size(engine, SHARED_DATA / "gloves-scenes" / "valid", imgsz, conf)
-                print(f"  gloves-scenes valid at {imgsz}, confidence {conf:.2f}, found (any class) / labelled, by the "
+                print(f"  gloves-scenes valid at {imgsz}, confidence {conf:.2f}, found with the right class (with "
+                      "any class) / labelled, by the "
                       "hand's share of the image: " + "; ".join(f"{size} {name} {f} ({a}) / {n}" for (size, name),
                       (n, f, a) in by_size.items() if n))  # fmt: skip
 

@@ -203,8 +203,12 @@ def test_evaluate_bootstrap_prints_intervals_and_paired_differences(trained_mode
         cells = row.split(" | ")
         lo, hi = map(float, cells[8].split("-"))
         assert lo <= float(cells[7]) <= hi
-    assert f"  twin.pt at 96 on {data.stem} val: mAP50 +0.000 (+0.000 to +0.000): not told apart by these images" in out
+    assert (f"  {twin} at 96 against {weights.name} at 96, {data.stem} val: mAP50 +0.000 (+0.000 to +0.000): not told "
+            "apart by these images") in out
     assert all(len(r["map50_interval"]) == 2 for r in json.loads((tmp_path / "e.json").read_text()))
+    with pytest.raises(SystemExit) as stop:  # argparse: N must be 1 or more
+        main([*argv[:-2], "--bootstrap", "0"])
+    assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop

@@ -98,9 +98,10 @@ def test_desk_clip_bare_hand_and_false_gloves(engine: DetectionEngine, shared_da
 def test_every_labelled_scene_hand_is_counted_once_and_large_ones_are_found(shared_data: Path) -> None:
     """All 297 labelled hands of `gloves-scenes/valid` by size (the card's table); measured at the defaults, found
     with the right class: 16 of 27 large gloves and 10 of 11 large bare hands (over 20 % of the image)."""
-    engine = DetectionEngine(DEFAULT_WEIGHTS)
+    engine = DetectionEngine(DEFAULT_WEIGHTS, runtime="torch")  # not INT8 on its square, as `auto` may choose
     counts = found_by_size(engine, shared_data / "gloves-scenes" / "valid", engine.defaults.imgsz, engine.defaults.conf)
-    assert sum(n for n, _, _ in counts.values()) == 297 and set(counts) == {(s, c) for s in SIZES for c in CLASSES}
+    assert sum(n for n, _, _ in counts.values()) == 297
+    assert [counts[size, "bare_hand"][0] for size in SIZES] == [28, 19, 6, 11]  # the bare hands, by size
     assert all(n >= any_class >= found for n, found, any_class in counts.values())
     assert counts[">20%", "gloved_hand"][1] >= 14 and counts[">20%", "bare_hand"][1] >= 9
 
