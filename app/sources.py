@@ -85,8 +85,9 @@ class Source:
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to BGR uint8, or raise `SourceError` saying why it cannot be used.
 
-    Grayscale, alpha and 16-bit images are converted; sizes beyond `MAX_PIXELS` are refused from the header,
-    before decoding, so a small file claiming huge dimensions cannot exhaust memory.
+    Grayscale, alpha and 16-bit images are converted, and turned upright by their EXIF orientation; sizes beyond
+    `MAX_PIXELS` are refused from the header, before decoding, so a small file claiming huge dimensions cannot
+    exhaust memory.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,7 +96,9 @@ def read_image(path: str | Path) -> np.ndarray:
     if data.size == 0:
         raise SourceError(f"{display_name(path.name)}: empty file")
     _check_image_size(data, display_name(path.name))
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # any depth and colour (16-bit, grey), turned as its EXIF orientation says, as a browser shows a phone photo;
+    # IMREAD_UNCHANGED would ignore the orientation and run a portrait photo on its side
+    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:
         raise SourceError(f"{display_name(path.name)}: not a readable image (corrupt or unsupported format)")
     return to_bgr8(image)

@@ -65,6 +65,21 @@ def test_image_variants_decode_to_bgr8(tmp_path: Path) -> None:
         assert abs(int(image[0, 40, 0]) - 40) <= 2, name
 
 
+def test_phone_photo_is_turned_upright_by_its_exif_orientation(tmp_path: Path) -> None:
+    """A portrait phone photo is stored landscape with EXIF orientation 6 (turn 90 degrees clockwise to show it);
+    browsers show it upright, so the model must see it upright too, not on its side."""
+    from PIL import Image
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :10] = 255  # a white band at the stored image's left edge: at the top once turned clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (80, 40, 3)
+    assert image[:10].mean() > 200 and image[20:].mean() < 30
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
