@@ -49,13 +49,17 @@ def entry(sha256: str, canvas: tuple[int, int], fmt: str = "openvino") -> Path:
 
 
 @pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
-def test_auto_gives_pytorchs_detections_on_real_scenes(shared_data: Path) -> None:
+def test_openvino_f32_gives_pytorchs_detections_on_real_scenes(shared_data: Path) -> None:
     """The shipped default at its default size, on real photos of the scenes' val split, square and wide (each shape
     its own export): the same classes, boxes within 1 px, confidences within 1e-3 (only a detection that close to
-    the threshold may be on one side only)."""
+    the threshold may be on one side only). `auto` runs this FP32 export on CPUs without VNNI / AMX, and the checked
+    INT8 export beside the weights on CPUs with them (scored by its own test in test_shipped_weights)."""
     auto, torch_ = DetectionEngine(DEFAULT_WEIGHTS), DetectionEngine(DEFAULT_WEIGHTS, runtime="torch")
+    openvino = DetectionEngine(DEFAULT_WEIGHTS, runtime="openvino")
     settings = auto.settings(device="cpu")
-    assert (auto.backend(settings).runtime, auto.backend(settings).precision) == ("openvino", "f32")
+    chosen = "int8" if export.openvino_cpu().fast_int8 else "f32"
+    assert (auto.backend(settings).runtime, auto.backend(settings).precision) == ("openvino", chosen)
+    assert (openvino.backend(settings).runtime, openvino.backend(settings).precision) == ("openvino", "f32")
     assert torch_.backend(settings).runtime == "torch"
     by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
     for path in sorted((shared_data / "gloves-scenes" / "valid" / "images").glob("*.jpg")):
@@ -66,7 +70,7 @@ def test_auto_gives_pytorchs_detections_on_real_scenes(shared_data: Path) -> Non
     matched = 0
     for image in images:
         expected = torch_.predict(image, settings, annotate=False).detections
-        got = auto.predict(image, settings, annotate=False).detections
+        got = openvino.predict(image, settings, annotate=False).detections
         for d in expected:
             near = [g for g in got if g.class_id == d.class_id and np.abs(np.subtract(g.xyxy, d.xyxy)).max() <= 1]
             if near:
