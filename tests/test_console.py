@@ -21,6 +21,7 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
+from app.export import openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
 from webui import check_access
@@ -34,6 +35,8 @@ def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> I
     tmp = tmp_path_factory.mktemp("console")
     (tmp / "weights").mkdir()
     shutil.copy(WEIGHTS_DIR / "gloves-n.pt", tmp / "weights" / "gloves-n.pt")  # a real glove model, offered too
+    int8 = openvino_export_path(WEIGHTS_DIR / "gloves-n.pt", "int8")  # with its INT8 export, as shipped (auto's
+    shutil.copytree(int8, tmp / "weights" / int8.name)  # choice on CPUs with VNNI / AMX)
     shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")  # newest: the default
     args = ["--exports", str(tmp / "exports"), "--weights-dir", str(tmp / "weights"), "--conf", "0.002"]
     with running_console(*args, log=tmp / "webui.log") as url:
