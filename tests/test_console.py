@@ -21,7 +21,7 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from app.export import openvino_export_path
+from app.export import openvino_cpu, openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
 from webui import check_access
@@ -35,8 +35,9 @@ def console(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> I
     tmp = tmp_path_factory.mktemp("console")
     (tmp / "weights").mkdir()
     shutil.copy(WEIGHTS_DIR / "gloves-n.pt", tmp / "weights" / "gloves-n.pt")  # a real glove model, offered too
-    int8 = openvino_export_path(WEIGHTS_DIR / "gloves-n.pt", "int8")  # with its INT8 export, as shipped (auto's
-    shutil.copytree(int8, tmp / "weights" / int8.name)  # choice on CPUs with VNNI / AMX)
+    # with its INT8 export, as shipped: `auto` runs it at 640 on CPUs with VNNI / AMX
+    int8 = openvino_export_path(WEIGHTS_DIR / "gloves-n.pt", "int8")
+    shutil.copytree(int8, tmp / "weights" / int8.name)
     shutil.copy(trained_models["detect"][0], tmp / "weights" / "tiny-detect.pt")  # newest: the default
     args = ["--exports", str(tmp / "exports"), "--weights-dir", str(tmp / "weights"), "--conf", "0.002"]
     with running_console(*args, log=tmp / "webui.log") as url:
@@ -234,6 +235,8 @@ def test_live_camera_rate_and_latency_with_the_shipped_model(
         browser.close()
     run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
     assert Path(run.model).name == "gloves-n.pt" and run.imgsz == imgsz  # what was measured is what ran
+    int8 = imgsz == 640 and openvino_cpu().fast_int8  # the shipped INT8 export is 640 only
+    assert (run.runtime, run.precision) == ("openvino", "int8" if int8 else "f32")
 
 
 def test_four_users_streaming_at_once_are_all_served(playwright: Playwright, console: dict, tmp_path: Path) -> None:

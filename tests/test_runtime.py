@@ -1,4 +1,5 @@
-"""The engine's runtimes: `auto` runs OpenVINO FP32 on the CPU with PyTorch's detections, the exports it makes are
+"""The engine's runtimes: `auto` runs OpenVINO FP32 on the CPU with PyTorch's detections (or the checked INT8 export
+beside the weights, on CPUs with VNNI / AMX), the exports it makes are
 cached by checkpoint and input canvas (reused, never stale, rebuilt when damaged), forced runtimes, the checked INT8
 export, and what a run records."""
 

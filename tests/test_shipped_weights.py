@@ -58,6 +58,20 @@ def engine(request: pytest.FixtureRequest) -> DetectionEngine:
     return DetectionEngine(WEIGHTS_DIR / request.param, runtime="openvino")
 
 
+@pytest.fixture(scope="module")
+def tta_engine(engine: DetectionEngine) -> DetectionEngine:
+    """The same checkpoint under `auto`, as photos run by default: with test-time augmentation that is PyTorch on
+    every CPU (Ultralytics implements TTA there only)."""
+    return DetectionEngine(engine.weights)
+
+
+def running(engine: DetectionEngine, tta_engine: DetectionEngine, augment: bool) -> DetectionEngine:
+    """The engine a frame (`augment` False) or a photo (True) runs through, checked to run it so."""
+    chosen = tta_engine if augment else engine
+    assert chosen.settings(augment=augment).augment == augment
+    return chosen
+
+
 def test_weights_are_stripped_calibrated_and_describe_the_glove_classes(engine: DetectionEngine) -> None:
     assert engine.weights.stat().st_size < 15 * 2**20
     assert engine.model.ckpt.get("optimizer") is None  # stripped: for inference and fine-tuning
@@ -70,7 +84,10 @@ def test_weights_are_stripped_calibrated_and_describe_the_glove_classes(engine: 
 
 @pytest.mark.parametrize("value", [0, 127, 255])
 @pytest.mark.parametrize("augment", [False, True], ids=["frames", "photos"])
-def test_blank_frames_have_next_to_no_detections(engine: DetectionEngine, value: int, augment: bool) -> None:
+def test_blank_frames_have_next_to_no_detections(
+    engine: DetectionEngine, tta_engine: DetectionEngine, value: int, augment: bool
+) -> None:
+    engine = running(engine, tta_engine, augment)
     settings = engine.settings(augment=augment)
     detections = engine.predict(np.full((480, 640, 3), value, np.uint8), settings, annotate=False).detections
     assert len(detections) <= BLANK_AT_MOST.get((engine.weights.name, value), 0), detections
@@ -80,8 +97,14 @@ def test_blank_frames_have_next_to_no_detections(engine: DetectionEngine, value:
 @pytest.mark.parametrize("class_name", ["gloved_hand", "bare_hand"])
 @pytest.mark.parametrize("augment", [False, True], ids=["frames", "photos"])  # photos run with TTA by default
 def test_labelled_hands_are_found(
-    engine: DetectionEngine, shared_data: Path, dataset: str, class_name: str, augment: bool
+    engine: DetectionEngine,
+    tta_engine: DetectionEngine,
+    shared_data: Path,
+    dataset: str,
+    class_name: str,
+    augment: bool,
 ) -> None:
+    engine = running(engine, tta_engine, augment)
     photos = single_hand_photos(shared_data / dataset / "valid", CLASSES[class_name])
     assert len(photos) == PHOTOS_PER_CLASS
     found = hands_found(engine, photos, class_name, engine.defaults.imgsz, engine.defaults.conf, augment)
