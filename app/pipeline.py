@@ -136,7 +136,7 @@ class DetectionRun:
     def __iter__(self) -> Iterator[RunUpdate]:
         s, engine, record = self.summary, self.engine, self.summary.record
         video = not self.source.still and self.camera_monitor is None
-        writer = RunWriter(s.output_dir, video_fps=self.source.fps if video else None)
+        writer = RunWriter(s.output_dir, video_fps=self.source.fps if video else None, live=self.source.live)
         if self.store is not None:
             self.store.start_run(record)
         engine.reset()

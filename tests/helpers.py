@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import queue
+import re
 import shutil
 import socket
 import struct
@@ -58,6 +59,14 @@ def make_video(
             cv2.rectangle(img, (5 + 6 * i, 30), (35 + 6 * i, 60), (60, 200, 240), -1)
             video.write(img)
     return path
+
+
+def x264_options(video: Path) -> str:
+    """The encoder settings x264 writes into every H.264 stream it makes (e.g. `cabac=1 ... subme=2` for the
+    `veryfast` preset, `cabac=0 ... subme=0` for `ultrafast`)."""
+    found = re.search(rb"x264 - core \d+.*? options: ([^\x00]*)", video.read_bytes())
+    assert found is not None, f"{video.name}: no x264 settings in the stream"
+    return found[1].decode()
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:

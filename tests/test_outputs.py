@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from helpers import x264_options
 
 from app.outputs import RunWriter, safe_text
 from app.policy import SafetyEvent
@@ -164,6 +165,17 @@ def test_close_with_video_returns_the_playable_file(tmp_path: Path) -> None:
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     video.release()
     assert writer.images == [] and not list(tmp_path.glob(".*"))
+
+
+def test_live_sources_encode_with_the_faster_preset(tmp_path: Path) -> None:
+    """A camera's run (`live`) encodes with x264 `ultrafast`, leaving the CPU to inference; a file's with `veryfast`,
+    for smaller files."""
+    for live, preset in [(False, "cabac=1 "), (True, "cabac=0 ")]:  # CABAC: on in veryfast, off in ultrafast
+        writer = RunWriter(tmp_path / str(live), video_fps=10, live=live)
+        for i in range(3):
+            writer.add(*frame_rows(i), np.full((32, 48, 3), 40 * i, np.uint8))
+        options = x264_options(writer.close())
+        assert options.startswith(preset) and (" subme=0 " in options) == live, options
 
 
 def test_video_without_frames_is_none(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import BANDSAW_NAMES
-from helpers import CHROMIUM, CHROMIUM_ARGS, make_video
+from helpers import CHROMIUM, CHROMIUM_ARGS, make_video, x264_options
 from openpyxl import load_workbook
 from playwright.sync_api import sync_playwright
 
@@ -111,6 +111,7 @@ def test_output_video_is_h264_with_every_frame(video_run: tuple) -> None:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
         assert sum(1 for _ in container.decode(stream)) == 16
+    assert x264_options(run.summary.video).startswith("cabac=1 ")  # a file's run: x264 `veryfast`, smaller files
     assert not list(run.summary.output_dir.glob(".*part*"))  # no temporary files left behind
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import make_video
+from helpers import make_video, x264_options
 from test_records import make_event, make_run
 
 from app.errors import ServiceError
@@ -85,6 +85,7 @@ def test_live_session_records_every_pushed_frame(service: DetectionService, weig
     assert (record.kind, record.frames, record.status) == ("stream", 3, "stopped")
     assert service.history("2000-01-01", None)[0].id == summary.run_id
     assert service.workbook(run_id=summary.run_id).is_file()
+    assert x264_options(summary.video).startswith("cabac=0 ")  # a camera's run: x264 `ultrafast`, CPU to inference
 
 
 def test_stop_while_streaming_saves_once_and_starts_nothing(service: DetectionService, weights: str) -> None:
