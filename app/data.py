@@ -328,6 +328,24 @@ def _resolve_split(root: Path, value: str) -> Path:
     return path
 
 
+def label_boxes(image: Path) -> list[tuple[int, float, float, float, float]]:
+    """An image's labels as (class, cx, cy, w, h) boxes normalised to the image, polygons reduced to their bounds;
+    none where it has no label file (a background image)."""
+    label = Path(img2label_paths([str(image)])[0])
+    boxes = []
+    for line in label.read_text(encoding="utf-8").splitlines() if label.is_file() else []:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        cls, values = int(parts[0]), [float(v) for v in parts[1:]]
+        if len(values) == 4:
+            boxes.append((cls, *values))
+        else:
+            xs, ys = values[0::2], values[1::2]
+            boxes.append((cls, (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)))
+    return boxes
+
+
 def list_images(source: Path) -> list[Path]:
     """The images of a split source (a folder, searched recursively, or a `.txt` list), sorted."""
     if source.is_dir():

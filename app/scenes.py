@@ -17,9 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from ultralytics.data.utils import img2label_paths
 
-from .data import DatasetSpec, list_images
+from .data import DatasetSpec, label_boxes, list_images
 from .errors import DatasetError
 from .files import atomic_write
 from .outputs import write_jpeg
@@ -95,7 +94,7 @@ def _compose(
         pw, ph, (x0, y0) = round(w * scale), round(h * scale), spot
         frame[y0 : y0 + ph, x0 : x0 + pw] = cv2.resize(image, (pw, ph), interpolation=cv2.INTER_AREA)
         placed.append((x0, y0, x0 + pw, y0 + ph))
-        for cls, cx, cy, bw, bh in _boxes(photo):
+        for cls, cx, cy, bw, bh in label_boxes(photo):
             rows.append(f"{cls} {(x0 + cx * pw) / W:.6f} {(y0 + cy * ph) / H:.6f} {bw * pw / W:.6f} {bh * ph / H:.6f}")
     return frame, rows
 
@@ -111,18 +110,3 @@ def _free_spot(
     return None
 
 
-def _boxes(image: Path) -> list[tuple[int, float, float, float, float]]:
-    """The photo's labels as boxes (polygons reduced to their bounding box), normalised to the photo."""
-    label = Path(img2label_paths([str(image)])[0])
-    boxes = []
-    for line in label.read_text(encoding="utf-8").splitlines() if label.is_file() else []:
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        cls, values = int(parts[0]), [float(v) for v in parts[1:]]
-        if len(values) == 4:
-            boxes.append((cls, *values))
-        else:
-            xs, ys = values[0::2], values[1::2]
-            boxes.append((cls, (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)))
-    return boxes

@@ -24,8 +24,9 @@ import app  # noqa: F401  (first: it sets the offline environment that Ultralyti
 # isort: split
 import cv2
 import numpy as np
+from ultralytics.utils.ops import xywhn2xyxy
 
-from app.data import list_images
+from app.data import label_boxes, list_images
 from app.engine import DetectionEngine
 from app.runtime import DESK_CLIP, SHARED_DATA, WEIGHTS_DIR
 
@@ -38,14 +39,11 @@ SIZES = {"<1%": 0.01, "1-5%": 0.05, "5-20%": 0.2, ">20%": float("inf")}  # a han
 def single_hand_photos(split: Path, class_id: int, count: int = PHOTOS_PER_CLASS) -> list[tuple[Path, np.ndarray]]:
     """The first `count` photos (by name) labelled with exactly one hand, of `class_id`, and its box in pixels."""
     chosen = []
-    for label in sorted((split / "labels").glob("*.txt")):
-        rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
-        if len(rows) == 1 and int(rows[0][0]) == class_id:
-            image = next((split / "images").glob(f"{label.stem}.*"))
+    for image in list_images(split / "images"):
+        boxes = label_boxes(image)
+        if len(boxes) == 1 and boxes[0][0] == class_id:
             h, w = cv2.imread(str(image)).shape[:2]
-            cx, cy, bw, bh = (float(v) for v in rows[0][1:5])
-            box = np.array([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
-            chosen.append((image, box))
+            chosen.append((image, xywhn2xyxy(np.array(boxes[0][1:]), w, h)))
         if len(chosen) == count:
             break
     return chosen
@@ -75,21 +73,14 @@ def found_by_size(engine: DetectionEngine, split: Path, imgsz: int, conf: float)
     settings = engine.settings(imgsz=imgsz, conf=conf)
     names = {i: c for c, i in CLASSES.items()}
     counts = {(size, name): [0, 0, 0] for size in SIZES for name in CLASSES}
-    for image in sorted(list_images(split / "images")):
-        label = split / "labels" / f"{image.stem}.txt"
-        rows = [line.split() for line in label.read_text().splitlines() if line.strip()] if label.exists() else []
+    for image in list_images(split / "images"):
         frame = cv2.imread(str(image))
         h, w = frame.shape[:2]
         detections = engine.predict(frame, settings, annotate=False).detections
-        for cls, *values in ((int(r[0]), *map(float, r[1:])) for r in rows if int(r[0]) in names):
-            if len(values) == 4:  # cx cy w h
-                cx, cy, bw, bh = values
-                x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
-            else:  # a polygon: x y pairs
-                x1, y1, x2, y2 = min(values[::2]), min(values[1::2]), max(values[::2]), max(values[1::2])
-            box = np.array([x1 * w, y1 * h, x2 * w, y2 * h])
+        for cls, *xywh in (b for b in label_boxes(image) if b[0] in names):
+            box = xywhn2xyxy(np.array(xywh), w, h)
             hits = [d for d in detections if _iou(np.array(d.xyxy), box) >= 0.5]
-            size = next(name for name, upper in SIZES.items() if (x2 - x1) * (y2 - y1) < upper)
+            size = next(name for name, upper in SIZES.items() if xywh[2] * xywh[3] < upper)
             count = counts[size, names[cls]]
             count[0] += 1
             count[1] += any(d.class_id == cls for d in hits)
