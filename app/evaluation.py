@@ -140,7 +140,7 @@ class Evaluation:
         `resamples` times. On 126 images one model's score moves by several hundredths from sample to sample. Images
         of one source are alike, so for images from new sites the true spread is wider still."""
         names = sorted(self.per_image)
-        draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
+        draws = _draws(len(names), resamples, seed)
         scores = [_map50([self.per_image[names[i]] for i in draw]) for draw in draws]
         return replace(self, map50_interval=_interval(scores))
 
@@ -151,10 +151,15 @@ def map50_difference(a: Evaluation, b: Evaluation, resamples: int, seed: int = 0
     names = sorted(set(a.per_image) & set(b.per_image))
     if not names:
         raise ValueError("the two evaluations share no images")
-    draws = np.random.default_rng(seed).integers(0, len(names), (resamples, len(names)))
+    draws = _draws(len(names), resamples, seed)
     full = _map50([b.per_image[n] for n in names]) - _map50([a.per_image[n] for n in names])
     diffs = [_map50([b.per_image[names[i]] for i in d]) - _map50([a.per_image[names[i]] for i in d]) for d in draws]
     return (full, *_interval(diffs))
+
+
+def _draws(count: int, resamples: int, seed: int) -> np.ndarray:
+    """`resamples` rows of `count` image indices drawn with replacement: one bootstrap sample of the images each."""
+    return np.random.default_rng(seed).integers(0, count, (resamples, count))
 
 
 def _map50(images: list[tuple[np.ndarray, ...]]) -> float:
