@@ -43,8 +43,9 @@ FILE_PRESET = "veryfast"
 """x264 preset of a run's annotated video from a file or folder: smaller files, where nothing waits for a frame."""
 LIVE_PRESET = "ultrafast"
 """The same from a live source (the console's camera, a camera or stream run from the CLI), which does not wait: about
-4 CPU ms a 720x720 frame against 11 with `veryfast`, for files about 2.6 times larger (hand_desk.mp4); on a 2-core box
-the CPU saved goes to inference (the console's live results at 640, INT8: 12.2 and 13.9 results/s against 11.5).
+4.5 CPU ms a 720x720 frame against 9-10 with `veryfast`, for files 2.55 times larger (benchmarks/video_presets.py on
+hand_desk.mp4); on a 2-core box the CPU saved goes to inference (the console's live results at 640, INT8: 12.2 and
+13.9 results/s against 11.5).
 Camera monitors' recordings (app/recordings.py) keep `veryfast`: they run at a set rate all shift, where the file size
 decides how much footage retention can keep."""
 
