@@ -3,6 +3,8 @@
     python train.py --data datasets/gloves.yaml --model models/yolo11n-bra.yaml --epochs 50 --imgsz 320
     python train.py --data datasets/bandsaw.yaml --model models/yolo11n-seg-bra.yaml --device 0
     python train.py --resume --model runs/detect/NAME/weights/last.pt
+    python train.py ... --stop-after 520    # ends in time, at an epoch's end; weights/resume.pt continues it:
+    python train.py --resume --model resume.pt --data datasets/gloves-all.yaml --dedupe   # (on another machine)
 
 Runs are written to runs/<task>/<name>/. The options, the model and every label file are checked before
 training starts; problems are printed and the exit code is 2.
@@ -22,10 +24,15 @@ from app.errors import GloveSafetyError
 from app.runtime import RUNS_DIR
 from app.training import TrainOptions, prepare, train
 
+DEFAULT_DATA = Path("datasets/gloves.yaml")
+
 
 def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("datasets/gloves.yaml"), help="dataset YAML")
+    p.add_argument(
+        "--data", type=Path, default=None,
+        help=f"dataset YAML (default {DEFAULT_DATA}; with --resume, the checkpoint's: name it on another machine)",
+    )  # fmt: skip
     p.add_argument("--model", default="models/yolo11n-bra.yaml", help="model YAML (from scratch) or .pt")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--imgsz", type=int, default=640, help="training image size (pixels)")
@@ -33,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--device", default=None, help="cpu, 0, or 0,1 for multi-GPU DDP (default: GPU 0 if any)")
     p.add_argument("--workers", type=int, default=8, help="data-loader worker processes")
     p.add_argument("--name", default=None, help="run name under runs/<task>/ (default: MODEL-DATA)")
-    p.add_argument("--resume", action="store_true", help="continue the run whose last.pt is --model")
+    p.add_argument("--resume", action="store_true", help="continue the run whose last.pt (or resume.pt) is --model")
+    p.add_argument(
+        "--stop-after", type=float, default=None, metavar="SECONDS",
+        help="end at the epoch's end before one that would pass this, resumable (weights/resume.pt)",
+    )  # fmt: skip
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the train split to use")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=100, help="epochs without improvement before stopping")
@@ -50,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--project", type=Path, default=RUNS_DIR, help="folder for runs (default: runs/)")
     a = p.parse_args(argv)
     return TrainOptions(
-        data=a.data,
+        data=a.data or (None if a.resume else DEFAULT_DATA),
         model=a.model,
         epochs=a.epochs,
         imgsz=a.imgsz,
@@ -65,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         export_to=a.export_to,
         project=a.project,
         dedupe=a.dedupe,
+        stop_after=a.stop_after,
         overrides=parse_overrides(p, a.overrides),
     )
 

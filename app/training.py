@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from ultralytics import YOLO
+from ultralytics.engine.trainer import BaseTrainer
 
 from .augment import TRAINERS
 from .data import DatasetReport, check_dataset, load_dataset_yaml, write_resolved_yaml
@@ -23,7 +26,7 @@ from .runtime import RUNS_DIR
 
 TASKS = ("detect", "segment")
 _DEVICE_PATTERN = re.compile(r"^(cpu|mps|\d+(,\d+)*)$")
-
+RESUME_FILE = "resume.pt"  # beside last.pt in a run stopped by `stop_after`: what continues it, anywhere
 
 
 @dataclass
@@ -31,17 +34,23 @@ class TrainOptions:
     """What `train.py` takes; the fields follow Ultralytics' train arguments of the same names.
 
     Attributes:
-        data: Dataset YAML (Ultralytics or Roboflow export).
+        data: Dataset YAML (Ultralytics or Roboflow export). When resuming, None keeps the checkpoint's; name it
+            to continue on another machine (the checkpoint points at this YAML resolved where the run began).
         model: Model YAML (`models/yolo11n-bra.yaml`) to train from scratch, or a `.pt` to fine-tune or resume.
         batch: Images per batch; -1 or a fraction in (0, 1) lets Ultralytics size it to GPU memory.
         device: `cpu`, `0`, `0,1` (multi-GPU DDP) or None for the first GPU if any, else the CPU.
-        resume: Continue the interrupted run whose `last.pt` is `model`.
+        resume: Continue the interrupted run whose `last.pt` (or `resume.pt`) is `model`.
+        stop_after: Seconds (set-up included) after which the run ends at an epoch's end, before one that would
+            overrun; it keeps its place in the schedule, and `weights/resume.pt` (last.pt without the optimizer's
+            momentum, half the size) continues it with `resume` here or on another machine. For a machine lent by
+            the hour, where a fixed `epochs` schedule spans several leases (Ultralytics' `time` instead fits the
+            schedule to one sitting and ends the run for good).
         export_to: Copy the best checkpoint (optimizer state stripped) here, e.g. `models/weights/NAME.pt`.
         dedupe: Train on one image per source photo (Roboflow exports hold each photo several times).
         overrides: Further Ultralytics train arguments (augmentation, `plots`, ...), passed through as they are.
     """
 
-    data: Path
+    data: Path | None
     model: str
     epochs: int = 100
     imgsz: int = 640
@@ -56,6 +65,7 @@ class TrainOptions:
     export_to: Path | None = None
     project: Path = RUNS_DIR
     dedupe: bool = False
+    stop_after: float | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +99,10 @@ def check_options(opts: TrainOptions) -> None:
         raise TrainingError(f"--model checkpoint not found: {opts.model}")
     if opts.resume and model.suffix != ".pt":
         raise TrainingError("--resume needs --model pointing at the interrupted run's weights/last.pt")
+    if opts.data is None and not opts.resume:
+        raise TrainingError("--data is needed (a dataset YAML) unless resuming")
+    if opts.stop_after is not None and opts.stop_after <= 0:
+        raise TrainingError(f"--stop-after must be a number of seconds > 0, got {opts.stop_after}")
     if opts.epochs < 1:
         raise TrainingError(f"--epochs must be >= 1, got {opts.epochs}")
     if opts.imgsz < 32:
@@ -140,7 +154,7 @@ def prepare(opts: TrainOptions) -> tuple[YOLO, DatasetReport | None]:
     """
     check_options(opts)
     yolo = load_model(opts.model)
-    if opts.resume:  # the checkpoint carries its data and settings
+    if opts.resume and opts.data is None:  # the checkpoint carries its data and settings
         return yolo, None
     try:
         report = check_dataset(load_dataset_yaml(opts.data), task=yolo.task)
@@ -153,8 +167,15 @@ def prepare(opts: TrainOptions) -> tuple[YOLO, DatasetReport | None]:
 
 def train(opts: TrainOptions, yolo: YOLO, report: DatasetReport | None) -> TrainResult:
     """Train a model returned by `prepare`, copy its best checkpoint if asked, and return the result."""
+    if opts.stop_after is not None:
+        yolo.add_callback("on_fit_epoch_end", stop_in_time(opts.stop_after))
+    # A resume file left in the run folder by an earlier stop is stale once the run goes on (one finishing now
+    # must not look resumable; one stopping again writes its own)
+    yolo.add_callback("on_train_start", lambda trainer: (trainer.wdir / RESUME_FILE).unlink(missing_ok=True))
     if opts.resume:
-        yolo.train(resume=True, trainer=TRAINERS[yolo.task])
+        moved = {"data": str(write_resolved_yaml(report.spec, dedupe_train=opts.dedupe))} if report else {}
+        # By path: Ultralytics takes `resume=True` only from a checkpoint with its optimizer state (resume.pt has none)
+        yolo.train(resume=str(opts.model), trainer=TRAINERS[yolo.task], **moved)
     else:
         name = opts.name or f"{Path(opts.model).stem}-{report.spec.yaml_file.stem}"
         yolo.train(
@@ -177,6 +198,28 @@ def train(opts: TrainOptions, yolo: YOLO, report: DatasetReport | None) -> Train
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items() if k.startswith("metrics/")}
     exported = export_checkpoint(best, Path(opts.export_to)) if opts.export_to else None
     return TrainResult(save_dir=Path(trainer.save_dir), best=best, metrics=metrics, exported=exported)
+
+
+def stop_in_time(seconds: float) -> Callable[[BaseTrainer], None]:
+    """An `on_fit_epoch_end` callback that ends the run where another epoch (at the mean pace so far) would end past
+    `seconds` after the callback was made, and saves `weights/resume.pt`: the trainer's final step marks last.pt
+    finished, which would end the schedule there."""
+    start = time.monotonic()
+    stopped = False
+
+    def check(trainer: BaseTrainer) -> None:
+        nonlocal stopped
+        elapsed = time.monotonic() - start
+        epochs = trainer.epoch - trainer.start_epoch + 1
+        if stopped or trainer.stop or elapsed + elapsed / epochs <= seconds:
+            return  # also the final validation's call, after the run ended
+        stopped = trainer.stop = True
+        ckpt = torch.load(trainer.last, map_location="cpu", weights_only=False)  # this epoch's, saved just before
+        ckpt["optimizer"] = None  # SGD momentum rebuilds in a few dozen steps; the file halves
+        with atomic_path(trainer.wdir / RESUME_FILE) as tmp:
+            torch.save(ckpt, tmp)
+
+    return check
 
 
 def export_checkpoint(best: Path, target: Path) -> Path:

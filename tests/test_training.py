@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ from conftest import make_polygon_dataset, to_box_labels
 from ultralytics import YOLO
 
 from app.augment import TRAINERS
+from app.data import load_dataset_yaml, write_resolved_yaml
 from app.runtime import ROOT
-from app.training import TrainOptions, prepare, train
+from app.training import RESUME_FILE, TrainOptions, prepare, train
 from train import main
 
 pytestmark = [pytest.mark.training, pytest.mark.slow]  # trains models of its own
@@ -197,3 +199,35 @@ def test_interrupted_run_resumes_to_its_last_epoch(tmp_path: Path) -> None:
     assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None  # finished and stripped
     rows = (last.parent.parent / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # header + epochs 1 and 2, in the same run folder
+
+
+def test_run_stopped_in_time_resumes_on_another_machine(tmp_path: Path) -> None:
+    """A schedule spanning leases: --stop-after ends each part at an epoch's end, its resume.pt carried to a machine
+    without the run folder or the resolved data YAML continues the same schedule, and the run that finishes it
+    leaves nothing that looks resumable."""
+    data = make_polygon_dataset(tmp_path / "data", n_train=4, n_val=2, size=64)
+    run = tmp_path / "runs" / "detect" / "s"
+    resume_file = run / "weights" / RESUME_FILE
+    common = ["--imgsz", "64", "--batch", "2", "--workers", "0", "--device", "cpu", "--set", "plots=False"]
+    argv = ["--data", str(data), "--model", str(ROOT / MODELS["detect"]), "--epochs", "3", "--name", "s"]
+    assert main([*argv, *common, "--project", str(tmp_path / "runs"), "--stop-after", "1e-3"]) == 0
+
+    last = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == -1  # Ultralytics marks the stopped run's last.pt finished ...
+    carried = tmp_path / "lease" / "resume.pt"
+    carried.parent.mkdir()
+    resume_file.rename(carried)
+    resume = torch.load(carried, map_location="cpu", weights_only=False)
+    assert resume["epoch"] == 0 and resume["optimizer"] is None and resume["ema"] is not None  # ... resume.pt is not
+    assert len((run / "results.csv").read_text().strip().splitlines()) == 2  # header + epoch 1 of 3
+
+    shutil.rmtree(run)  # the next machine has neither the run folder nor the YAML resolved on the first
+    write_resolved_yaml(load_dataset_yaml(data)).unlink()
+    assert main(["--resume", "--model", str(carried), "--data", str(data), "--stop-after", "1e-3"]) == 0
+    assert torch.load(resume_file, map_location="cpu", weights_only=False)["epoch"] == 1  # stopped again, in place
+
+    assert main(["--resume", "--model", str(resume_file)]) == 0  # here, with the data it resolved: to the end
+    rows = (run / "results.csv").read_text().strip().splitlines()
+    assert [int(float(r.split(",")[0])) for r in rows[1:]] == [2, 3]  # the same schedule, from where it stopped
+    assert torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=False)["epoch"] == -1
+    assert not resume_file.exists()  # finished: nothing left that looks resumable
