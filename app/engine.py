@@ -12,6 +12,7 @@ padded to a multiple of the stride), so OpenVINO sees exactly the pixels PyTorch
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import zipfile
@@ -168,9 +169,11 @@ def settings_line(record: RunRow, strong: Callable[[str], str] = str) -> str:
     """The settings that produced a run's results, in one line, as the CLI's summary and the console's stamp show
     them (`strong` marks the model, policy and runtime: bold in the console)."""
     runtime = runtime_label(record.runtime, record.precision)
+    kept = ", ".join(map(str, json.loads(record.classes))) if record.classes is not None else None
     return (f"model {strong(Path(record.model).name)} at {record.imgsz} px, confidence {record.conf:g}, "
             f"IoU {record.iou:g}{' across classes' if record.agnostic_nms else ''}"
-            f"{', test-time augmentation' if record.augment else ''}, policy {strong(record.policy or 'none')}, "
+            f"{', test-time augmentation' if record.augment else ''}"
+            f"{f', only {strong(kept)}' if kept is not None else ''}, policy {strong(record.policy or 'none')}, "
             f"runtime {strong(runtime) if runtime else 'not recorded'}")  # fmt: skip
 
 

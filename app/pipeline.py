@@ -120,6 +120,7 @@ class DetectionRun:
         self.settings = (settings or engine.settings()).check(engine.names)
         if policy is not None:
             policy.check(engine.names)
+            policy.check_classes(engine.names, self.settings.classes)
         self.engine, self.source, self.policy, self.store = engine, source, policy, store
         self.monitor = SafetyMonitor(policy, still_images=source.still) if policy else None
         self.camera_monitor = monitor
@@ -247,7 +248,7 @@ class DetectionRun:
             conf=s.conf,
             iou=s.iou,
             imgsz=s.imgsz,
-            classes=json.dumps(list(s.classes)) if s.classes is not None else None,
+            classes=json.dumps([e.names[i] for i in sorted(s.classes)]) if s.classes is not None else None,
             tracking=s.track,
             policy=p.name if p else None,
             policy_json=json.dumps(p.__dict__) if p else None,

@@ -157,6 +157,19 @@ class SafetyPolicy:
         if needed not in self.roles.values():
             raise PolicyError(f"policy {self.name!r}: rule {self.rule} needs at least one class with role {needed}")
 
+    def check_classes(self, names: dict[int, str], classes: tuple[int, ...] | None) -> None:
+        """Refuse a class filter that hides classes this policy's rule judges by: the run would answer OK without
+        having looked (a `bare_hand` left out under "gloves required")."""
+        if classes is None:
+            return
+        needs = self.rule_check.needs
+        hidden = [n for i, n in names.items() if i not in classes and self.role(n) == needs]
+        if hidden:
+            raise PolicyError(
+                f"policy {self.name!r} judges by {', '.join(hidden)}, which the class filter leaves out, so it "
+                "could never see a violation: keep those classes, or run without a policy"
+            )
+
     def fits(self, names: dict[int, str]) -> bool:
         """Whether `check` accepts this model (a console offers only the policies that fit)."""
         try:

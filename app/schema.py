@@ -90,7 +90,8 @@ class RunRow(Row):
     conf: float = column("REAL NOT NULL", "Confidence", kind=PERCENT, default=...)
     iou: float = column("REAL NOT NULL", "IoU", kind=PERCENT, default=...)
     imgsz: int = column("INTEGER NOT NULL", "Image size", default=...)
-    classes: str | None = column("TEXT", "Classes", kind=TEXT, console=False)  # JSON list of ids; None = all
+    # JSON list of the class names kept (runs recorded before 2026-12-01: their ids); None = all
+    classes: str | None = column("TEXT", "Classes", kind=TEXT, console=False)
     tracking: bool = column("INTEGER NOT NULL", "Tracking", kind=FLAG, default=False)
     policy: str | None = column("TEXT", "Policy", kind=TEXT)
     policy_json: str | None = column("TEXT", "Policy settings", kind=TEXT, console=False)

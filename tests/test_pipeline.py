@@ -8,6 +8,7 @@ import http.server
 import json
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -215,3 +216,17 @@ def test_policy_must_fit_the_model(engine: DetectionEngine, tmp_path: Path) -> N
     cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(PolicyError, match="classes the model does not have"):
         DetectionRun(engine, open_source(tmp_path / "a.jpg"), LOW, SafetyPolicy.load("gloves"), None)
+
+
+def test_class_filter_that_hides_what_the_policy_judges_is_refused(engine: DetectionEngine, tmp_path: Path) -> None:
+    """Such a run would answer OK without having looked; a filter that keeps them runs, and says so in its stamp."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
+    bandsaw = SafetyPolicy.load("bandsaw")  # gloves forbidden: judged by the four glove classes
+    hiding = replace(LOW, classes=engine.class_ids(["Glove_Blue", "hand", "head"]))
+    with pytest.raises(PolicyError, match="judges by Glove_White, glove_steel, glove_steel_b, which the class filter"):
+        DetectionRun(engine, open_source(tmp_path / "a.jpg"), hiding, bandsaw, None)
+    keeping = replace(LOW, classes=engine.class_ids(["Glove_Blue", "Glove_White", "glove_steel_b", "glove_steel"]))
+    summary = DetectionRun(engine, open_source(tmp_path / "a.jpg"), keeping, bandsaw, None, exports_dir=tmp_path).run()
+    assert "confidence 0.002, IoU 0.7, only Glove_Blue, Glove_White, glove_steel, glove_steel_b, policy bandsaw" in (
+        summary.text()
+    )

@@ -179,3 +179,12 @@ def test_zone_can_be_replaced_by_the_operator() -> None:
     m = SafetyMonitor(moved)
     assert not m.evaluate(frame(0, det("gloved_hand", LEFT))).ok
     assert m.evaluate(frame(0, det("gloved_hand", RIGHT))).ok
+
+
+def test_class_filter_must_keep_what_the_rule_judges_by() -> None:
+    gloves = SafetyPolicy.load("gloves")  # gloves required: judged by bare hands
+    with pytest.raises(PolicyError, match="policy 'gloves' judges by bare_hand, which the class filter leaves out"):
+        gloves.check_classes(GLOVE_NAMES, (0,))
+    gloves.check_classes(GLOVE_NAMES, (1,))  # bare hands only: every violation is still seen
+    gloves.check_classes(GLOVE_NAMES, None)
+    SafetyPolicy.load("gloves-forbidden").check_classes(GLOVE_NAMES, (0,))
