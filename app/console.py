@@ -133,9 +133,10 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
                                    label="Only these classes (none ticked = all)")  # fmt: skip
         zone = gr.Textbox(label="Danger zone (x,y pairs in 0..1; empty = policy's own; click a result to add)",
                           placeholder="0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95", scale=2, elem_id="zone")  # fmt: skip
-    # A typed value outside the range is put back inside it (the run clamps it the same way).
-    conf.input(lambda v: views.clamp(v, MIN_CONF, 1.0), conf, conf)
-    iou.input(lambda v: views.clamp(v, 0.05, 1.0), iou, iou)
+    # A typed value outside the range is put back inside it (the run clamps it the same way). Unprocessed: Gradio's
+    # slider refuses such a value with an error in its place before any callback could put it back.
+    conf.input(lambda v: views.clamp(v, MIN_CONF, 1.0), conf, conf, preprocess=False)
+    iou.input(lambda v: views.clamp(v, 0.05, 1.0), iou, iou, preprocess=False)
     return Controls(model, policy, imgsz, conf, iou, track, classes, zone, augment)
 
 
@@ -156,7 +157,7 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
         image = views.rgb(cv2.imread(str(summary.images[0]))) if summary.images else None
         return image, *views.result_values(service, summary)
 
-    run_btn.click(_answer(run_image, 7), [image_in, *controls.inputs()], [image_out, *results])
+    run_btn.click(_answer(run_image, 7, clear=True), [image_in, *controls.inputs()], [image_out, *results])
     image_out.select(_add_zone_point, [controls.zone, image_out], [controls.zone])
 
 
@@ -176,11 +177,11 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
             yield None, *partial
         yield str(run.summary.video) if run.summary.video else None, *views.result_values(service, run.summary)
 
-    run_btn.click(_answer(run_video, 7), [video_in, stride, *controls.inputs()], [video_out, *results])
+    run_btn.click(_answer(run_video, 7, clear=True), [video_in, stride, *controls.inputs()], [video_out, *results])
 
 
 def _progress(run: DetectionRun, progress: gr.Progress):
-    """Partial results every 2 s while a video runs: banner and the table so far (the rest unchanged)."""
+    """Partial results every 2 s while a video runs: the verdict and the table so far (the rest unchanged)."""
     rows, last = [], 0.0
     for update in run:
         rows += update.rows
@@ -188,7 +189,7 @@ def _progress(run: DetectionRun, progress: gr.Progress):
         progress((update.done, total) if total else None, desc="Processing video", unit="frames")
         if time.monotonic() - last > 2 and update.frame is not None:
             last = time.monotonic()
-            yield views.banner(update.status, run.policy is not None), views.detections_table(rows), \
+            yield views.run_banner(run.summary, so_far=True), views.detections_table(rows), \
                 *([gr.skip()] * 4)  # fmt: skip
 
 
@@ -235,7 +236,7 @@ def _history_tab(service: DetectionService) -> None:
     workbook = gr.File(label="Workbook", elem_id="hist-file", height=80)
     show = _answer(lambda a, b, s: views.runs_table(service.history(a, b, s)), 1)
     show_btn.click(show, [start, end, source], [runs])
-    export_btn.click(_answer(lambda a, b: str(service.workbook(None, a, b)), 1), [start, end], [workbook])
+    export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1), [start, end, source], [workbook])
 
 
 def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) -> None:
@@ -336,11 +337,13 @@ def _none_loaded(service: DetectionService) -> tuple:
             gr.update(), gr.update(choices=[], value=[]), notice, notice)  # fmt: skip
 
 
-def _answer(callback: Callable, outputs: int) -> Callable:
+def _answer(callback: Callable, outputs: int, clear: bool = False) -> Callable:
     """`callback` for Gradio: a user's error (`GloveSafetyError`) becomes a warning toast and leaves the `outputs`
-    as they were, without the red "Error" marks Gradio puts on outputs of a failed event; anything else is a bug
-    and stays one."""
-    skip = tuple(gr.skip() for _ in range(outputs)) if outputs > 1 else gr.skip()
+    as they were (or empties them, with `clear`: a run's results must not stay up under the input that was
+    refused), without the red "Error" marks Gradio puts on outputs of a failed event; anything else is a bug and
+    stays one."""
+    value = None if clear else gr.skip()
+    skip = tuple(value for _ in range(outputs)) if outputs > 1 else value
     if inspect.isgeneratorfunction(callback):
 
         @functools.wraps(callback)

@@ -65,8 +65,8 @@ def export_workbook(
     with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
         fmt = _Formats(wb)
         selection = (
-            f"run {runs[0].id}" if len(runs) == 1 else f"{len(runs)} runs, {start or 'first'} to {end or 'last'}"
-        )
+            f"run {runs[0].id}" if run_id else f"{len(runs)} run(s), {start or 'first'} to {end or 'last'}"
+        ) + (f", source {source}" if source and not run_id else "")
         _summary_sheet(wb, fmt, runs, detections, events, selection)
         _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
         _rows_sheet(wb, fmt, "Events", events, EventRow)

@@ -378,12 +378,16 @@ class DetectionService:
         start, end = _date(start, "From"), _date(end, "Until")
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
-    def workbook(self, run_id: str | None = None, start: str | None = None, end: str | None = None) -> Path:
+    def workbook(
+        self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
+    ) -> Path:
+        """One run's workbook, or that of the runs `history` lists for the same filters."""
         start, end = _date(start, "From"), _date(end, "Until")
+        source = source.strip() if source else None
         name = f"run-{run_id}.xlsx" if run_id else f"runs-{start or 'first'}-to-{end or 'last'}.xlsx"
         try:
             return export_workbook(
-                self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None
+                self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None, source
             )
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e

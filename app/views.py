@@ -140,15 +140,20 @@ def banner(status: FrameStatus | None, has_policy: bool, detail: str = "") -> st
     return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), detail or "act now: stop the machine")
 
 
-def run_banner(summary: RunSummary) -> str:
-    """The verdict of a whole run."""
-    if summary.record.policy is None:
+def run_banner(summary: RunSummary, so_far: bool = False) -> str:
+    """The verdict of a whole run (`so_far`: of the frames processed yet, while it runs). An OK says when nothing
+    was detected at all: then the policy had nothing to judge."""
+    record, more = summary.record, " so far" if so_far else ""
+    if record.policy is None:
         return _banner(NEUTRAL, "No safety policy selected", "detections only: choose a policy for a verdict")
     if not summary.events:
-        return _banner(OK, "OK: no violations", f"policy {summary.record.policy}")
+        if summary.detections:
+            return _banner(OK, f"OK: no violations{more}", f"policy {record.policy}")
+        unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
+        return _banner(OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})")
     reasons = ", ".join(sorted({e.reason for e in summary.events}))
-    detail = f"{reasons} (policy {summary.record.policy})"
-    return _banner(VIOLATION, f"VIOLATION: {len(summary.events)} event(s)", detail)
+    detail = f"{reasons} (policy {record.policy})"
+    return _banner(VIOLATION, f"VIOLATION: {len(summary.events)} event(s){more}", detail)
 
 
 def _banner(state: str, text: str, detail: str) -> str:

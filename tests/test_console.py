@@ -303,6 +303,15 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     page.click("#image-run")
     expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
     assert _table_rows(page, "image-table")
+    # a refused photo takes the last one's results off the page, verdict and all: they are not its results
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:300])
+    _upload_image(page, tmp_path / "cut.jpg")
+    page.click("#image-run")
+    _error_toast(page, "cut.jpg")
+    expect(page.locator("#image-saved")).not_to_contain_text("Saved to")
+    expect(page.locator("#image-status .safety-banner")).to_have_count(0)
+    expect(page.locator("#image-out img")).to_have_count(0)
+    assert not page.locator("#image-table .virtual-row [role=gridcell]").all_inner_texts()
 
 
 def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> None:
@@ -447,6 +456,9 @@ def test_typed_thresholds_are_clamped(page: Page) -> None:
         box.press("Enter")
         expect(box).not_to_have_value(typed, timeout=10000)
         assert box.input_value() in allowed and box.input_value() == slider.input_value()
+        page.wait_for_timeout(1000)  # the server's answer to the typed value has come back
+        expect(page.locator(".toast-body")).to_have_count(0)  # taken as the nearest end: no error
+        expect(box).to_be_visible()  # the slider stays (Gradio's own puts an error in its place)
 
 
 def test_a_mistyped_date_is_answered(page: Page) -> None:

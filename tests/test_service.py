@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import openpyxl
 import pytest
 from helpers import make_video, x264_options
 from test_records import make_event, make_run
@@ -155,6 +156,21 @@ def test_a_run_records_the_settings_inference_used(service: DetectionService, we
     assert (record.imgsz, record.conf, record.iou) == (96, 0.25, 0.7)
     with pytest.raises(ServiceError, match="danger zone"):
         service.detect_file(image, RunOptions(weights=weights, policy="bandsaw", zone="0,0 2,0 1,1"))
+
+
+def test_history_workbook_holds_the_runs_the_history_shows(
+    service: DetectionService, weights: str, tmp_path: Path
+) -> None:
+    """Export Excel with a source filter: the runs listed for it, not every run of the dates."""
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((64, 64, 3), 90, np.uint8))
+        service.detect_file(tmp_path / name, RunOptions(weights=weights, augment_photos=False)).run()
+    shown = service.history("2000-01-01", None, "b.jpg")
+    book = openpyxl.load_workbook(service.workbook(None, "2000-01-01", None, " b.jpg "), read_only=True)
+    summary = [row for row in book["Summary"].iter_rows(values_only=True) if any(row)]
+    assert len(shown) == 1 and any(shown[0].id in map(str, row) for row in summary)
+    assert not any(run.id in map(str, row) for run in service.history(None, None, "a.jpg") for row in summary)
+    assert any("1 run(s), 2000-01-01 to last, source b.jpg" in map(str, row) for row in summary)
 
 
 @pytest.mark.slow  # exports / several runs: outside the fast subset

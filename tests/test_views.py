@@ -1,0 +1,58 @@
+"""What the console says of a run: the verdict banner tells an OK with hands seen from one with nothing seen, and
+a video's banner while it runs holds the verdict so far."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import BANDSAW_NAMES
+from helpers import make_video
+
+from app import views
+from app.engine import DetectionEngine, RunSettings
+from app.pipeline import DetectionRun
+from app.policy import SafetyPolicy
+from app.sources import open_source
+
+# Every class a glove, gloves forbidden everywhere: each box the test model draws is a violation
+NO_GLOVES = SafetyPolicy(name="no-gloves", rule="gloves_forbidden", roles=dict.fromkeys(BANDSAW_NAMES, "glove"),
+                         min_frames=1, cooldown_s=0.0)  # fmt: skip
+LOW = RunSettings(conf=0.001, imgsz=96)  # the one-epoch test model only scores low
+
+
+@pytest.fixture(scope="module")
+def engine(trained_models: dict) -> DetectionEngine:
+    return DetectionEngine(trained_models["detect"][0])
+
+
+def _state_and_text(html: str) -> tuple[str, str]:
+    return html.split('data-state="')[1].split('"')[0], html.split(">", 1)[1]
+
+
+def test_an_ok_says_when_nothing_was_detected(engine: DetectionEngine, tmp_path: Path) -> None:
+    """At a confidence nothing reaches, "OK" must not read as "all hands gloved": the banner says nothing was seen."""
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    blind = DetectionRun(engine, open_source(image), RunSettings(conf=1.0, imgsz=96), SafetyPolicy.load("bandsaw"),
+                         exports_dir=tmp_path).run()  # fmt: skip
+    assert blind.detections == 0 and not blind.events
+    state, text = _state_and_text(views.run_banner(blind))
+    assert state == "ok" and text.startswith("OK: nothing detected<small>")
+    assert "none this model sees at confidence 1 (policy bandsaw)" in text
+
+    seeing = DetectionRun(engine, open_source(image), LOW, SafetyPolicy.load("bandsaw"), exports_dir=tmp_path).run()
+    assert seeing.detections > 0
+    assert "nothing detected" not in views.run_banner(seeing)
+
+
+def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, tmp_path: Path) -> None:
+    """While a video runs, an event opened earlier keeps the banner at VIOLATION, whatever the latest frame shows."""
+    run = DetectionRun(engine, open_source(make_video(tmp_path / "v.mp4", frames=8)), LOW, NO_GLOVES,
+                       exports_dir=tmp_path)  # fmt: skip
+    shown = [(bool(run.summary.events), views.run_banner(run.summary, so_far=True)) for update in run]
+    first = next(i for i, (opened, _) in enumerate(shown) if opened)
+    assert all(_state_and_text(b)[0] == "violation" and " so far<small>" in b for _, b in shown[first:])
+    assert all(_state_and_text(b)[0] == "ok" for _, b in shown[:first])
