@@ -1,16 +1,17 @@
 """What the shipped models see in real single-hand photos and in a clip from a camera nobody trained on.
 
-    .venv/bin/python benchmarks/real_hands.py [--weights W.pt ...] [--imgsz N ...] [--conf C ...]
+    .venv/bin/python benchmarks/real_hands.py [--weights W.pt ...] [--imgsz N ...] [--conf C ...] [--runtime R]
 
 Single hands: the first 8 photos (by name) of each valid split (`gloves-scenes`, `gloves`) labelled with exactly
 one hand, per class; a hand counts as found when a box of its class overlaps its label at IoU >= 0.5; counted in
 one pass (as video frames run) and with test-time augmentation (as photos run by default), with the time a
 photo takes (read, predict, match), timed on a second round so that no warm-up counts.
-Desk clip: 12 frames sampled evenly from ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no
-glove): in how many frames the bare hand is found, and how many `gloved_hand` boxes (false: there is no glove)
-appear, with the highest confidence among them. Hand sizes: every labelled hand of `gloves-scenes/valid`, found
-or not, by its share of the image area. Each model at its calibrated defaults unless sizes / confidences
-are given. The model card's numbers and tests/test_shipped_weights.py's thresholds come from this script.
+Desk clip: ../shared/data/videos/hand_desk.mp4 (one bare hand throughout, no glove), 12 frames sampled evenly (the
+issue's measure) and every frame (what an operator watching it sees): in how many frames the bare hand is found, and
+in how many `gloved_hand` boxes appear (false: there is no glove), with the highest confidence among them.
+Hand sizes: every labelled hand of `gloves-scenes/valid`, found or not, by its share of the image area. Each model
+at its calibrated defaults unless sizes / confidences are given. The model card's numbers and
+tests/test_shipped_weights.py's thresholds come from this script.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from ultralytics.utils.ops import xywhn2xyxy
 
 from app.data import label_boxes, list_images
-from app.engine import DetectionEngine
+from app.engine import RUNTIMES, DetectionEngine
 from app.runtime import DESK_CLIP, SHARED_DATA, WEIGHTS_DIR
 
 PHOTOS_PER_CLASS = 8
@@ -88,11 +89,11 @@ def found_by_size(engine: DetectionEngine, split: Path, imgsz: int, conf: float)
     return counts
 
 
-def desk_frames(clip: Path = DESK_CLIP, count: int = 12) -> list[np.ndarray]:
-    """`count` frames spread evenly over the clip."""
+def desk_frames(clip: Path = DESK_CLIP, count: int | None = 12) -> list[np.ndarray]:
+    """`count` frames spread evenly over the clip (every frame for None)."""
     cap = cv2.VideoCapture(str(clip))
-    frames = []
-    for index in np.linspace(0, cap.get(cv2.CAP_PROP_FRAME_COUNT) - 1, count).astype(int):
+    frames, total = [], int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    for index in np.linspace(0, total - 1, count or total).astype(int):
         cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
         ok, frame = cap.read()
         if not ok:
@@ -102,13 +103,16 @@ def desk_frames(clip: Path = DESK_CLIP, count: int = 12) -> list[np.ndarray]:
     return frames
 
 
-def desk_counts(engine: DetectionEngine, frames: list[np.ndarray], imgsz: int, conf: float) -> tuple[int, int, float]:
-    """Frames with a bare hand; false gloved_hand boxes; their highest confidence."""
+def desk_counts(
+    engine: DetectionEngine, frames: list[np.ndarray], imgsz: int, conf: float
+) -> tuple[int, int, int, float]:
+    """Frames with a bare hand; false gloved_hand boxes; frames with one; their highest confidence."""
     settings = engine.settings(imgsz=imgsz, conf=conf)
     found = [engine.predict(f, settings, annotate=False).detections for f in frames]
     bare = sum(any(d.class_name == "bare_hand" for d in ds) for ds in found)
-    gloved = [d.confidence for ds in found for d in ds if d.class_name == "gloved_hand"]
-    return bare, len(gloved), max(gloved, default=0.0)
+    gloved = [[d.confidence for d in ds if d.class_name == "gloved_hand"] for ds in found]
+    peak = max((c for cs in gloved for c in cs), default=0.0)
+    return bare, sum(map(len, gloved)), sum(map(bool, gloved)), peak
 
 
 def main() -> None:
@@ -117,11 +121,12 @@ def main() -> None:
                                                                     WEIGHTS_DIR / "gloves-n.pt"])  # fmt: skip
     parser.add_argument("--imgsz", type=int, nargs="*", default=[], help="sizes (default: each model's own)")
     parser.add_argument("--conf", type=float, nargs="*", default=[], help="confidences (default: the model's)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="as the engine takes it (default auto)")
     args = parser.parse_args()
-    frames = desk_frames()
+    clips = {"12 desk frames": desk_frames(), "every desk frame": desk_frames(count=None)}
     photos = {(s, c): single_hand_photos(SHARED_DATA / s / "valid", i) for s in SETS for c, i in CLASSES.items()}
     for weights in args.weights:
-        engine = DetectionEngine(weights)
+        engine = DetectionEngine(weights, runtime=args.runtime)
         d = engine.defaults
         print(f"{weights.name}: defaults {d.as_dict()} ({'calibrated' if d.calibrated else 'not calibrated'})")
         for imgsz in args.imgsz or [d.imgsz]:
@@ -134,9 +139,12 @@ def main() -> None:
                         each = (time.perf_counter() - start) / sum(map(len, photos.values()))  # read, predict, match
                     print(f"  single hands at {imgsz}, confidence {conf:.2f}{', TTA' if augment else ''}: {found} "
                           f"({each * 1000:.0f} ms a photo)")  # fmt: skip
-                bare, gloved, peak = desk_counts(engine, frames, imgsz, conf)
-                print(f"  12 desk frames at {imgsz}, confidence {conf:.2f}: bare_hand in {bare}; "
-                      f"{gloved} gloved_hand boxes, max {peak:.2f}")  # fmt: skip
+                backend = engine.backend(engine.settings(imgsz=imgsz, conf=conf))
+                for name, frames in clips.items():
+                    bare, gloved, frames_gloved, peak = desk_counts(engine, frames, imgsz, conf)
+                    print(f"  {name} ({len(frames)}) at {imgsz}, confidence {conf:.2f}, {backend.runtime} "
+                          f"{backend.precision}: bare_hand in {bare}; {gloved} gloved_hand boxes in {frames_gloved} "
+                          f"frames, max {peak:.2f}")  # fmt: skip
                 by_size = found_by_size(engine, SHARED_DATA / "gloves-scenes" / "valid", imgsz, conf)
                 print(f"  gloves-scenes valid at {imgsz}, confidence {conf:.2f}, found with the right class (with "
                       "any class) / labelled, by the "
