@@ -207,6 +207,12 @@ class LiveSession:
             self.stopped = True
             return self._finish()
 
+    def finish_if_paused(self) -> RunSummary | None:
+        """Save the current run if no frame came for `gap_s` (the camera was stopped in the page) and return it;
+        else None. The next frame would save it too, but the page should not show a stopped camera as watching."""
+        with self._lock:
+            return self._finish() if self.run is not None and self.clock() - self._last_frame_at > self.gap_s else None
+
     def _finish(self) -> RunSummary | None:
         if self.run is None:
             return None

@@ -239,6 +239,11 @@ def live_info(session: LiveSession) -> str:
             f"{stamp(s.record)}")  # fmt: skip
 
 
+def camera_stopped() -> str:
+    """The live banner once the camera's run is saved: no verdict stays up for a camera that is not watching."""
+    return _banner(NEUTRAL, "Camera stopped", "no verdict: nothing is being watched; start the camera for a new run")
+
+
 def saved_live(summary: RunSummary | None) -> str:
     if summary is None:
         return "No live run to save."

@@ -185,11 +185,16 @@ def _live_rate(page: Page, what: str) -> tuple[float, float]:
     return rate, latency
 
 
-def _stop_live(page: Page) -> str:
-    """Stop streaming, save the run, and return its id."""
+def _stop_live(page: Page, button: bool = True) -> str:
+    """Stop streaming and return the id of the run saved: with the console's Stop button, or (`button` False) by
+    the camera's own stop alone, which the console notices. Either way no verdict stays up."""
     page.locator("#cam button[aria-label='capture photo']").click()
-    page.click("#live-stop")
+    if button:
+        page.click("#live-stop")
     expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+    banner = page.locator("#live-status .safety-banner")
+    expect(banner).to_have_attribute("data-state", "none")
+    expect(banner).to_contain_text("Camera stopped")
     return page.locator("#live-info").inner_text().split("Saved live run ")[1].split(":")[0].strip("` ")
 
 
@@ -209,7 +214,7 @@ def test_live_camera_updates_repeatedly_and_is_recorded(
         assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
         expect(page.locator("#cam-out img")).to_be_visible()
         _live_rate(page, "the model's default size")  # what the server keeps up with
-        run_id = _stop_live(page)
+        run_id = _stop_live(page, button=False)
     finally:
         browser.close()
     run = RecordStore(console["exports"] / "records.sqlite").run(run_id)

@@ -105,6 +105,22 @@ def test_stop_while_streaming_saves_once_and_starts_nothing(service: DetectionSe
     assert [r.status for r in service.history(None, None)] == ["stopped", "stopped"]
 
 
+def test_a_camera_stopped_in_the_page_has_its_run_saved(service: DetectionService, weights: str) -> None:
+    """The page sends nothing when its camera stops: a pause longer than the gap saves the run then, not at the
+    next frame, so the console stops showing a verdict for a camera that is not watching."""
+    clock = Clock()
+    live = LiveSession(service, RunOptions(weights=weights, conf=0.002, imgsz=96), clock=clock)
+    live.process(FRAMES[0])
+    clock.now += LIVE_GAP_S - 0.5
+    assert live.finish_if_paused() is None and live.run is not None  # a slow camera is still watching
+    live.process(FRAMES[1])
+    clock.now += LIVE_GAP_S + 0.5
+    saved = live.finish_if_paused()
+    assert saved is not None and live.run is None and live.finish_if_paused() is None
+    assert service.store.run(saved.run_id).frames == 2 and service.store.run(saved.run_id).status == "stopped"
+    assert live.process(FRAMES[2]).frame.frame_index == 0  # the camera started again: a new run
+
+
 def test_pause_time_limit_and_new_options_start_new_runs(service: DetectionService, weights: str) -> None:
     clock = Clock()
     options = RunOptions(weights=weights, conf=0.002, imgsz=96)
