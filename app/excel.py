@@ -126,7 +126,9 @@ def _summary_sheet(
     _text(ws, fmt, r, 1, selection)
     ws.write(r + 1, 0, "Violation events", fmt.header)
     ws.write_row(r + 1, 1, [len(events), "still open", sum(not e.closed for e in events)])
-    r += 3
+    ws.write(r + 2, 0, "Times", fmt.header)
+    _text(ws, fmt, r + 2, 1, _times_note())
+    r += 4
     columns = RunRow.columns()
     ws.write_row(r, 0, [c.title for c in columns], fmt.header)
     formats = _column_formats(fmt, columns)
@@ -202,6 +204,14 @@ def _text(ws: Worksheet, fmt: _Formats, r: int, c: int, value: str) -> None:
     if len(value) > EXCEL_CELL_CHARS:
         return
     ws.write_string(r, c, value, fmt.quoted if value.startswith(FORMULA_PREFIXES) else None)
+
+
+def _times_note() -> str:
+    """What the date-time cells are: Excel keeps no time zone, so the sheet says which one they are in."""
+    now = datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return (f"local time of the machine that wrote this workbook, {now.tzname()} (UTC{offset[:3]}:{offset[3:]} on "
+            f"{now:%Y-%m-%d}); the records, the run files and the console's History dates are in UTC")
 
 
 @functools.lru_cache(maxsize=4096)  # detections of one frame share their time stamp

@@ -114,6 +114,11 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
     assert (run["id"], run["tracking"], run["status"], run["frames"]) == ("a", "yes", "completed", 2)
     assert isinstance(run["started_at"], datetime) and isinstance(run["ended_at"], datetime)
     assert run["started_at"] == local("2026-11-16T08:00:00.000+00:00")
+    offset = datetime.now().astimezone().strftime("%z")
+    times = next(r[1] for r in table if r[0] == "Times")  # Excel has no time zones: the sheet names the one used
+    assert times.startswith("local time of the machine that wrote this workbook") and (
+        f"(UTC{offset[:3]}:{offset[3:]} on " in times and "History dates are in UTC" in times
+    )
 
 
 def test_range_export(store: RecordStore, tmp_path: Path) -> None:
