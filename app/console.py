@@ -132,7 +132,8 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
         classes = gr.CheckboxGroup(list(info.names.values()) if info else [], scale=3,
                                    label="Only these classes (none ticked = all)")  # fmt: skip
         zone = gr.Textbox(label="Danger zone (x,y pairs in 0..1; empty = policy's own; click a result to add)",
-                          placeholder="0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95", scale=2, elem_id="zone")  # fmt: skip
+                          placeholder=views.zone_placeholder(None), scale=2, elem_id="zone")  # fmt: skip
+    policy.change(lambda p: gr.update(placeholder=views.zone_placeholder(None if p == NO_POLICY else p)), policy, zone)
     # A typed value outside the range is put back inside it (the run clamps it the same way). Unprocessed: Gradio's
     # slider refuses such a value with an error in its place before any callback could put it back.
     conf.input(lambda v: views.clamp(v, MIN_CONF, 1.0), conf, conf, preprocess=False)

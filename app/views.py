@@ -339,6 +339,17 @@ def policy_description(name: str | None) -> str:
         return ""
 
 
+def zone_placeholder(policy: str | None) -> str:
+    """What the danger-zone box shows while empty: the zone the chosen policy applies, as the box takes one."""
+    try:
+        zone = SafetyPolicy.load(policy).zone if policy else None
+    except (GloveSafetyError, OSError):
+        zone = None
+    if zone is None:
+        return "this policy has no zone: the whole frame counts" if policy else "no policy: no zone"
+    return "policy's own: " + " ".join(f"{x:g},{y:g}" for x, y in zone)
+
+
 def _monitor_banner(state: str, text: str, detail: str) -> str:
     return _banner(state, text, detail).replace('class="safety-banner"', 'class="safety-banner monitor-banner"', 1)
 

@@ -452,6 +452,13 @@ def _options_of(page: Page, elem: str) -> list[str]:
 def test_only_policies_that_fit_the_model_are_offered(page: Page) -> None:
     offered = _options_of(page, "policy")
     assert offered == ["none", "bandsaw"]  # the test model has the bandsaw classes only
+    zone = page.locator("#zone textarea, #zone input").first
+    expect(zone).to_have_attribute("placeholder", "no policy: no zone")
+    page.locator("#policy input").fill("bandsaw")
+    page.keyboard.press("Enter")
+    expect(page.locator("#policy input")).to_have_value("bandsaw")
+    # the empty box shows the zone the chosen policy applies (policies/bandsaw.yaml), not an example
+    expect(zone).to_have_attribute("placeholder", "policy's own: 0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95")
 
 
 def test_typed_thresholds_are_clamped(page: Page) -> None:

@@ -56,3 +56,9 @@ def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, t
     first = next(i for i, (opened, _) in enumerate(shown) if opened)
     assert all(_state_and_text(b)[0] == "violation" and " so far<small>" in b for _, b in shown[first:])
     assert all(_state_and_text(b)[0] == "ok" for _, b in shown[:first])
+
+
+def test_the_zone_box_shows_the_chosen_policys_zone() -> None:
+    assert views.zone_placeholder("gloves-forbidden") == "policy's own: 0.25,0.25 0.75,0.25 0.75,0.75 0.25,0.75"
+    assert views.zone_placeholder("gloves") == "this policy has no zone: the whole frame counts"
+    assert views.zone_placeholder(None) == "no policy: no zone"
