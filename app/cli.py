@@ -276,7 +276,8 @@ def detect(args: argparse.Namespace) -> int:
     )  # fmt: skip
     run = service.detect_file(args.source, options, stride=args.stride)
     source = run.source
-    bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame")
+    # progress on stderr: stdout holds the summary alone, for a script or a log to read
+    bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame", file=sys.stderr)
     try:
         for update in run:
             bar.update(1)

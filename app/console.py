@@ -31,6 +31,7 @@ STREAM_LIMIT_S = 3600  # one browser stream event; the live run itself is kept b
 STREAM_EVERY_S = 0.05
 NO_POLICY = "none"
 MIN_CONF = 0.001  # a typed -1 or 0 would draw every box the model can produce
+REFUSAL_TOAST_S = 20
 MONITOR_REFRESH_S = 1.0  # the Monitors tab and the alarm bar are read again from the records this often
 
 
@@ -377,7 +378,8 @@ def _answer(callback: Callable, outputs: int, clear: bool = False) -> Callable:
 
 def _refused(callback: Callable, error: GloveSafetyError) -> None:
     """Tell the user (a toast) and the log (one line; the traceback only at debug level) why a request failed."""
-    gr.Warning(str(error), duration=None)
+    # Long enough to read a line twice; kept until closed they piled up over the controls
+    gr.Warning(str(error), duration=REFUSAL_TOAST_S)
     log.info("%s refused: %s", getattr(callback, "__name__", "request"), error)
     log.debug("details", exc_info=error)
 

@@ -25,6 +25,8 @@ from .runtime import EXPORTS_DIR
 from .schema import DetectionRow, EventRow, RunRow
 from .sources import BadItem, Source, prefetched
 
+OK, VIOLATION = "ok", "violation"  # a verdict's state, as the console's banners mark it (`data-state`)
+
 
 @dataclass
 class RunUpdate:
@@ -71,6 +73,21 @@ class RunSummary:
     def violations(self) -> int:
         return len(self.events)
 
+    def verdict(self, so_far: bool = False) -> tuple[str | None, str, str]:
+        """The run's verdict as the console's banner and the CLI's summary say it: (None without a policy, else `OK`
+        or `VIOLATION`), a headline and a detail. `so_far`: of the frames processed yet, while it runs. An OK says
+        when nothing was detected at all: then the policy had nothing to judge."""
+        record, more = self.record, " so far" if so_far else ""
+        if record.policy is None:
+            return None, "No safety policy selected", "detections only: choose a policy for a verdict"
+        if not self.events:
+            if self.detections:
+                return OK, f"OK: no violations{more}", f"policy {record.policy}"
+            unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
+            return OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})"
+        reasons = ", ".join(sorted({e.reason for e in self.events}))
+        return VIOLATION, f"VIOLATION: {len(self.events)} event(s){more}", f"{reasons} (policy {record.policy})"
+
     def text(self) -> str:
         """A few lines for a terminal or a log."""
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing"
@@ -82,7 +99,8 @@ class RunSummary:
         ]
         if self.tracks:
             lines.append("  unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(self.tracks.items())))
-        lines.append(f"  violation events: {self.violations}" if r.policy else "  no safety policy: no verdict")
+        _, headline, detail = self.verdict()
+        lines.append(f"  verdict: {headline} ({detail})" if r.policy else "  no safety policy: no verdict")
         lines += [f"  skipped {b.name}: {b.reason}" for b in self.skipped]
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  note: {n}" for n in self.notes]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .engine import settings_line
 from .errors import GloveSafetyError
+from .pipeline import OK, VIOLATION
 from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # the service imports nothing from here; these are for type h
     from .pipeline import RunSummary
     from .service import DetectionService, EventMedia, LiveSession, MonitorView
 
-NEUTRAL, OK, VIOLATION = "none", "ok", "violation"
+NEUTRAL = "none"  # no verdict (no policy, a camera stopped); OK and VIOLATION are the pipeline's
 CSS = """
 .safety-banner {padding: 14px 20px; border-radius: 8px; font-size: 1.5em; font-weight: bold; color: white}
 .safety-banner[data-state=ok] {background: #2e7d32}
@@ -141,19 +142,9 @@ def banner(status: FrameStatus | None, has_policy: bool, detail: str = "") -> st
 
 
 def run_banner(summary: RunSummary, so_far: bool = False) -> str:
-    """The verdict of a whole run (`so_far`: of the frames processed yet, while it runs). An OK says when nothing
-    was detected at all: then the policy had nothing to judge."""
-    record, more = summary.record, " so far" if so_far else ""
-    if record.policy is None:
-        return _banner(NEUTRAL, "No safety policy selected", "detections only: choose a policy for a verdict")
-    if not summary.events:
-        if summary.detections:
-            return _banner(OK, f"OK: no violations{more}", f"policy {record.policy}")
-        unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
-        return _banner(OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})")
-    reasons = ", ".join(sorted({e.reason for e in summary.events}))
-    detail = f"{reasons} (policy {record.policy})"
-    return _banner(VIOLATION, f"VIOLATION: {len(summary.events)} event(s){more}", detail)
+    """The verdict of a whole run (`RunSummary.verdict`), or of its frames so far while it runs."""
+    state, headline, detail = summary.verdict(so_far)
+    return _banner(state or NEUTRAL, headline, detail)
 
 
 def _banner(state: str, text: str, detail: str) -> str:

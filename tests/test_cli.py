@@ -41,6 +41,9 @@ def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tm
     assert Path(run.output_dir, "annotated.mp4").is_file()
     rows = load_workbook(book)["Detections"].max_row - 1
     assert rows == len(RecordStore(tmp_path / "records.sqlite").detections(run.id)) > 0
+    events = RecordStore(tmp_path / "records.sqlite").events(run.id)  # the verdict line says what was recorded
+    assert (f"  verdict: VIOLATION: {len(events)} event(s) (" if events else "  verdict: OK: no violations (") in out
+    assert "\r" not in out  # the progress bar went to stderr: stdout is the summary alone
 
 
 def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, capsys) -> None:
