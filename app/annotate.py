@@ -10,6 +10,7 @@ from .policy import FrameStatus
 OK_COLOR = (60, 160, 60)  # BGR
 VIOLATION_COLOR = (40, 40, 220)
 ZONE_COLOR = (0, 200, 255)
+BAR_OPACITY = 0.6  # the verdict bar's colour over the frame: its text reads, what lies under it shows
 
 
 def draw_safety(
@@ -34,18 +35,22 @@ def draw_safety(
 
 def _verdict_bar(image: np.ndarray, status: FrameStatus) -> None:
     """A full-width bar along the bottom edge (box labels sit at the top of boxes, Gradio's label at the top
-    left), sized to the image; a violation also gets a thick red frame, so it is seen at a glance."""
+    left), sized to the image, and see-through: a hand at the bottom edge stays visible under it (an opaque bar
+    hid a ninth of every frame). A violation also gets a thick red frame, so it is seen at a glance."""
     h, w = image.shape[:2]
     color = OK_COLOR if status.ok else VIOLATION_COLOR
     text = "OK" if status.ok else "VIOLATION: " + ", ".join(status.reasons)
     bar = max(24, h // (14 if status.ok else 9))
     if not status.ok:
         cv2.rectangle(image, (0, 0), (w - 1, h - 1), color, max(4, min(w, h) // 60))
-    cv2.rectangle(image, (0, h - bar), (w, h), color, -1)
+    strip = image[h - bar :]
+    cv2.addWeighted(np.full_like(strip, color), BAR_OPACITY, strip, 1 - BAR_OPACITY, 0, dst=strip)
     font = cv2.FONT_HERSHEY_SIMPLEX
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
     scale = min((bar * 0.6) / th, (w * 0.94) / tw)  # as large as the bar allows, never wider than the image
     thickness = max(1, round(scale * 2))
     (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
     org = ((w - tw) // 2, h - (bar - th) // 2)
+    # outlined: the frame shows through the bar, and white alone fades over a bright one
+    cv2.putText(image, text, org, font, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
     cv2.putText(image, text, org, font, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -1,0 +1,25 @@
+"""The safety overlay: the verdict bar is seen at a glance and hides nothing under it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.annotate import OK_COLOR, VIOLATION_COLOR, draw_safety
+from app.policy import FrameStatus
+from app.results import Detection
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_the_verdict_bar_lets_the_frame_show_through(ok: bool) -> None:
+    """A hand at the bottom edge stays visible under the bar: black and white under it stay far apart."""
+    image = np.zeros((360, 640, 3), np.uint8)
+    image[:, 320:] = 255
+    status = FrameStatus() if ok else FrameStatus(violations=[Detection(4, "hand", 0.9, (0, 0, 1, 1))],
+                                                  reasons=["bare hand"])  # fmt: skip
+    draw_safety(image, status, None)
+    top = 360 - max(24, 360 // (14 if ok else 9)) + 2  # the bar's first rows, above its text
+    row = image[top, 20:300].astype(int), image[top, 340:620].astype(int)  # left (black) and right (white)
+    color = np.array(OK_COLOR if ok else VIOLATION_COLOR)
+    assert np.abs(row[1].mean(0) - row[0].mean(0)).min() > 80  # white still shows brighter than black under it
+    assert np.abs(row[0].mean(0) - 0.6 * color).max() < 30  # and the bar's colour is there to see
