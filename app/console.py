@@ -243,7 +243,11 @@ def _history_tab(service: DetectionService) -> None:
         export_btn = gr.Button("Export Excel", elem_id="hist-export")
     runs = gr.Dataframe(views.runs_table([]), label="Runs", elem_id="hist-table")
     workbook = gr.File(label="Workbook", elem_id="hist-file", height=80)
-    show = _answer(lambda a, b, s: views.runs_table(service.history(a, b, s)), 1)
+    def show_runs(start: str, end: str, source: str):
+        runs = service.history(start, end, source)
+        return views.runs_table(runs, service.store.run_counts([r.id for r in runs]))
+
+    show = _answer(show_runs, 1)
     show_btn.click(show, [start, end, source], [runs])
     export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1), [start, end, source], [workbook])
 

@@ -434,6 +434,18 @@ class RecordStore:
         where, args = _range("t.started_at", start, end, source, prefix="t.")
         return self._select(RunRow, f"FROM runs t {where} ORDER BY t.started_at DESC", args)
 
+    def run_counts(self, run_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Detections and violation events recorded for each run, in one query (the History's columns)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        sql = (
+            "SELECT r.id, (SELECT COUNT(*) FROM detections d WHERE d.run_id = r.id), "
+            f"(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id) FROM runs r WHERE r.id IN ({marks})"
+        )
+        found = self._tx(lambda db: db.execute(sql, tuple(run_ids)).fetchall())
+        return {run_id: (int(detections), int(events)) for run_id, detections, events in found}
+
     def run(self, run_id: str) -> RunRow | None:
         found = self._select(RunRow, "FROM runs t WHERE t.id = ?", (run_id,))
         return found[0] if found else None

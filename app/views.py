@@ -203,17 +203,21 @@ def result_values(service: DetectionService, summary: RunSummary) -> list:
             "\n\n".join(notes), workbook]  # fmt: skip
 
 
-def runs_table(runs: list[RunRow]) -> pd.DataFrame:
-    """History: short sources and model names, so status, frames and policy stay in view."""
+def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+    """History: short sources and model names, so status, frames and policy stay in view; then each run's
+    detections and violation events (`RecordStore.run_counts`), so the runs that violated show without opening
+    each one."""
     columns = RunRow.console_columns()
+    counts = counts or {}
     values = [
         [
             Path(v).name if c.name in ("source", "model") and v else v
             for c, v in zip(columns, r.console_values(), strict=True)
         ]
+        + list(counts.get(r.id, (0, 0)))
         for r in runs
     ]
-    return pd.DataFrame(values, columns=[c.title for c in columns])
+    return pd.DataFrame(values, columns=[c.title for c in columns] + ["Detections", "Violation events"])
 
 
 def model_choices(service: DetectionService) -> list[tuple[str, str]]:

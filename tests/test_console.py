@@ -328,8 +328,14 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     page.fill("#hist-start input, #hist-start textarea", "2000-01-01")
     page.click("#hist-run")
     shown = _table_rows(page, "hist-table")
-    runs = RecordStore(console["exports"] / "records.sqlite").runs(start="2000-01-01")
+    store = RecordStore(console["exports"] / "records.sqlite")
+    runs = store.runs(start="2000-01-01")
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
+    # each run's detections and violation events, as recorded: which runs violated shows without opening them
+    assert [(int(r[-2]), int(r[-1])) for r in shown] == [
+        (len(store.detections(run_id=r[0])), len(store.events(run_id=r[0]))) for r in shown
+    ]
+    assert int(shown[0][-2]) > 0
     page.click("#hist-export")
     expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
 

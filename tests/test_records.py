@@ -247,6 +247,18 @@ def test_detections_and_events_by_run_and_range(store: RecordStore) -> None:
     assert store.events(start="2030-01-01") == []
 
 
+def test_run_counts_are_each_runs_detections_and_events(store: RecordStore) -> None:
+    """The History's columns: per run, in one query, as detections() and events() list them."""
+    fill_range(store)
+    store.start_run(make_run("busy", "2026-11-18T10:00:00+00:00"))
+    store.add_frame("busy", [make_detection("busy", i) for i in range(3)])
+    for _ in range(2):
+        store.save_event(make_event("busy"))
+    ids = [r.id for r in store.runs()]
+    assert store.run_counts(ids) == {i: (len(store.detections(run_id=i)), len(store.events(run_id=i))) for i in ids}
+    assert store.run_counts(["busy", "no-such-run"]) == {"busy": (3, 2)} and store.run_counts([]) == {}
+
+
 def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> None:
     """A source filter matches the source as stored, or a file name alone; _ and % in it are not wildcards."""
     sources = {"a": "/videos/cam_1.mp4", "b": "/videos/camX1.mp4", "c": "cam_1.mp4", "d": "/v/100%.mp4",
