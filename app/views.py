@@ -36,7 +36,7 @@ CSS = """
 .safety-banner[data-state=none] {background: #546e7a}
 .safety-banner[data-state=violation] {background: #c62828; animation: glove-flash 0.8s step-start 0s 6}
 @keyframes glove-flash {50% {background: #ff1744}}
-.safety-banner small {display: block; font-size: 0.6em; font-weight: normal; opacity: 0.9}
+.safety-banner small {display: block; font-size: 0.6em; font-weight: normal; color: white !important}
 table th, table th span {white-space: nowrap !important; word-break: keep-all !important}
 .glove-chart {font-family: sans-serif}
 .glove-chart .bar-row {display: flex; align-items: center; gap: 8px; margin: 4px 0}

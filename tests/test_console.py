@@ -103,6 +103,8 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
     page.click("#image-run")
     expect(page.locator("#image-status .safety-banner")).to_be_visible(timeout=60000)
     expect(page.locator("#image-out img")).to_be_visible()
+    detail = page.locator("#image-status .safety-banner small")  # the banner's second line reads on its colour
+    assert detail.evaluate("e => getComputedStyle(e).color") == "rgb(255, 255, 255)"
     rows = _table_rows(page, "image-table")
     count = _shown_count(page, "image-saved")
     assert rows and count >= len(rows) and all(r[0] == image.name for r in rows)
