@@ -77,7 +77,8 @@ def test_tracking_video_run_counts_unique_objects(weights: Path, tmp_path: Path,
     clip = make_video(tmp_path / "clip.mp4", frames=6)
     assert _detect(weights, clip, tmp_path / "out", "--track", "--classes", "hand", "Glove_Blue") == 0
     (run,) = RecordStore(tmp_path / "out" / "records.sqlite").runs()
-    assert run.tracking and run.classes == "[4, 0]"
+    assert run.tracking and json.loads(run.classes) == ["Glove_Blue", "hand"]  # kept classes, by name
+    assert "only Glove_Blue, hand, policy none" in capsys.readouterr().out  # and the summary says so
 
 
 @pytest.mark.parametrize(
