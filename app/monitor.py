@@ -467,6 +467,10 @@ class Monitor(threading.Thread):
         ))  # fmt: skip
         if event_id is not None:
             self.store.set_event_clip(event_id, str(recorded.path))
+        # Retention may have taken the file between its rename and this row (its marking then found no row): the
+        # row must not point at footage that is gone
+        if not recorded.path.exists():
+            self.store.mark_pruned([str(recorded.path)])
 
     def _on_source_state(self, state: str, reason: str) -> None:
         if state == "reconnecting":

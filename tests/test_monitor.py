@@ -38,6 +38,7 @@ from app.cli import main
 from app.errors import ConfigError
 from app.monitor import IDLE_EVERY_S, MonitorConfig, MonitorFeed, MonitorSet
 from app.policy import SafetyPolicy
+from app.recordings import RecordedFile
 from app.records import RecordStore
 from app.runtime import DEFAULT_WEIGHTS, ROOT
 from app.sources import Frame, Source, open_source
@@ -310,6 +311,23 @@ def test_retention_holds_max_gb_while_monitoring(tmp_path: Path, clips: dict[str
     assert all(not Path(r.path).exists() for r in gone)
     assert all(Path(r.path).exists() for r in rows if not r.pruned_at)
     assert {str(p) for p in pruned} <= {r.path for r in gone}
+
+
+def test_a_segment_pruned_before_its_row_is_recorded_is_marked_pruned(tmp_path: Path, clips: dict[str, str]) -> None:
+    """The race a loaded machine hits: retention deletes a segment just renamed into place, before the monitor has
+    recorded its row (so retention's marking finds none); the row, recorded then, says pruned all the same."""
+    path = write_config(tmp_path, [{"name": "desk", "source": clips["desk"]}])
+    monitors = MonitorSet(MonitorConfig.load(path))
+    try:
+        (monitor,) = monitors.monitors
+        gone, kept = tmp_path / "gone.mp4", tmp_path / "kept.mp4"
+        kept.write_bytes(b"x" * 10)
+        for file in (gone, kept):
+            monitor._on_file(RecordedFile("segment", file, 0.0, 2.0, 10, 4))
+        rows = {Path(r.path).name: r for r in monitors.service.store.recordings("desk")}
+        assert rows["gone.mp4"].pruned_at is not None and rows["kept.mp4"].pruned_at is None
+    finally:
+        monitors.service.shutdown()
 
 
 class MjpegCamera:
