@@ -46,6 +46,9 @@ FOUND_AT_LEAST = {  # measured 6, 6, 8, 8 for both models, in one pass and with 
 # Desk clip, of 12 frames: (frames with the bare hand >=, false gloved_hand boxes <=); measured (9, 0) for both, and
 # (9, 1) for the INT8 export: one weak false glove (0.27, just above the 0.256 default) the checkpoint does not give.
 DESK = {"gloves-n.pt": (8, 0), "gloves-bra-n.pt": (8, 0), "gloves-n_int8_openvino_model": (8, 1)}
+# Every frame of it (378), as an operator watches: (frames with the bare hand >=, frames with a false gloved_hand <=);
+# measured (253, 55) and (296, 33): the false gloves a 12-frame sample missed (the model card, "The desk clip").
+DESK_EVERY_FRAME = {"gloves-n.pt": (240, 60), "gloves-bra-n.pt": (280, 38)}
 # Boxes on a blank frame (black, grey, white); measured: none, but for BRA at its low calibrated confidence (0.139) one
 # frame-filling gloved_hand (0.16) on the white frame (an over-exposed camera; the model card's known limits).
 BLANK_AT_MOST: dict[tuple[str, int], int] = {("gloves-bra-n.pt", 255): 1}
@@ -113,11 +116,14 @@ def test_labelled_hands_are_found(
 
 def test_desk_clip_bare_hand_and_false_gloves(engine: DetectionEngine, shared_data: Path) -> None:
     """One bare hand over a desk, from a camera nobody trained on: found in how many of 12 frames, and how many
-    false gloves (there is no glove in the clip)."""
+    false gloves (there is no glove in the clip); then over every frame."""
     d = engine.defaults
-    bare, gloved, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
+    bare, gloved, _, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
     least, most = DESK[engine.weights.name]
     assert bare >= least and gloved <= most, (bare, gloved)
+    bare, _, gloved_frames, _ = desk_counts(engine, desk_frames(DESK_CLIP, count=None), d.imgsz, d.conf)
+    least, most = DESK_EVERY_FRAME[engine.weights.name]
+    assert bare >= least and gloved_frames <= most, (bare, gloved_frames)
 
 
 def test_every_labelled_scene_hand_is_counted_once_and_large_ones_are_found(shared_data: Path) -> None:
@@ -147,7 +153,7 @@ def test_int8_export_of_the_default_model_is_checked_and_finds_hands_as_the_chec
     engine = DetectionEngine(folder)
     assert engine.defaults == checkpoint.defaults
     d = engine.defaults
-    bare, gloved, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
+    bare, gloved, _, _ = desk_counts(engine, desk_frames(DESK_CLIP), d.imgsz, d.conf)
     least, most = DESK[folder.name]
     assert bare >= least and gloved <= most, (bare, gloved)
     for class_name in CLASSES:
