@@ -208,16 +208,15 @@ def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int]] | None = N
     detections and violation events (`RecordStore.run_counts`), so the runs that violated show without opening
     each one."""
     columns = RunRow.console_columns()
+    at = [c.name for c in columns].index("kind") + 1  # after run, source and kind: in view without scrolling
     counts = counts or {}
-    values = [
-        [
-            Path(v).name if c.name in ("source", "model") and v else v
-            for c, v in zip(columns, r.console_values(), strict=True)
-        ]
-        + list(counts.get(r.id, (0, 0)))
-        for r in runs
-    ]
-    return pd.DataFrame(values, columns=[c.title for c in columns] + ["Detections", "Violation events"])
+    values = []
+    for r in runs:
+        row = [Path(v).name if c.name in ("source", "model") and v else v
+               for c, v in zip(columns, r.console_values(), strict=True)]  # fmt: skip
+        values.append([*row[:at], *counts.get(r.id, (0, 0)), *row[at:]])
+    titles = [c.title for c in columns]
+    return pd.DataFrame(values, columns=[*titles[:at], "Detections", "Violation events", *titles[at:]])
 
 
 def model_choices(service: DetectionService) -> list[tuple[str, str]]:

@@ -334,10 +334,10 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     runs = store.runs(start="2000-01-01")
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
     # each run's detections and violation events, as recorded: which runs violated shows without opening them
-    assert [(int(r[-2]), int(r[-1])) for r in shown] == [
+    assert [(int(r[3]), int(r[4])) for r in shown] == [  # after run, source and kind
         (len(store.detections(run_id=r[0])), len(store.events(run_id=r[0]))) for r in shown
     ]
-    assert int(shown[0][-2]) > 0
+    assert int(shown[0][3]) > 0
     page.click("#hist-export")
     expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
 
