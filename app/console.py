@@ -104,9 +104,18 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
         outputs = [controls.model, controls.policy, controls.imgsz, controls.conf, controls.iou, controls.classes,
                    notice, model_info]  # fmt: skip
         controls.model.input(_answer(model_changed, len(outputs)), [controls.model], outputs)
-        # An upload is kept, listed and selected with its own defaults.
-        added = _answer(lambda p: model_changed(str(service.add_upload(p).path)) if p else gr.skip(), len(outputs))
-        upload.upload(added, [upload], outputs)
+        def added(path: str | None):
+            """An upload is kept, listed and selected with its own defaults; a refused one leaves the box, so it
+            does not look taken."""
+            if not path:
+                return (gr.skip(),) * (len(outputs) + 1)
+            try:
+                return *model_changed(str(service.add_upload(path).path)), gr.skip()
+            except GloveSafetyError as e:
+                _refused(added, e)
+                return *(gr.skip(),) * len(outputs), None
+
+        upload.upload(added, [upload], [*outputs, upload])
         # On every page load the lists are read again: uploads made since the server started are offered.
         ui.load(_answer(lambda: model_changed(str(service.default_model() or "")), len(outputs)), None, outputs)
     return ui
