@@ -184,6 +184,9 @@ class LiveSession:
             self._source.push(image_bgr)
             update = next(self._updates)
             self._latencies.append(time.perf_counter() - arrived)
+            # the gap counts from the result too: a first frame that took longer than the gap (an export compiled
+            # when the run opened) is no pause, and the page's tick must not close the run under it
+            self._last_frame_at = self.clock()
             return update
 
     def results_per_s(self) -> float:
@@ -208,8 +211,9 @@ class LiveSession:
             return self._finish()
 
     def finish_if_paused(self) -> RunSummary | None:
-        """Save the current run if no frame came for `gap_s` (the camera was stopped in the page) and return it;
-        else None. The next frame would save it too, but the page should not show a stopped camera as watching."""
+        """Save the current run if no frame came (nor result went) for `gap_s` (the camera was stopped in the
+        page) and return it; else None. The next frame would save it too, but the page should not show a stopped
+        camera as watching."""
         with self._lock:
             return self._finish() if self.run is not None and self.clock() - self._last_frame_at > self.gap_s else None
 

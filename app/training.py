@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from ultralytics import YOLO
 from ultralytics.engine.trainer import BaseTrainer
+from ultralytics.utils import RANK
 
 from .augment import TRAINERS
 from .data import DatasetReport, check_dataset, load_dataset_yaml, write_resolved_yaml
@@ -98,11 +99,13 @@ def check_options(opts: TrainOptions) -> None:
     if model.suffix == ".pt" and not model.is_file():
         raise TrainingError(f"--model checkpoint not found: {opts.model}")
     if opts.resume and model.suffix != ".pt":
-        raise TrainingError("--resume needs --model pointing at the interrupted run's weights/last.pt")
+        raise TrainingError("--resume needs --model pointing at the interrupted run's weights/last.pt (or resume.pt)")
     if opts.data is None and not opts.resume:
         raise TrainingError("--data is needed (a dataset YAML) unless resuming")
     if opts.stop_after is not None and opts.stop_after <= 0:
         raise TrainingError(f"--stop-after must be a number of seconds > 0, got {opts.stop_after}")
+    if opts.stop_after is not None and opts.overrides.get("save") is False:
+        raise TrainingError("--stop-after needs every epoch saved (resume.pt is the epoch's last.pt): drop save=False")
     if opts.epochs < 1:
         raise TrainingError(f"--epochs must be >= 1, got {opts.epochs}")
     if opts.imgsz < 32:
@@ -147,13 +150,19 @@ def load_model(model: str) -> YOLO:
 
 
 def prepare(opts: TrainOptions) -> tuple[YOLO, DatasetReport | None]:
-    """Check options, model and data; return the model and the dataset report (None when resuming).
+    """Check options, model and data; return the model and the dataset report (None when resuming with the
+    checkpoint's own data).
 
     Raises:
         TrainingError: On bad options, an unloadable model or dataset errors (the report is in the message).
     """
     check_options(opts)
     yolo = load_model(opts.model)
+    if opts.resume and (getattr(yolo, "ckpt", None) or {}).get("epoch", -1) < 0:
+        raise TrainingError(
+            f"{opts.model} is marked finished (Ultralytics does so when a run ends, also one stopped by "
+            "--stop-after): resume a stopped run from its weights/resume.pt"
+        )
     if opts.resume and opts.data is None:  # the checkpoint carries its data and settings
         return yolo, None
     try:
@@ -169,9 +178,10 @@ def train(opts: TrainOptions, yolo: YOLO, report: DatasetReport | None) -> Train
     """Train a model returned by `prepare`, copy its best checkpoint if asked, and return the result."""
     if opts.stop_after is not None:
         yolo.add_callback("on_fit_epoch_end", stop_in_time(opts.stop_after))
-    # A resume file left in the run folder by an earlier stop is stale once the run goes on (one finishing now
-    # must not look resumable; one stopping again writes its own)
-    yolo.add_callback("on_train_start", lambda trainer: (trainer.wdir / RESUME_FILE).unlink(missing_ok=True))
+    # A resume file left in the run folder by an earlier stop is stale once this run has saved an epoch of its own
+    # (not before: it may be the file this run resumed from, and last.pt is marked finished); one finishing now
+    # must not look resumable, one stopping again writes its own after this
+    yolo.add_callback("on_model_save", lambda trainer: (trainer.wdir / RESUME_FILE).unlink(missing_ok=True))
     if opts.resume:
         moved = {"data": str(write_resolved_yaml(report.spec, dedupe_train=opts.dedupe))} if report else {}
         # By path: Ultralytics takes `resume=True` only from a checkpoint with its optimizer state (resume.pt has none)
@@ -209,6 +219,8 @@ def stop_in_time(seconds: float) -> Callable[[BaseTrainer], None]:
 
     def check(trainer: BaseTrainer) -> None:
         nonlocal stopped
+        if RANK not in {-1, 0}:  # multi-GPU: the main process decides, and Ultralytics broadcasts its `stop`
+            return
         elapsed = time.monotonic() - start
         epochs = trainer.epoch - trainer.start_epoch + 1
         if stopped or trainer.stop or elapsed + elapsed / epochs <= seconds:

@@ -121,6 +121,25 @@ def test_a_camera_stopped_in_the_page_has_its_run_saved(service: DetectionServic
     assert live.process(FRAMES[2]).frame.frame_index == 0  # the camera started again: a new run
 
 
+def test_a_first_frame_slower_than_the_gap_is_no_pause(
+    service: DetectionService, weights: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's first result can come later than the gap after its frame (an export compiled as the run opens): the
+    page's tick right after it must not take the camera for stopped and close the run under the stream."""
+    clock = Clock()
+    opened = service.open_run
+
+    def slow_open(*args, **kwargs):
+        clock.now += LIVE_GAP_S + 1
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(service, "open_run", slow_open)
+    live = LiveSession(service, RunOptions(weights=weights, conf=0.002, imgsz=96), clock=clock)
+    live.process(FRAMES[0])
+    assert live.finish_if_paused() is None and live.run is not None
+    assert live.process(FRAMES[1]).frame.frame_index == 1  # the same run goes on
+
+
 def test_pause_time_limit_and_new_options_start_new_runs(service: DetectionService, weights: str) -> None:
     clock = Clock()
     options = RunOptions(weights=weights, conf=0.002, imgsz=96)

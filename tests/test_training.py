@@ -201,7 +201,7 @@ def test_interrupted_run_resumes_to_its_last_epoch(tmp_path: Path) -> None:
     assert len(rows) == 3  # header + epochs 1 and 2, in the same run folder
 
 
-def test_run_stopped_in_time_resumes_on_another_machine(tmp_path: Path) -> None:
+def test_run_stopped_in_time_resumes_on_another_machine(tmp_path: Path, capsys) -> None:
     """A schedule spanning leases: --stop-after ends each part at an epoch's end, its resume.pt carried to a machine
     without the run folder or the resolved data YAML continues the same schedule, and the run that finishes it
     leaves nothing that looks resumable."""
@@ -214,6 +214,9 @@ def test_run_stopped_in_time_resumes_on_another_machine(tmp_path: Path) -> None:
 
     last = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=False)
     assert last["epoch"] == -1  # Ultralytics marks the stopped run's last.pt finished ...
+    assert main(["--resume", "--model", str(run / "weights" / "last.pt")]) == 2  # said before any set-up
+    err = capsys.readouterr().err
+    assert "is marked finished" in err and "resume a stopped run from its weights/resume.pt" in err
     carried = tmp_path / "lease" / "resume.pt"
     carried.parent.mkdir()
     resume_file.rename(carried)
