@@ -5,10 +5,10 @@
 Writes `<out>/data/` (the close-ups' train split de-duplicated, the scenes' train and valid splits) as WebP
 quality 55, close-ups at most 480 px and scene images at most 800 px on their long side (640-px training sees the
 1280-px CCTV frames at 640 either way), labels unchanged (normalised), and `<out>/gloves-all.yaml`,
-`datasets/gloves-all.yaml` on that copy; then prints what travels with it. About 32 MB: with the tracked files and
-the two models' resume checkpoints of a schedule spanning several leases (models/gpu/stage.sh) it stays under the
-limit. Numbers are never taken on the copy: evaluate the returned checkpoints here, on ../shared/data
-(models/README.md).
+`datasets/gloves-all.yaml` on that copy; then counts what a device call sends with it (exit 1 over the limit).
+About 32 MB: with the tracked files, the wheels and the two models' resume checkpoints of a schedule spanning
+several leases (models/gpu/stage.sh) it stays under the limit. Numbers are never taken on the copy: evaluate the
+returned checkpoints here, on ../shared/data (models/README.md).
 """
 
 from __future__ import annotations
@@ -72,14 +72,18 @@ def main() -> None:
         "names": source.names,
     }
     (args.out / "gloves-all.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())  # the wheels in <out>/whl too
     print(f"{len(jobs)} images, {size / 1e6:.1f} MB in {args.out}; YAML {args.out / 'gloves-all.yaml'}")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    tracked_size = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0") if (ROOT / f).is_file())
-    print(
-        f"a device call sends {(tracked_size + size) / 2**20:.1f} MiB of {TRAVEL_LIMIT / 2**20:.0f} "
-        f"(tracked files {tracked_size / 2**20:.1f}, resume checkpoints included where committed)"
-    )
+    # the working tree travels as git sees it: tracked files (resume checkpoints once committed) and untracked ones
+    # not ignored, then the carried copy
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout  # fmt: skip
+    tree = sum((ROOT / f).stat().st_size for f in set(listed.decode().split("\0")) if f and (ROOT / f).is_file())
+    total = tree + size
+    print(f"a device call sends {total / 2**20:.1f} MiB of {TRAVEL_LIMIT / 2**20:.0f} (working tree "
+          f"{tree / 2**20:.1f}, this copy {size / 2**20:.1f})")  # fmt: skip
+    if total > TRAVEL_LIMIT:
+        raise SystemExit("over the limit: the call would be refused; send less (a lower QUALITY, smaller sides)")
 
 
 if __name__ == "__main__":

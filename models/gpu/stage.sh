@@ -37,6 +37,7 @@ echo "trained in $(( $(date +%s) - start )) s"
 for m in n bra-n; do  # 8 files at most come back: 2 x (best, resume, results, log)
   # the run's folder as the trainer logged it (a resumed run keeps the folder its first lease named)
   d=$(grep -a -o "Logging results to .*" "$OUT/train-$m.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g; s/^Logging results to //')
+  if [ -z "$d" ]; then echo "$m: failed before training (see train-$m.log)"; continue; fi
   cp "$d/weights/best.pt" "$OUT/$m-best.pt" || echo "$m: no epoch of this lease beat the best so far"
   cp "$d/weights/resume.pt" "$OUT/$m-resume.pt" || echo "$m: the schedule is finished (or the run failed: see its log)"
   cp "$d/results.csv" "$OUT/$m-results.csv"
