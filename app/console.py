@@ -232,7 +232,7 @@ def _live_tab(service: DetectionService, controls: Controls, tick: gr.Timer) -> 
 
     def watch(state: LiveSession | None):  # a camera stopped in the page sends nothing: the tick notices
         saved = state.finish_if_paused() if state is not None else None
-        return (views.saved_live(saved), views.camera_stopped()) if saved else (gr.skip(), gr.skip())
+        return (views.saved_live(saved, camera_stopped=True), views.camera_stopped()) if saved else (gr.skip(),) * 2
 
     # No progress overlay: it would fade the verdict for as long as the camera streams
     cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
@@ -253,8 +253,8 @@ def _history_tab(service: DetectionService) -> None:
     runs = gr.Dataframe(views.runs_table([]), label="Runs", elem_id="hist-table")
     workbook = gr.File(label="Workbook", elem_id="hist-file", height=80)
     def show_runs(start: str, end: str, source: str):
-        runs = service.history(start, end, source)
-        return views.runs_table(runs, service.store.run_counts([r.id for r in runs]))
+        listed = service.history(start, end, source)
+        return views.runs_table(listed, service.run_counts(listed))
 
     show = _answer(show_runs, 1)
     show_btn.click(show, [start, end, source], [runs])

@@ -100,7 +100,7 @@ class RunSummary:
         if self.tracks:
             lines.append("  unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(self.tracks.items())))
         _, headline, detail = self.verdict()
-        lines.append(f"  verdict: {headline} ({detail})" if r.policy else "  no safety policy: no verdict")
+        lines.append(f"  verdict: {headline}; {detail}" if r.policy else "  no safety policy: no verdict")
         lines += [f"  skipped {b.name}: {b.reason}" for b in self.skipped]
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  note: {n}" for n in self.notes]

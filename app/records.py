@@ -45,6 +45,7 @@ INDEXES = (
 )
 OPEN_TIMEOUT_S = 30.0
 """How long opening waits for a busy SQLite file, and a lost PostgreSQL connection is tried again (a restart)."""
+COUNTS_PER_QUERY = 500  # run ids bound in one `run_counts` query (SQLite allows 32,766 parameters)
 MIGRATION_LOCK = 0x676C6F7665
 """PostgreSQL advisory lock held while a store creates or migrates the tables: processes opening a new database
 together would otherwise race on `CREATE TABLE IF NOT EXISTS`."""
@@ -435,16 +436,18 @@ class RecordStore:
         return self._select(RunRow, f"FROM runs t {where} ORDER BY t.started_at DESC", args)
 
     def run_counts(self, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Detections and violation events recorded for each run, in one query (the History's columns)."""
-        if not run_ids:
-            return {}
-        marks = ", ".join("?" * len(run_ids))
-        sql = (
-            "SELECT r.id, (SELECT COUNT(*) FROM detections d WHERE d.run_id = r.id), "
-            f"(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id) FROM runs r WHERE r.id IN ({marks})"
-        )
-        found = self._tx(lambda db: db.execute(sql, tuple(run_ids)).fetchall())
-        return {run_id: (int(detections), int(events)) for run_id, detections, events in found}
+        """Detections and violation events recorded for each run (the History's columns), a query per 500 runs."""
+        counts: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(run_ids), COUNTS_PER_QUERY):  # bound parameters are capped (SQLite 32,766)
+            chunk = tuple(run_ids[i : i + COUNTS_PER_QUERY])
+            sql = (
+                "SELECT r.id, (SELECT COUNT(*) FROM detections d WHERE d.run_id = r.id), "
+                f"(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id) FROM runs r WHERE r.id IN "
+                f"({', '.join('?' * len(chunk))})"
+            )
+            found = self._tx(lambda db, sql=sql, chunk=chunk: db.execute(sql, chunk).fetchall())
+            counts.update({run_id: (int(d), int(e)) for run_id, d, e in found})
+        return counts
 
     def run(self, run_id: str) -> RunRow | None:
         found = self._select(RunRow, "FROM runs t WHERE t.id = ?", (run_id,))

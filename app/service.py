@@ -154,6 +154,7 @@ class LiveSession:
         self._source: LiveSource | None = None
         self._updates: Iterator[RunUpdate] | None = None
         self._started_at = self._last_frame_at = 0.0
+        self._refused: RunOptions | None = None  # options a run was refused under (a policy the filter blinds)
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # seconds from a frame's arrival to its result
         self._lock = threading.Lock()  # a frame may still be in flight when the user presses Stop
 
@@ -177,10 +178,15 @@ class LiveSession:
             if self.options is None:
                 raise ServiceError("choose a model before starting the camera")
             if self.run is None:
-                self._source = LiveSource()
-                self.run = self.service.open_run(self._source, self.options)
-                self._updates = iter(self.run)
-                self._started_at = now
+                if self.options == self._refused:
+                    return None  # refused with these options already: said once, not once a frame
+                source = LiveSource()
+                try:
+                    self.run = self.service.open_run(source, self.options)
+                except GloveSafetyError:
+                    self._refused = self.options
+                    raise
+                self._source, self._updates, self._started_at = source, iter(self.run), now
             self._source.push(image_bgr)
             update = next(self._updates)
             self._latencies.append(time.perf_counter() - arrived)
@@ -387,6 +393,10 @@ class DetectionService:
         """Runs started in [start, end) (dates as YYYY-MM-DD, UTC), newest first, optionally from one source."""
         start, end = _date(start, "From"), _date(end, "Until")
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
+
+    def run_counts(self, runs: list[RunRow]) -> dict[str, tuple[int, int]]:
+        """Each run's detections and violation events, by run id (the History's columns)."""
+        return self.store.run_counts([r.id for r in runs])
 
     def workbook(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None

@@ -90,10 +90,16 @@ def found_by_size(engine: DetectionEngine, split: Path, imgsz: int, conf: float)
 
 
 def desk_frames(clip: Path = DESK_CLIP, count: int | None = 12) -> list[np.ndarray]:
-    """`count` frames spread evenly over the clip (every frame for None)."""
+    """`count` frames spread evenly over the clip (every frame, read in order, for None)."""
     cap = cv2.VideoCapture(str(clip))
+    if count is None:
+        frames = []
+        while (read := cap.read())[0]:
+            frames.append(read[1])
+        cap.release()
+        return frames
     frames, total = [], int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    for index in np.linspace(0, total - 1, count or total).astype(int):
+    for index in np.linspace(0, total - 1, count).astype(int):
         cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
         ok, frame = cap.read()
         if not ok:

@@ -42,7 +42,7 @@ def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tm
     rows = load_workbook(book)["Detections"].max_row - 1
     assert rows == len(RecordStore(tmp_path / "records.sqlite").detections(run.id)) > 0
     events = RecordStore(tmp_path / "records.sqlite").events(run.id)  # the verdict line says what was recorded
-    assert (f"  verdict: VIOLATION: {len(events)} event(s) (" if events else "  verdict: OK: no violations (") in out
+    assert (f"  verdict: VIOLATION: {len(events)} event(s); " if events else "  verdict: OK: no violations; ") in out
     assert "\r" not in out  # the progress bar went to stderr: stdout is the summary alone
 
 

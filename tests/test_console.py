@@ -194,6 +194,8 @@ def _stop_live(page: Page, button: bool = True) -> str:
     if button:
         page.click("#live-stop")
     expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+    if not button:  # the camera is stopped already: the message does not ask for it
+        expect(page.locator("#live-info")).to_contain_text("Starting the camera again begins a new run")
     banner = page.locator("#live-status .safety-banner")
     expect(banner).to_have_attribute("data-state", "none")
     expect(banner).to_contain_text("Camera stopped")
@@ -339,7 +341,6 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     assert [(int(r[3]), int(r[4])) for r in shown] == [  # after run, source and kind
         (len(store.detections(run_id=r[0])), len(store.events(run_id=r[0]))) for r in shown
     ]
-    assert int(shown[0][3]) > 0
     page.click("#hist-export")
     expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
 

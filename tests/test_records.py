@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from helpers import free_port, postgres_control
 
+from app import records
 from app.errors import RecordsError
 from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
 from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, GapRow, MonitorRow, RecordingRow, RunRow
@@ -247,8 +248,10 @@ def test_detections_and_events_by_run_and_range(store: RecordStore) -> None:
     assert store.events(start="2030-01-01") == []
 
 
-def test_run_counts_are_each_runs_detections_and_events(store: RecordStore) -> None:
-    """The History's columns: per run, in one query, as detections() and events() list them."""
+def test_run_counts_are_each_runs_detections_and_events(store: RecordStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The History's columns: per run, as detections() and events() list them, however many runs (a query per
+    `COUNTS_PER_QUERY` of them: 2 here, so 5 runs take three)."""
+    monkeypatch.setattr(records, "COUNTS_PER_QUERY", 2)
     fill_range(store)
     store.start_run(make_run("busy", "2026-11-18T10:00:00+00:00"))
     store.add_frame("busy", [make_detection("busy", i) for i in range(3)])

@@ -140,6 +140,18 @@ def test_a_first_frame_slower_than_the_gap_is_no_pause(
     assert live.process(FRAMES[1]).frame.frame_index == 1  # the same run goes on
 
 
+def test_a_refused_live_run_is_said_once_not_once_a_frame(service: DetectionService, weights: str) -> None:
+    """A camera streams many frames a second: options that cannot open a run (a class filter that blinds the
+    policy) are refused at the first, the next frames are let go, and changed options are tried again."""
+    blind = RunOptions(weights=weights, conf=0.002, imgsz=96, policy="bandsaw", classes=("hand",))
+    live = LiveSession(service, blind)
+    with pytest.raises(ServiceError, match="which the class filter leaves out"):
+        live.process(FRAMES[0])
+    assert [live.process(f) for f in FRAMES] == [None] * len(FRAMES) and live.run is None
+    seeing = dataclasses.replace(blind, classes=("hand", "Glove_Blue", "Glove_White", "glove_steel", "glove_steel_b"))
+    assert live.process(FRAMES[0], seeing).frame.frame_index == 0
+
+
 def test_pause_time_limit_and_new_options_start_new_runs(service: DetectionService, weights: str) -> None:
     clock = Clock()
     options = RunOptions(weights=weights, conf=0.002, imgsz=96)

@@ -3,6 +3,7 @@ a video's banner while it runs holds the verdict so far."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -49,13 +50,16 @@ def test_an_ok_says_when_nothing_was_detected(engine: DetectionEngine, tmp_path:
 
 
 def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, tmp_path: Path) -> None:
-    """While a video runs, an event opened earlier keeps the banner at VIOLATION, whatever the latest frame shows."""
-    run = DetectionRun(engine, open_source(make_video(tmp_path / "v.mp4", frames=8)), LOW, NO_GLOVES,
-                       exports_dir=tmp_path)  # fmt: skip
-    shown = [(bool(run.summary.events), views.run_banner(run.summary, so_far=True)) for update in run]
-    first = next(i for i, (opened, _) in enumerate(shown) if opened)
-    assert all(_state_and_text(b)[0] == "violation" and " so far<small>" in b for _, b in shown[first:])
-    assert all(_state_and_text(b)[0] == "ok" for _, b in shown[:first])
+    """While a video runs, the banner is the run's verdict so far, not the latest frame's: frames that violate
+    before an event opens (three in a row are needed) still read OK so far, and from the event on it is VIOLATION."""
+    policy = dataclasses.replace(NO_GLOVES, min_frames=3)  # every frame violates: the event opens at the third
+    run = DetectionRun(engine, open_source(make_video(tmp_path / "v.mp4", frames=6)), LOW, policy, exports_dir=tmp_path)
+    shown = [(update.status.ok, bool(run.summary.events), views.run_banner(run.summary, so_far=True))
+             for update in run]  # fmt: skip
+    assert [ok for ok, _, _ in shown] == [False] * 6  # the latest frame always shows a violation ...
+    assert [_state_and_text(b)[0] for _, _, b in shown] == ["ok", "ok"] + ["violation"] * 4  # ... the run's verdict
+    assert all(" so far<small>" in b for _, _, b in shown)
+    assert all(opened for _, opened, _ in shown[2:])
 
 
 def test_the_zone_box_shows_the_chosen_policys_zone() -> None:
