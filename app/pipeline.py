@@ -26,6 +26,7 @@ from .schema import DetectionRow, EventRow, RunRow
 from .sources import BadItem, Source, prefetched
 
 OK, VIOLATION = "ok", "violation"  # a verdict's state, as the console's banners mark it (`data-state`)
+NO_VERDICT = ("No safety policy selected", "detections only: choose a policy for a verdict")  # headline, detail
 
 
 @dataclass
@@ -76,12 +77,14 @@ class RunSummary:
     def verdict(self, so_far: bool = False) -> tuple[str | None, str, str]:
         """The run's verdict as the console's banner and the CLI's summary say it: (None without a policy, else `OK`
         or `VIOLATION`), a headline and a detail. `so_far`: of the frames processed yet, while it runs. An OK says
-        when nothing was detected at all: then the policy had nothing to judge."""
+        when no class the policy judges (gloves, bare hands; not `other`) was detected: it had nothing to judge."""
         record, more = self.record, " so far" if so_far else ""
         if record.policy is None:
-            return None, "No safety policy selected", "detections only: choose a policy for a verdict"
+            return None, *NO_VERDICT
         if not self.events:
-            if self.detections:
+            roles = json.loads(record.policy_json or "{}").get("roles", {})
+            judged = {n.lower() for n, role in roles.items() if role != "other"}  # a head is no hand to judge
+            if any(name.lower() in judged for name in self.counts):
                 return OK, f"OK: no violations{more}", f"policy {record.policy}"
             unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
             return OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .engine import settings_line
 from .errors import GloveSafetyError
-from .pipeline import OK, VIOLATION
+from .pipeline import NO_VERDICT, OK, VIOLATION
 from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow
@@ -135,7 +135,7 @@ def clamp(value: object, low: float, high: float) -> float:
 def banner(status: FrameStatus | None, has_policy: bool, detail: str = "") -> str:
     """The verdict of a frame: neutral without a policy (there is no verdict), else OK or VIOLATION."""
     if not has_policy:
-        return _banner(NEUTRAL, "No safety policy selected", "detections only: choose a policy for a verdict")
+        return _banner(NEUTRAL, *NO_VERDICT)
     if status is None or status.ok:
         return _banner(OK, "OK", detail or "no violation in this frame")
     return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), detail or "act now: stop the machine")

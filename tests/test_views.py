@@ -47,6 +47,11 @@ def test_an_ok_says_when_nothing_was_detected(engine: DetectionEngine, tmp_path:
     seeing = DetectionRun(engine, open_source(image), LOW, SafetyPolicy.load("bandsaw"), exports_dir=tmp_path).run()
     assert seeing.detections > 0
     assert "nothing detected" not in views.run_banner(seeing)
+    # only classes the policy does not judge (the bandsaw's `head` is `other`): still nothing to judge
+    heads = dataclasses.replace(blind, counts={"head": 2}, detections=2)
+    assert _state_and_text(views.run_banner(heads))[1].startswith("OK: nothing detected<small>")
+    hand = dataclasses.replace(blind, counts={"head": 2, "hand": 1}, detections=3)
+    assert _state_and_text(views.run_banner(hand))[1].startswith("OK: no violations<small>")
 
 
 def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, tmp_path: Path) -> None:
