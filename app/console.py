@@ -221,11 +221,12 @@ def _live_tab(service: DetectionService, controls: Controls, tick: gr.Timer) -> 
     def stream_frame(frame, state: LiveSession, *ctl):
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
-        update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
-        if update is None or state.stopped:  # stopped (maybe while this frame ran): the saved message stays
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
-        return (views.rgb(update.frame.annotated), views.banner(update.status, state.run.policy is not None),
-                views.counts_table(update.frame), views.live_info(state), state)  # fmt: skip
+        with state.drawing():  # a Stop pressed meanwhile answers after this frame's result, never before it
+            update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
+            if update is None or state.stopped:  # stopped: the saved message stays
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
+            return (views.rgb(update.frame.annotated), views.banner(update.status, update.status is not None),
+                    views.counts_table(update.frame), views.live_info(state), state)  # fmt: skip
 
     def stop_live(state: LiveSession):
         return state, views.saved_live(state.stop()), views.camera_stopped()

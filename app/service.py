@@ -156,7 +156,9 @@ class LiveSession:
         self._started_at = self._last_frame_at = 0.0
         self._refused: RunOptions | None = None  # options a run was refused under (a policy the filter blinds)
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # seconds from a frame's arrival to its result
-        self._lock = threading.Lock()  # a frame may still be in flight when the user presses Stop
+        # a frame may still be in flight when the user presses Stop; reentrant, so that a page can hold it while
+        # it processes a frame and draws its result (`drawing`)
+        self._lock = threading.RLock()
 
     def process(self, image_bgr: np.ndarray, options: RunOptions | None = None) -> RunUpdate | None:
         """Process one camera frame (under new options, if given); None when it was ignored (after Stop, until
@@ -194,6 +196,11 @@ class LiveSession:
             # when the run opened) is no pause, and the page's tick must not close the run under it
             self._last_frame_at = self.clock()
             return update
+
+    def drawing(self) -> threading.RLock:
+        """Hold while processing a frame and drawing its result: Stop (and the pause check) wait until the result
+        is drawn, so a frame's result never lands on the page after the message that the run was saved."""
+        return self._lock
 
     def results_per_s(self) -> float:
         """Frames processed per second in the current run (what the camera actually achieved)."""
