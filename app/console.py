@@ -76,7 +76,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             with gr.Tab("Video", id="video"):
                 _video_tab(service, controls)
             with gr.Tab("Live camera", id="live"):
-                _live_tab(service, controls, tick)
+                _live_tab(service, controls)
             with gr.Tab("Monitors", id="monitors"):
                 _monitors_tab(service, tick, alarms)
             with gr.Tab("History & Export", id="history"):
@@ -204,7 +204,7 @@ def _progress(run: DetectionRun, progress: gr.Progress):
                 *([gr.skip()] * 4)  # fmt: skip
 
 
-def _live_tab(service: DetectionService, controls: Controls, tick: gr.Timer) -> None:
+def _live_tab(service: DetectionService, controls: Controls) -> None:
     # One live session per browser session, made when the page loads (not by the first frames, which arrive
     # concurrently and would each start a run of their own).
     session = gr.State(lambda: service.live(), delete_callback=lambda s: s is not None and s.stop())
@@ -231,16 +231,11 @@ def _live_tab(service: DetectionService, controls: Controls, tick: gr.Timer) -> 
     def stop_live(state: LiveSession):
         return state, views.saved_live(state.stop()), views.camera_stopped()
 
-    def watch(state: LiveSession | None):  # a camera stopped in the page sends nothing: the tick notices
-        saved = state.finish_if_paused() if state is not None else None
-        return (views.saved_live(saved, camera_stopped=True), views.camera_stopped()) if saved else (gr.skip(),) * 2
-
     # No progress overlay: it would fade the verdict for as long as the camera streams
     cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
                time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=STREAM_EVERY_S,
                show_progress="hidden")  # fmt: skip
     stop_btn.click(_answer(stop_live, 3), [session], [session, info, status])
-    tick.tick(watch, [session], [info, status], show_progress="hidden", concurrency_limit=None)
 
 
 def _history_tab(service: DetectionService) -> None:

@@ -193,13 +193,13 @@ class LiveSession:
             update = next(self._updates)
             self._latencies.append(time.perf_counter() - arrived)
             # the gap counts from the result too: a first frame that took longer than the gap (an export compiled
-            # when the run opened) is no pause, and the page's tick must not close the run under it
+            # when the run opened) is no pause, and the next frame goes on in the same run
             self._last_frame_at = self.clock()
             return update
 
     def drawing(self) -> threading.RLock:
-        """Hold while processing a frame and drawing its result: Stop (and the pause check) wait until the result
-        is drawn, so a frame's result never lands on the page after the message that the run was saved."""
+        """Hold while processing a frame and drawing its result: Stop waits until the result is drawn, so a frame's
+        result never lands on the page after the message that the run was saved."""
         return self._lock
 
     def results_per_s(self) -> float:
@@ -222,13 +222,6 @@ class LiveSession:
         with self._lock:
             self.stopped = True
             return self._finish()
-
-    def finish_if_paused(self) -> RunSummary | None:
-        """Save the current run if no frame came (nor result went) for `gap_s` (the camera was stopped in the
-        page) and return it; else None. The next frame would save it too, but the page should not show a stopped
-        camera as watching."""
-        with self._lock:
-            return self._finish() if self.run is not None and self.clock() - self._last_frame_at > self.gap_s else None
 
     def _finish(self) -> RunSummary | None:
         if self.run is None:

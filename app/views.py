@@ -238,13 +238,11 @@ def camera_stopped() -> str:
     return _banner(NEUTRAL, "Camera stopped", "no verdict: nothing is being watched; start the camera for a new run")
 
 
-def saved_live(summary: RunSummary | None, camera_stopped: bool = False) -> str:
-    """What the live tab says of a run it saved: at the Stop button, or once the camera was stopped in the page."""
+def saved_live(summary: RunSummary | None) -> str:
     if summary is None:
         return "No live run to save."
-    then = "Starting the camera again" if camera_stopped else "Stop the camera; starting it again"
     return (f"Saved live run `{summary.run_id}`: {summary.frames} frames, {len(summary.events)} event(s), in "
-            f"`{summary.output_dir}`. {then} begins a new run.")  # fmt: skip
+            f"`{summary.output_dir}`. Stop the camera; starting it again begins a new run.")  # fmt: skip
 
 
 # camera monitors (the Monitors tab)

@@ -187,15 +187,11 @@ def _live_rate(page: Page, what: str) -> tuple[float, float]:
     return rate, latency
 
 
-def _stop_live(page: Page, button: bool = True) -> str:
-    """Stop streaming and return the id of the run saved: with the console's Stop button, or (`button` False) by
-    the camera's own stop alone, which the console notices. Either way no verdict stays up."""
+def _stop_live(page: Page) -> str:
+    """Stop streaming, save the run, and return its id; no verdict stays up."""
     page.locator("#cam button[aria-label='capture photo']").click()
-    if button:
-        page.click("#live-stop")
+    page.click("#live-stop")
     expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
-    if not button:  # the camera is stopped already: the message does not ask for it
-        expect(page.locator("#live-info")).to_contain_text("Starting the camera again begins a new run")
     banner = page.locator("#live-status .safety-banner")
     expect(banner).to_have_attribute("data-state", "none")
     expect(banner).to_contain_text("Camera stopped")
@@ -218,7 +214,7 @@ def test_live_camera_updates_repeatedly_and_is_recorded(
         assert len(counts) >= 3 and counts[-1] > counts[0], counts  # results keep coming
         expect(page.locator("#cam-out img")).to_be_visible()
         _live_rate(page, "the model's default size")  # what the server keeps up with
-        run_id = _stop_live(page, button=False)
+        run_id = _stop_live(page)
     finally:
         browser.close()
     run = RecordStore(console["exports"] / "records.sqlite").run(run_id)
