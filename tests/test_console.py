@@ -556,16 +556,21 @@ def test_live_frames_are_processed_in_the_cameras_own_orientation(
     try:
         page = _start_live(browser, console["url"])
         expect(page.locator("#cam-out img")).to_be_visible(timeout=60000)
-        left, right = page.evaluate(
-            """async () => {
-                const img = document.querySelector('#cam-out img'); await img.decode();
-                const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-                const g = c.getContext('2d'); g.drawImage(img, 0, 0);
-                const mean = (x0) => { const d = g.getImageData(x0, 0, Math.floor(c.width * 0.3), c.height).data;
-                    let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i + 1]; return s / (d.length / 4); };
-                return [mean(0), mean(Math.floor(c.width * 0.7))];
-            }"""
-        )
+        # Chromium may hand the stream a black frame before the fake camera's first one: wait for one with content.
+        deadline = time.monotonic() + 30
+        left = right = 0.0
+        while max(left, right) < 100 and time.monotonic() < deadline:
+            left, right = page.evaluate(
+                """async () => {
+                    const img = document.querySelector('#cam-out img'); await img.decode();
+                    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+                    const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+                    const mean = (x0) => { const d = g.getImageData(x0, 0, Math.floor(c.width * 0.3), c.height).data;
+                        let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i + 1]; return s / (d.length / 4); };
+                    return [mean(0), mean(Math.floor(c.width * 0.7))];
+                }"""
+            )
+            page.wait_for_timeout(200)
         _stop_live(page)
     finally:
         browser.close()
