@@ -6,7 +6,8 @@
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
-video cut off part-way) whose readable part was processed and saved.
+video cut off part-way) whose readable part was processed and saved; 4 (detect) the safety policy found a violation
+(the run is saved; also when the input was damaged).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .service import DetectionService, RunOptions
 from .sources import redact
+
+EXIT_VIOLATION = 4  # detect: the run is saved and its policy found a violation, for scripts that watch for one
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,8 +298,10 @@ def detect(args: argparse.Namespace) -> int:
         print(f"  workbook: {export_workbook(service.store, args.excel, run_id=run.summary.run_id)}")
     if run.summary.warnings:
         print(f"error: damaged input: {run.summary.warnings[0]}", file=sys.stderr)
-        return 3
-    return 0
+    # a violation outranks damaged input: a script watching for violations must not miss one in a cut-off video
+    if run.summary.events:
+        return EXIT_VIOLATION
+    return 3 if run.summary.warnings else 0
 
 
 COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export, "monitor": monitor}

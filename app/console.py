@@ -104,6 +104,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
         outputs = [controls.model, controls.policy, controls.imgsz, controls.conf, controls.iou, controls.classes,
                    notice, model_info]  # fmt: skip
         controls.model.input(_answer(model_changed, len(outputs)), [controls.model], outputs)
+
         def added(path: str | None):
             """An upload is kept, listed and selected with its own defaults; a refused one leaves the box, so it
             does not look taken."""
@@ -248,6 +249,7 @@ def _history_tab(service: DetectionService) -> None:
         export_btn = gr.Button("Export Excel", elem_id="hist-export")
     runs = gr.Dataframe(views.runs_table([]), label="Runs", elem_id="hist-table")
     workbook = gr.File(label="Workbook", elem_id="hist-file", height=80)
+
     def show_runs(start: str, end: str, source: str):
         listed = service.history(start, end, source)
         return views.runs_table(listed, service.run_counts(listed))

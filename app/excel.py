@@ -33,7 +33,6 @@ WIDTH_SAMPLE = 2000  # rows read to fit column widths
 EXCEL_CELL_CHARS = 32_767  # Excel's limit; XlsxWriter silently cuts longer strings
 
 
-
 def export_workbook(
     store: RecordStore,
     path: str | Path,
@@ -210,8 +209,10 @@ def _times_note() -> str:
     """What the date-time cells are: Excel keeps no time zone, so the sheet says which one they are in."""
     now = datetime.now().astimezone()
     offset = now.strftime("%z")
-    return (f"local time of the machine that wrote this workbook, {now.tzname()} (UTC{offset[:3]}:{offset[3:]} on "
-            f"{now:%Y-%m-%d}); the records, the run files and the console's History dates are in UTC")
+    return (
+        f"local time of the machine that wrote this workbook, {now.tzname()} (UTC{offset[:3]}:{offset[3:]} on "
+        f"{now:%Y-%m-%d}); the records, the run files and the console's History dates are in UTC"
+    )
 
 
 @functools.lru_cache(maxsize=4096)  # detections of one frame share their time stamp

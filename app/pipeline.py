@@ -57,6 +57,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)  # worth knowing, nothing wrong with the input (a runtime fallback)
     video: Path | None = None
     images: list[Path] = field(default_factory=list)
+    policy: SafetyPolicy | None = None  # the run's policy (the record holds its name and JSON)
 
     @property
     def run_id(self) -> str:
@@ -79,12 +80,10 @@ class RunSummary:
         or `VIOLATION`), a headline and a detail. `so_far`: of the frames processed yet, while it runs. An OK says
         when no class the policy judges (gloves, bare hands; not `other`) was detected: it had nothing to judge."""
         record, more = self.record, " so far" if so_far else ""
-        if record.policy is None:
+        if self.policy is None:
             return None, *NO_VERDICT
         if not self.events:
-            roles = json.loads(record.policy_json or "{}").get("roles", {})
-            judged = {n.lower() for n, role in roles.items() if role != "other"}  # a head is no hand to judge
-            if any(name.lower() in judged for name in self.counts):
+            if any(self.policy.role(name) != "other" for name in self.counts):  # a head is no hand to judge
                 return OK, f"OK: no violations{more}", f"policy {record.policy}"
             unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
             return OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})"
@@ -103,7 +102,7 @@ class RunSummary:
         if self.tracks:
             lines.append("  unique tracked: " + ", ".join(f"{k} {v}" for k, v in sorted(self.tracks.items())))
         _, headline, detail = self.verdict()
-        lines.append(f"  verdict: {headline}; {detail}" if r.policy else "  no safety policy: no verdict")
+        lines.append(f"  verdict: {headline}; {detail}")
         lines += [f"  skipped {b.name}: {b.reason}" for b in self.skipped]
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  note: {n}" for n in self.notes]
@@ -148,7 +147,7 @@ class DetectionRun:
         self.backend = engine.backend(self.settings)
         run_id = RecordStore.new_run_id()
         output_dir = Path(exports_dir) / datetime.now().strftime("%Y-%m-%d") / run_id
-        self.summary = RunSummary(record=self._record(run_id, output_dir), output_dir=output_dir)
+        self.summary = RunSummary(record=self._record(run_id, output_dir), output_dir=output_dir, policy=policy)
         if self.backend.note:
             self.summary.notes.append(self.backend.note)
         self._stopping = False

@@ -72,7 +72,6 @@ RULES: dict[str, Rule] = {r.name: r for r in (GlovesRequired(), GlovesForbidden(
 """Every rule by its YAML name."""
 
 
-
 @dataclass(frozen=True)
 class SafetyPolicy:
     """One machine's rule.

@@ -108,5 +108,3 @@ def _free_spot(
         if all(x0 >= bx1 or x0 + pw <= bx0 or y0 >= by1 or y0 + ph <= by0 for bx0, by0, bx1, by1 in placed):
             return x0, y0
     return None
-
-

@@ -109,8 +109,9 @@ class RunRow(Row):
     precision: str | None = column("TEXT", "Precision", kind=TEXT, console=False)
     agnostic_nms: bool = column("INTEGER NOT NULL DEFAULT 0", "NMS across classes", kind=FLAG, console=False,
                                 default=False)  # fmt: skip
-    augment: bool = column("INTEGER NOT NULL DEFAULT 0", "Test-time augmentation", kind=FLAG, console=False,
-                           default=False)  # fmt: skip  (schema 4)
+    augment: bool = column(
+        "INTEGER NOT NULL DEFAULT 0", "Test-time augmentation", kind=FLAG, console=False, default=False
+    )  # fmt: skip  (schema 4)
 
 
 @dataclass

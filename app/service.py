@@ -173,7 +173,8 @@ class LiveSession:
             self.stopped = False
             # the photos' switch changes nothing on a camera: ticking it does not split the live run
             changed = options is not None and replace(options, augment_photos=True) != replace(
-                self.options or options, augment_photos=True)
+                self.options or options, augment_photos=True
+            )
             if self.run is not None and (paused or changed or now - self._started_at > self.time_limit_s):
                 self._finish()
             self.options = options or self.options

@@ -225,9 +225,8 @@ def model_choices(service: DetectionService) -> list[tuple[str, str]]:
 
 
 def live_info(session: LiveSession) -> str:
-    run = session.run
-    s = run.summary
-    verdict = f"{s.violations} violation event(s)" if run.policy is not None else "no policy, no verdict"
+    s = session.run.summary
+    _, verdict, _ = s.verdict(so_far=True)
     return (f"Live run `{s.run_id}`: {s.frames} frames, {verdict}; {session.results_per_s():.1f} results/s, "
             f"{session.latency_ms():.0f} ms from frame to result. "
             f"{stamp(s.record)}")  # fmt: skip
@@ -241,7 +240,8 @@ def camera_stopped() -> str:
 def saved_live(summary: RunSummary | None) -> str:
     if summary is None:
         return "No live run to save."
-    return (f"Saved live run `{summary.run_id}`: {summary.frames} frames, {len(summary.events)} event(s), in "
+    _, verdict, _ = summary.verdict()
+    return (f"Saved live run `{summary.run_id}`: {summary.frames} frames, {verdict}, in "
             f"`{summary.output_dir}`. Stop the camera; starting it again begins a new run.")  # fmt: skip
 
 

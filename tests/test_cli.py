@@ -14,7 +14,7 @@ import pytest
 from helpers import make_video
 from openpyxl import load_workbook
 
-from app.cli import main
+from app.cli import EXIT_VIOLATION, main
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT
 
@@ -33,7 +33,7 @@ def _detect(weights: Path, source: Path | str, out: Path, *extra: str) -> int:
 def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
     clip = DESK_CLIP
     book = tmp_path / "clip.xlsx"
-    assert _detect(weights, clip, tmp_path, "--stride", "30", "--policy", "bandsaw", "--excel", str(book)) == 0
+    code = _detect(weights, clip, tmp_path, "--stride", "30", "--policy", "bandsaw", "--excel", str(book))
     out = capsys.readouterr().out
     assert "(completed): 13 frame(s) of" in out and f"workbook: {book}" in out  # 378 frames, every 30th
     (run,) = RecordStore(tmp_path / "records.sqlite").runs()
@@ -42,8 +42,25 @@ def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tm
     rows = load_workbook(book)["Detections"].max_row - 1
     assert rows == len(RecordStore(tmp_path / "records.sqlite").detections(run.id)) > 0
     events = RecordStore(tmp_path / "records.sqlite").events(run.id)  # the verdict line says what was recorded
+    assert code == (EXIT_VIOLATION if events else 0)
     assert (f"  verdict: VIOLATION: {len(events)} event(s); " if events else "  verdict: OK: no violations; ") in out
     assert "\r" not in out  # the progress bar went to stderr: stdout is the summary alone
+
+
+def test_a_violation_exits_4_and_a_run_without_one_exits_0(weights: Path, tmp_path: Path, capsys) -> None:
+    """A script watching a machine acts on the exit code: 4 when the policy found a violation, else 0."""
+    policy = tmp_path / "no-gloves.yaml"  # every class of the test model is a glove, anywhere in view
+    policy.write_text("name: no-gloves\nrule: gloves_forbidden\nroles:\n  glove: [Glove_Blue, Glove_White, "
+                      "glove_steel, glove_steel_b, hand, head]\n")  # fmt: skip
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    assert _detect(weights, photo, tmp_path / "seen", "--policy", str(policy), "--no-augment") == EXIT_VIOLATION
+    assert "  verdict: VIOLATION: 1 event(s); glove" in capsys.readouterr().out  # at 0.002 the model sees boxes
+    assert _detect(weights, photo, tmp_path / "none", "--policy", str(policy), "--no-augment", "--conf", "0.99") == 0
+    assert "  verdict: OK: nothing detected; " in capsys.readouterr().out
+    for out in ("seen", "none"):  # both runs are saved either way
+        (run,) = RecordStore(tmp_path / out / "records.sqlite").runs()
+        assert run.status == "completed"
 
 
 def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, capsys) -> None:
@@ -207,8 +224,10 @@ def test_evaluate_bootstrap_prints_intervals_and_paired_differences(trained_mode
         cells = row.split(" | ")
         lo, hi = map(float, cells[8].split("-"))
         assert lo <= float(cells[7]) <= hi
-    assert (f"  {twin} at 96 against {weights.name} at 96, {data.stem} val: mAP50 +0.000 (+0.000 to +0.000): not told "
-            "apart by these images") in out
+    assert (
+        f"  {twin} at 96 against {weights.name} at 96, {data.stem} val: mAP50 +0.000 (+0.000 to +0.000): not told "
+        "apart by these images"
+    ) in out
     assert all(len(r["map50_interval"]) == 2 for r in json.loads((tmp_path / "e.json").read_text()))
     with pytest.raises(SystemExit) as stop:  # argparse: N must be 1 or more
         main([*argv[:-2], "--bootstrap", "0"])

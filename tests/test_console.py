@@ -563,7 +563,8 @@ def test_live_frames_are_processed_in_the_cameras_own_orientation(
             left, right = page.evaluate(
                 """async () => {
                     const img = document.querySelector('#cam-out img'); await img.decode();
-                    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+                    const c = document.createElement('canvas');
+                    c.width = img.naturalWidth; c.height = img.naturalHeight;
                     const g = c.getContext('2d'); g.drawImage(img, 0, 0);
                     const mean = (x0) => { const d = g.getImageData(x0, 0, Math.floor(c.width * 0.3), c.height).data;
                         let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i + 1]; return s / (d.length / 4); };

@@ -260,9 +260,10 @@ def test_test_time_augmentation_runs_a_checkpoint_in_pytorch_only(trained_models
     assert auto.backend(auto.settings()).runtime == "openvino"  # without it, `auto` on a CPU as before
     image = np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8)
     low = replace(settings, conf=0.001)
-    assert auto.predict(image, low, annotate=False).detections != auto.predict(
-        image, replace(low, augment=False), annotate=False
-    ).detections  # flips and scales give other boxes
+    assert (
+        auto.predict(image, low, annotate=False).detections
+        != auto.predict(image, replace(low, augment=False), annotate=False).detections
+    )  # flips and scales give other boxes
     assert DetectionEngine(weights, runtime="onnx").settings(augment=True).augment is False  # forced: as asked
     segment = DetectionEngine(trained_models["segment"][0], runtime="torch")  # Ultralytics: one pass for masks
     assert not segment.supports_augment and segment.settings(augment=True).augment is False
