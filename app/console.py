@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import cv2
 import gradio as gr
@@ -164,7 +165,7 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
     def run_image(path, *ctl):
         if not path:
             raise ServiceError("Choose an image first.")
-        run = service.detect_file(path, _options(*ctl))
+        run = service.detect_file(path, _options(*ctl), name=Path(path).name)  # Gradio keeps the upload's name
         summary = run.run()
         image = views.rgb(cv2.imread(str(summary.images[0]))) if summary.images else None
         return image, *views.result_values(service, summary)
@@ -184,7 +185,7 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
     def run_video(path, n, *ctl, progress=gr.Progress()):  # noqa: B008 (Gradio's own idiom)
         if not path:
             raise ServiceError("Choose a video first.")
-        run = service.detect_file(path, _options(*ctl), stride=int(n))
+        run = service.detect_file(path, _options(*ctl), stride=int(n), name=Path(path).name)
         for partial in _progress(run, progress):
             yield None, *partial
         yield str(run.summary.video) if run.summary.video else None, *views.result_values(service, run.summary)

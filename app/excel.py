@@ -25,7 +25,7 @@ from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
 from .records import RecordStore
-from .schema import DATETIME, FLAG, PERCENT, DetectionRow, EventRow, Row, RunRow
+from .schema import DATETIME, FLAG, PERCENT, SCORE, DetectionRow, EventRow, Row, RunRow
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -156,8 +156,8 @@ def _cells(row: Row, columns: list) -> list:
 
 
 def _column_formats(fmt: _Formats, columns: list) -> dict:
-    return {i: {PERCENT: fmt.percent, DATETIME: fmt.datetime}[c.kind] for i, c in enumerate(columns)
-            if c.kind in (PERCENT, DATETIME)}  # fmt: skip
+    return {i: {PERCENT: fmt.percent, SCORE: fmt.percent, DATETIME: fmt.datetime}[c.kind] for i, c in enumerate(columns)
+            if c.kind in (PERCENT, SCORE, DATETIME)}  # fmt: skip
 
 
 def _table(ws: Worksheet, fmt: _Formats, header: list[str], rows: list[Sequence], formats: dict) -> None:

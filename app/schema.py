@@ -18,6 +18,8 @@ from .policy import SafetyEvent
 from .results import Detection, FrameResult
 
 TEXT, NUMBER, PERCENT, DATETIME, FLAG = "text", "number", "percent", "datetime", "flag"  # how a column is shown
+SCORE = "score"  # a model's confidence: a percentage in workbooks, and in the console as the boxes' labels show it
+SCORE_DECIMALS = 2  # the boxes' labels on an annotated image (Ultralytics draws `class 0.87`)
 
 
 def column(
@@ -38,7 +40,7 @@ class Column:
         name: The field name: SQL column, CSV heading and JSON key.
         sql: SQL type and constraints, in SQLite's words (`records.postgres_sql` maps them for PostgreSQL).
         title: Heading for people (console table, workbook).
-        kind: `text`, `number`, `percent`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
+        kind: `text`, `number`, `percent`, `score`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
         console: Shown in the console's tables.
         files: Written to the run's CSV / JSON-lines files.
     """
@@ -72,7 +74,12 @@ class Row:
         return {c.name: getattr(self, c.name) for c in (self.columns() if columns is None else columns)}
 
     def console_values(self) -> list[Any]:
-        return [getattr(self, c.name) for c in self.console_columns()]
+        """The console's cells: a score rounded as the annotated image's labels show it, so the two agree."""
+        return [
+            round(v, SCORE_DECIMALS) if c.kind == SCORE and v is not None else v
+            for c in self.console_columns()
+            for v in (getattr(self, c.name),)
+        ]
 
 
 @dataclass
@@ -127,7 +134,7 @@ class DetectionRow(Row):
     detected_at: str = column("TEXT NOT NULL", "Detected at", kind=DATETIME, console=False, default=...)
     class_id: int = column("INTEGER NOT NULL", "Class ID", console=False, default=...)
     class_name: str = column("TEXT NOT NULL", "Class", kind=TEXT, default=...)
-    confidence: float = column("REAL NOT NULL", "Confidence", kind=PERCENT, default=...)
+    confidence: float = column("REAL NOT NULL", "Confidence", kind=SCORE, default=...)
     x1: float = column("REAL NOT NULL", "x1", default=...)
     y1: float = column("REAL NOT NULL", "y1", default=...)
     x2: float = column("REAL NOT NULL", "x2", default=...)
@@ -165,7 +172,7 @@ class EventRow(Row):
     end_frame: int = column("INTEGER NOT NULL", "End frame", console=False, default=...)
     start_time: float = column("REAL NOT NULL", "Start (s)", default=...)
     end_time: float = column("REAL NOT NULL", "End (s)", default=...)
-    peak_confidence: float = column("REAL NOT NULL", "Peak", kind=PERCENT, default=...)
+    peak_confidence: float = column("REAL NOT NULL", "Peak", kind=SCORE, default=...)
     snapshot: str | None = column("TEXT", "Snapshot", kind=TEXT, console=False)  # path relative to the run folder
     closed: bool = column("INTEGER NOT NULL", "Closed", kind=FLAG, default=False)
     recorded_at: str = column("TEXT NOT NULL", "Recorded at", kind=DATETIME, console=False, default="")

@@ -22,7 +22,7 @@ from .errors import GloveSafetyError
 from .pipeline import NO_VERDICT, OK, VIOLATION
 from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
-from .schema import DetectionRow, EventRow, Row, RunRow
+from .schema import SCORE_DECIMALS, DetectionRow, EventRow, Row, RunRow
 from .sources import redact
 
 if TYPE_CHECKING:  # the service imports nothing from here; these are for type hints only
@@ -464,7 +464,7 @@ def monitor_events_table(views: list[MonitorView], now: datetime) -> pd.DataFram
     """Today's events of every monitor, newest first, with who acknowledged each and when."""
     rows = sorted(((v.row.name, e) for v in views for e in v.events), key=lambda r: r[1].recorded_at, reverse=True)
     return pd.DataFrame(
-        [[e.id, local_time(e.recorded_at, now), m, e.reason, e.class_name, f"{e.peak_confidence:.0%}",
+        [[e.id, local_time(e.recorded_at, now), m, e.reason, e.class_name, f"{e.peak_confidence:.{SCORE_DECIMALS}f}",
           "closed" if e.closed else "open", e.acknowledged_by or "", local_time(e.acknowledged_at, now)]
          for m, e in rows],
         columns=MONITOR_EVENT_COLUMNS,
@@ -482,7 +482,8 @@ def event_media_note(media: EventMedia, now: datetime, monitor: str | None = Non
     for the page's script (the events table marks its row)."""
     e = media.event
     which = f"Event {e.id}" + (f" of {monitor}" if monitor else "") + f" at {local_time(e.recorded_at, now)}"
-    lines = [f"{which}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.0%}, {'closed' if e.closed else 'open'}."]
+    state = "closed" if e.closed else "open"
+    lines = [f"{which}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.{SCORE_DECIMALS}f}, {state}."]
     if e.acknowledged_by:
         lines.append(f"Acknowledged by {e.acknowledged_by} at {local_time(e.acknowledged_at, now)}.")
     else:

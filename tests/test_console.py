@@ -333,6 +333,7 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     store = RecordStore(console["exports"] / "records.sqlite")
     runs = store.runs(start="2000-01-01")
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
+    assert runs[0].source == shown[0][1] == image.name  # the upload's own name, not the server's temporary copy
     # each run's detections and violation events, as recorded: which runs violated shows without opening them
     assert [(int(r[3]), int(r[4])) for r in shown] == [  # after run, source and kind
         (len(store.detections(run_id=r[0])), len(store.events(run_id=r[0]))) for r in shown

@@ -162,7 +162,7 @@ def test_the_event_note_names_the_event_shown_and_what_was_done() -> None:
     note = views.event_media_note(EventMedia(acked, None, None, "clip being written"), NOW, "bandsaw-1")
     assert note.startswith('<div class="monitor-event-note" data-event="7">')
     later = (NOW + timedelta(seconds=30)).astimezone().strftime("%H:%M:%S")
-    assert (f"Event 7 of bandsaw-1 at {at}: no gloves (bare_hand), peak 87%, closed. Acknowledged by Ada L at "
+    assert (f"Event 7 of bandsaw-1 at {at}: no gloves (bare_hand), peak 0.87, closed. Acknowledged by Ada L at "
             f"{later}. No snapshot. Clip being written.") in note  # fmt: skip
     # acknowledging it again under another name: the first acknowledgement stands, and the operator is told
     said = views.acknowledged_already(acked, " Bo ", NOW)
@@ -174,7 +174,7 @@ def test_the_event_note_names_the_event_shown_and_what_was_done() -> None:
     note = views.event_media_note(EventMedia(acked, None, None, ""), NOW, "bandsaw-1", said)
     assert '<p class="monitor-ack-feedback"><b>Event 7 was already acknowledged by Ada L' in note
     fresh = views.event_media_note(EventMedia(_event(8), Path("s.jpg"), None, ""), NOW, None)
-    assert f"Event 8 at {at}: no gloves (bare_hand), peak 87%, open. Not acknowledged." in fresh
+    assert f"Event 8 at {at}: no gloves (bare_hand), peak 0.87, open. Not acknowledged." in fresh
 
 
 def test_events_table_and_its_redraw_key() -> None:
@@ -184,7 +184,7 @@ def test_events_table_and_its_redraw_key() -> None:
     assert list(table.columns) == views.MONITOR_EVENT_COLUMNS
     local = NOW.astimezone().strftime("%H:%M:%S")
     assert table.values.tolist()[0] == [2, (NOW + timedelta(seconds=5)).astimezone().strftime("%H:%M:%S"),
-                                        "bandsaw-1", "no gloves", "bare_hand", "87%", "open", "Ada", local]  # fmt: skip
+                                        "bandsaw-1", "no gloves", "bare_hand", "0.87", "open", "Ada", local]  # fmt: skip
     assert sorted(table["Monitor"]) == ["bandsaw-1", "bandsaw-1", "bench"]
     key = views.monitor_events_key(monitors)
     assert views.monitor_events_key(monitors) == key
@@ -303,7 +303,7 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             time.sleep(2.5)  # refreshes
             assert _alarms(page) == (1, 1)
             rows = _table_rows(page)
-            assert rows[0][0] == str(first.id) and rows[0][2:8] == ["bandsaw-1", "no gloves", "bare_hand", "91%",
+            assert rows[0][0] == str(first.id) and rows[0][2:8] == ["bandsaw-1", "no gloves", "bare_hand", "0.91",
                                                                     "closed", ""]  # fmt: skip
 
             # muted: the next event is shown, not sounded; still one line for the monitor, now loud

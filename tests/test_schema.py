@@ -9,7 +9,7 @@ import pytest
 
 from app.policy import SafetyEvent
 from app.results import Detection, FrameResult
-from app.schema import DATETIME, FLAG, PERCENT, ROWS, DetectionRow, EventRow, RunRow
+from app.schema import DATETIME, FLAG, PERCENT, ROWS, SCORE, DetectionRow, EventRow, RunRow
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
@@ -35,14 +35,13 @@ def test_rows_in_creation_order() -> None:
 
 
 def test_column_kinds() -> None:
-    """Percent, date-time and flag columns are marked so every view formats them alike."""
+    """Percent, score, date-time and flag columns are marked so every view formats them alike."""
     kinds = {(r.table, c.name): c.kind for r in ROWS for c in r.columns()}
     flags = {("runs", "tracking"), ("runs", "agnostic_nms"), ("runs", "augment"), ("events", "closed"),
              ("monitors", "violation")}  # fmt: skip
     assert {k for k, v in kinds.items() if v == FLAG} == flags
-    assert {k for k, v in kinds.items() if v == PERCENT} == {
-        ("runs", "conf"), ("runs", "iou"), ("detections", "confidence"), ("events", "peak_confidence")
-    }  # fmt: skip
+    assert {k for k, v in kinds.items() if v == PERCENT} == {("runs", "conf"), ("runs", "iou")}
+    assert {k for k, v in kinds.items() if v == SCORE} == {("detections", "confidence"), ("events", "peak_confidence")}
     assert {k for k, v in kinds.items() if v == DATETIME} == {
         ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at"),
         ("events", "acknowledged_at"), ("monitors", "last_frame_at"), ("monitors", "started_at"),
@@ -99,7 +98,11 @@ def test_detection_row_rounds_once() -> None:
         "polygon": "[[1.0, 2.1], [3.0, 4.0], [5.6, 6.4]]", "id": None,
     }  # fmt: skip
     assert json.loads(row.polygon) == [[1.0, 2.1], [3.0, 4.0], [5.6, 6.4]]
-    assert row.console_values() == [getattr(row, c.name) for c in DetectionRow.console_columns()]
+    shown = dict(zip([c.name for c in DetectionRow.console_columns()], row.console_values(), strict=True))
+    assert f"hand {shown['confidence']}" == f"hand {row.confidence:.2f}"  # the box's label, as Ultralytics draws it
+    assert {k: v for k, v in shown.items() if k != "confidence"} == {
+        k: getattr(row, k) for k in shown if k != "confidence"
+    }
 
 
 def test_detection_row_without_mask() -> None:
