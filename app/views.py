@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import math
 import os
 import urllib.parse
@@ -59,10 +60,17 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
   text-overflow: ellipsis}
 .monitor-alarm[data-state=over] {background: transparent; color: inherit; border: 1px solid #ef6c00;
   font-weight: normal; animation: none}
+#live-status[data-stale=true] .safety-banner {background: #546e7a !important; animation: none; font-size: 0}
+#live-status[data-stale=true] .safety-banner small {display: none}
+#live-status[data-stale=true] .safety-banner::before {content: attr(data-stale-text); font-size: 1.5rem;
+  white-space: pre-line}
 #monitor-events .body-cell.cell-selected {box-shadow: none !important}
 #monitor-events .virtual-row.loaded-event, #monitor-events .virtual-row.loaded-event .body-cell {
   background: var(--color-accent-soft) !important; font-weight: bold}
 """
+LIVE_STALE_S = 5  # no live result for this long: the live banner stops showing a verdict (PAGE_JS)
+LIVE_STALE_TEXT = (f"Camera not watching\nno result for {LIVE_STALE_S} s: the last verdict no longer holds; start the "
+                   "camera again, or Stop to save the run")  # fmt: skip
 PAGE_JS = """
 <script>
 // Enter in a number box commits it as leaving the box does: Gradio then puts a typed 1.5 back into the slider's
@@ -106,6 +114,21 @@ document.addEventListener("keydown", (e) => {
     });
   }).observe(document.documentElement, {childList: true, subtree: true});
 })();
+// The live banner holds a verdict only while results come: if none came for LIVE_STALE_S (the camera was stopped with
+// its own button, or the connection dropped), it says so in grey instead of keeping the last OK or VIOLATION up.
+// Each result rewrites the live info (its frame count), so a change there is a result.
+(() => {
+  let last = null, at = Date.now();
+  setInterval(() => {
+    const info = document.querySelector("#live-info")?.textContent ?? "";
+    if (info !== last) { last = info; at = Date.now(); }
+    const box = document.querySelector("#live-status"), banner = box?.querySelector(".safety-banner");
+    if (!box) return;
+    const verdict = !!banner && banner.dataset.state !== "none";
+    box.dataset.stale = String(verdict && Date.now() - at > __LIVE_STALE_MS__);
+    if (banner) banner.dataset.staleText = __LIVE_STALE_TEXT__;
+  }, 500);
+})();
 // The Monitors tab's events table marks the event whose note, snapshot and clip are shown (the note names it), not
 // a row position: Gradio's own selection stays on a position when new events push the rows down.
 setInterval(() => {
@@ -116,7 +139,7 @@ setInterval(() => {
   });
 }, 250);
 </script>
-"""
+""".replace("__LIVE_STALE_MS__", str(LIVE_STALE_S * 1000)).replace("__LIVE_STALE_TEXT__", json.dumps(LIVE_STALE_TEXT))
 
 
 def rgb(image: np.ndarray | None) -> np.ndarray | None:

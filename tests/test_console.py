@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 from app.export import openvino_cpu, openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
+from app.views import LIVE_STALE_S, LIVE_STALE_TEXT
 from webui import check_access
 
 pytestmark = pytest.mark.browser  # a console server and headless Chromium
@@ -149,8 +150,11 @@ def _fake_camera_browser(playwright: Playwright, clip: Path) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
 
 
-def _start_live(browser: Browser, url: str, model: str | None = None, imgsz: int | None = None) -> Page:
-    """A new user (own browser context) on the Live camera tab, streaming (with this model and size, if given)."""
+def _start_live(
+    browser: Browser, url: str, model: str | None = None, imgsz: int | None = None, policy: str | None = None
+) -> Page:
+    """A new user (own browser context) on the Live camera tab, streaming (with this model, size and policy, if
+    given)."""
     page = browser.new_context(viewport={"width": 1400, "height": 1100}, permissions=["camera"]).new_page()
     page.goto(url)
     page.wait_for_selector("#image-run")
@@ -163,6 +167,10 @@ def _start_live(browser: Browser, url: str, model: str | None = None, imgsz: int
         page.locator("#imgsz input").click()
         page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{imgsz}\W*$")).click()
         expect(page.locator("#imgsz input")).to_have_value(str(imgsz))
+    if policy:
+        page.locator("#policy input").fill(policy)
+        page.keyboard.press("Enter")
+        expect(page.locator("#policy input")).to_have_value(policy)
     _tab(page, "Live camera")
     page.locator("#cam [title='grant webcam access'] button").click()
     page.locator("#cam button[aria-label='capture photo']").click()
@@ -577,6 +585,30 @@ def test_live_frames_are_processed_in_the_cameras_own_orientation(
     finally:
         browser.close()
     assert left > right + 80, (left, right)  # bright on the left, as the camera delivered it
+
+
+def test_a_live_verdict_does_not_outlast_the_camera(playwright: Playwright, console: dict, tmp_path: Path) -> None:
+    """Stopped with its own button, the camera sends nothing more: the banner must not keep its last verdict up."""
+    browser = _fake_camera_browser(playwright, _y4m_halves(tmp_path / "cam.y4m"))
+    try:
+        page = _start_live(browser, console["url"], policy="bandsaw")
+        box = page.locator("#live-status")
+        verdict = box.locator(".safety-banner[data-state=ok], .safety-banner[data-state=violation]")
+        expect(verdict).to_be_visible(timeout=60000)
+        page.wait_for_timeout(LIVE_STALE_S * 1000 + 1500)
+        expect(box).to_have_attribute("data-stale", "false")  # results keep coming: the verdict holds
+        page.locator("#cam button[aria-label='capture photo']").click()  # the camera's own stop
+        expect(box).to_have_attribute("data-stale", "true", timeout=(LIVE_STALE_S + 10) * 1000)
+        shown = page.evaluate(
+            "getComputedStyle(document.querySelector('#live-status .safety-banner'), '::before').content"
+        )
+        assert LIVE_STALE_TEXT.split("\n")[0] in shown
+        page.click("#live-stop")  # saved: the banner says so, and nothing is stale about it
+        expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
+        expect(box.locator(".safety-banner")).to_contain_text("Camera stopped")
+        expect(box).to_have_attribute("data-stale", "false")
+    finally:
+        browser.close()
 
 
 def test_runs_left_running_are_closed_as_interrupted_at_start_up(

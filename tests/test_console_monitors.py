@@ -183,8 +183,8 @@ def test_events_table_and_its_redraw_key() -> None:
     table = views.monitor_events_table(monitors, NOW)
     assert list(table.columns) == views.MONITOR_EVENT_COLUMNS
     local = NOW.astimezone().strftime("%H:%M:%S")
-    assert table.values.tolist()[0] == [2, (NOW + timedelta(seconds=5)).astimezone().strftime("%H:%M:%S"),
-                                        "bandsaw-1", "no gloves", "bare_hand", "0.87", "open", "Ada", local]  # fmt: skip
+    at = (NOW + timedelta(seconds=5)).astimezone().strftime("%H:%M:%S")
+    assert table.values.tolist()[0] == [2, at, "bandsaw-1", "no gloves", "bare_hand", "0.87", "open", "Ada", local]
     assert sorted(table["Monitor"]) == ["bandsaw-1", "bandsaw-1", "bench"]
     key = views.monitor_events_key(monitors)
     assert views.monitor_events_key(monitors) == key
