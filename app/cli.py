@@ -7,7 +7,7 @@
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
 video cut off part-way) whose readable part was processed and saved; 4 (detect) the safety policy found a violation
-(the run is saved; also when the input was damaged).
+(the run is saved; also when the input was damaged or the run failed part-way: a violation seen is never hidden).
 """
 
 from __future__ import annotations
@@ -281,6 +281,7 @@ def detect(args: argparse.Namespace) -> int:
     source = run.source
     # progress on stderr: stdout holds the summary alone, for a script or a log to read
     bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame", file=sys.stderr)
+    failed = False
     try:
         for update in run:
             bar.update(1)
@@ -290,18 +291,18 @@ def detect(args: argparse.Namespace) -> int:
         print("stopped by user; everything up to here is saved", file=sys.stderr)
     except (SourceError, OSError) as e:
         print(f"error: run failed part-way: {e}", file=sys.stderr)
-        return 1
+        failed = True
     finally:
         bar.close()
-    print(run.summary.text())
+    print(run.summary.text())  # also of a failed run: what it saw up to the failure is saved
     if args.excel:
         print(f"  workbook: {export_workbook(service.store, args.excel, run_id=run.summary.run_id)}")
     if run.summary.warnings:
         print(f"error: damaged input: {run.summary.warnings[0]}", file=sys.stderr)
-    # a violation outranks damaged input: a script watching for violations must not miss one in a cut-off video
+    # a violation outranks a failure or damaged input: a script watching for violations must not miss one
     if run.summary.events:
         return EXIT_VIOLATION
-    return 3 if run.summary.warnings else 0
+    return 1 if failed else 3 if run.summary.warnings else 0
 
 
 COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export, "monitor": monitor}

@@ -42,7 +42,7 @@ from .policy import SafetyPolicy, check_zone, parse_zone
 from .recordings import RecordedFile, Recorder, RecordingSettings, Retention
 from .records import HOST, utc_now
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR
-from .schema import EventRow, GapRow, MonitorRow, RecordingRow
+from .schema import EventRow, GapRow, MonitorRow, RecordingRow, score_text
 from .service import DetectionService, RunOptions
 from .sources import Frame, LoopingVideoSource, Source, StreamSource, open_source, redact
 
@@ -449,8 +449,8 @@ class Monitor(threading.Thread):
             self._alert(row, "closed", snapshot, clip, feed)
 
     def _alert(self, row: EventRow, state: str, snapshot: str | None, clip: Path, feed: MonitorFeed) -> None:
-        log.info("%s: event %d %s: %s (%s, peak %.0f%%)%s", self.spec.name, row.id, state, row.reason, row.class_name,
-                 100 * row.peak_confidence, f"; clip {clip}" if state == "closed" else "")  # fmt: skip
+        log.info("%s: event %d %s: %s (%s, peak %s)%s", self.spec.name, row.id, state, row.reason, row.class_name,
+                 score_text(row.peak_confidence), f"; clip {clip}" if state == "closed" else "")  # fmt: skip
         self.events += state == "opened"
         payload = event_payload(row, self.policy_name, snapshot, clip)
         payload["started_at"] = _iso(feed.wall(row.start_time))  # the wall clock, for people reading the alert

@@ -22,6 +22,11 @@ SCORE = "score"  # a model's confidence: a percentage in workbooks, and in the c
 SCORE_DECIMALS = 2  # the boxes' labels on an annotated image (Ultralytics draws `class 0.87`)
 
 
+def score_text(value: float) -> str:
+    """A confidence as the console shows it: as the boxes' labels read (`0.80`, not `0.8`)."""
+    return f"{value:.{SCORE_DECIMALS}f}"
+
+
 def column(
     sql: str, title: str, *, kind: str = NUMBER, console: bool = True, files: bool = True, default: Any = None
 ) -> Any:
@@ -74,9 +79,10 @@ class Row:
         return {c.name: getattr(self, c.name) for c in (self.columns() if columns is None else columns)}
 
     def console_values(self) -> list[Any]:
-        """The console's cells: a score rounded as the annotated image's labels show it, so the two agree."""
+        """The console's cells: a score written as the annotated image's labels write it (from the stored four
+        decimals, so a score within 0.00005 of a rounding edge may read 0.01 apart from its label)."""
         return [
-            round(v, SCORE_DECIMALS) if c.kind == SCORE and v is not None else v
+            score_text(v) if c.kind == SCORE and v is not None else v
             for c in self.console_columns()
             for v in (getattr(self, c.name),)
         ]

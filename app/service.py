@@ -29,7 +29,7 @@ from .policy import SafetyPolicy, list_policies, parse_zone
 from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .schema import EventRow, MonitorRow, RunRow
-from .sources import LiveSource, Source, display_name, open_source
+from .sources import ImageSource, LiveSource, Source, VideoSource, display_name, open_source
 
 NO_WEIGHTS_HELP = (
     "No trained weights in models/weights/. Train them with:\n"
@@ -336,13 +336,14 @@ class DetectionService:
     def detect_file(
         self, path: str | Path | int, options: RunOptions, stride: int = 1, name: str | None = None
     ) -> DetectionRun:
-        """A run over an image, folder, video, camera index or stream URL. `name`: what the records call the source
-        where its path means nothing to people (an upload's own file name, not the server's temporary copy)."""
+        """A run over an image, folder, video, camera index or stream URL. `name`: what the records call an image
+        or video file whose path means nothing to people (an upload's own file name, not the server's temporary
+        copy); a camera or a stream keeps its own (redacted) description."""
         try:
             source = open_source(path, stride=stride)
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
-        if name:
+        if name and isinstance(source, ImageSource | VideoSource):
             source.description = display_name(name)
         return self.open_run(source, options)
 

@@ -23,7 +23,8 @@ from .errors import GloveSafetyError
 from .pipeline import NO_VERDICT, OK, VIOLATION
 from .policy import FrameStatus, SafetyPolicy
 from .results import FrameResult
-from .schema import SCORE_DECIMALS, DetectionRow, EventRow, Row, RunRow
+from .schema import DetectionRow, EventRow, Row, RunRow, score_text
+from .service import LIVE_GAP_S
 from .sources import redact
 
 if TYPE_CHECKING:  # the service imports nothing from here; these are for type hints only
@@ -31,6 +32,13 @@ if TYPE_CHECKING:  # the service imports nothing from here; these are for type h
     from .service import DetectionService, EventMedia, LiveSession, MonitorView
 
 NEUTRAL = "none"  # no verdict (no policy, a camera stopped); OK and VIOLATION are the pipeline's
+# No live result for as long as the pause that ends a live run: the live banner stops showing a verdict (PAGE_JS).
+# Nothing says why (the camera stopped with its own button, a dropped connection, a model still loading).
+LIVE_STALE_S = LIVE_GAP_S
+LIVE_STALE_TEXT = (
+    "No live result",
+    f"none for {LIVE_STALE_S:g} s: the last verdict no longer holds",
+)  # headline, detail
 CSS = """
 .safety-banner {padding: 14px 20px; border-radius: 8px; font-size: 1.5em; font-weight: bold; color: white}
 .safety-banner[data-state=ok] {background: #2e7d32}
@@ -62,15 +70,16 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
   font-weight: normal; animation: none}
 #live-status[data-stale=true] .safety-banner {background: #546e7a !important; animation: none; font-size: 0}
 #live-status[data-stale=true] .safety-banner small {display: none}
-#live-status[data-stale=true] .safety-banner::before {content: attr(data-stale-text); font-size: 1.5rem;
-  white-space: pre-line}
+#live-status[data-stale=true] .safety-banner::before {content: __LIVE_STALE_HEADLINE__; display: block;
+  font-size: 1.5rem}
+#live-status[data-stale=true] .safety-banner::after {content: __LIVE_STALE_DETAIL__; display: block;
+  font-size: 0.9rem; font-weight: normal}
 #monitor-events .body-cell.cell-selected {box-shadow: none !important}
 #monitor-events .virtual-row.loaded-event, #monitor-events .virtual-row.loaded-event .body-cell {
   background: var(--color-accent-soft) !important; font-weight: bold}
-"""
-LIVE_STALE_S = 5  # no live result for this long: the live banner stops showing a verdict (PAGE_JS)
-LIVE_STALE_TEXT = (f"Camera not watching\nno result for {LIVE_STALE_S} s: the last verdict no longer holds; start the "
-                   "camera again, or Stop to save the run")  # fmt: skip
+""".replace("__LIVE_STALE_HEADLINE__", json.dumps(LIVE_STALE_TEXT[0])).replace(
+    "__LIVE_STALE_DETAIL__", json.dumps(LIVE_STALE_TEXT[1])
+)  # JSON strings of ASCII text are CSS strings
 PAGE_JS = """
 <script>
 // Enter in a number box commits it as leaving the box does: Gradio then puts a typed 1.5 back into the slider's
@@ -115,7 +124,7 @@ document.addEventListener("keydown", (e) => {
   }).observe(document.documentElement, {childList: true, subtree: true});
 })();
 // The live banner holds a verdict only while results come: if none came for LIVE_STALE_S (the camera was stopped with
-// its own button, or the connection dropped), it says so in grey instead of keeping the last OK or VIOLATION up.
+// its own button, the connection dropped), it says so in grey instead of keeping the last OK or VIOLATION up.
 // Each result rewrites the live info (its frame count), so a change there is a result.
 (() => {
   let last = null, at = Date.now();
@@ -126,7 +135,6 @@ document.addEventListener("keydown", (e) => {
     if (!box) return;
     const verdict = !!banner && banner.dataset.state !== "none";
     box.dataset.stale = String(verdict && Date.now() - at > __LIVE_STALE_MS__);
-    if (banner) banner.dataset.staleText = __LIVE_STALE_TEXT__;
   }, 500);
 })();
 // The Monitors tab's events table marks the event whose note, snapshot and clip are shown (the note names it), not
@@ -139,7 +147,7 @@ setInterval(() => {
   });
 }, 250);
 </script>
-""".replace("__LIVE_STALE_MS__", str(LIVE_STALE_S * 1000)).replace("__LIVE_STALE_TEXT__", json.dumps(LIVE_STALE_TEXT))
+""".replace("__LIVE_STALE_MS__", f"{LIVE_STALE_S * 1000:.0f}")
 
 
 def rgb(image: np.ndarray | None) -> np.ndarray | None:
@@ -250,7 +258,7 @@ def model_choices(service: DetectionService) -> list[tuple[str, str]]:
 def live_info(session: LiveSession) -> str:
     s = session.run.summary
     _, verdict, _ = s.verdict(so_far=True)
-    return (f"Live run `{s.run_id}`: {s.frames} frames, {verdict}; {session.results_per_s():.1f} results/s, "
+    return (f"Live run `{s.run_id}`: {s.frames} frames. {verdict}. {session.results_per_s():.1f} results/s, "
             f"{session.latency_ms():.0f} ms from frame to result. "
             f"{stamp(s.record)}")  # fmt: skip
 
@@ -264,7 +272,7 @@ def saved_live(summary: RunSummary | None) -> str:
     if summary is None:
         return "No live run to save."
     _, verdict, _ = summary.verdict()
-    return (f"Saved live run `{summary.run_id}`: {summary.frames} frames, {verdict}, in "
+    return (f"Saved live run `{summary.run_id}`: {summary.frames} frames. {verdict}. Files in "
             f"`{summary.output_dir}`. Stop the camera; starting it again begins a new run.")  # fmt: skip
 
 
@@ -487,7 +495,7 @@ def monitor_events_table(views: list[MonitorView], now: datetime) -> pd.DataFram
     """Today's events of every monitor, newest first, with who acknowledged each and when."""
     rows = sorted(((v.row.name, e) for v in views for e in v.events), key=lambda r: r[1].recorded_at, reverse=True)
     return pd.DataFrame(
-        [[e.id, local_time(e.recorded_at, now), m, e.reason, e.class_name, f"{e.peak_confidence:.{SCORE_DECIMALS}f}",
+        [[e.id, local_time(e.recorded_at, now), m, e.reason, e.class_name, score_text(e.peak_confidence),
           "closed" if e.closed else "open", e.acknowledged_by or "", local_time(e.acknowledged_at, now)]
          for m, e in rows],
         columns=MONITOR_EVENT_COLUMNS,
@@ -506,7 +514,7 @@ def event_media_note(media: EventMedia, now: datetime, monitor: str | None = Non
     e = media.event
     which = f"Event {e.id}" + (f" of {monitor}" if monitor else "") + f" at {local_time(e.recorded_at, now)}"
     state = "closed" if e.closed else "open"
-    lines = [f"{which}: {e.reason} ({e.class_name}), peak {e.peak_confidence:.{SCORE_DECIMALS}f}, {state}."]
+    lines = [f"{which}: {e.reason} ({e.class_name}), peak {score_text(e.peak_confidence)}, {state}."]
     if e.acknowledged_by:
         lines.append(f"Acknowledged by {e.acknowledged_by} at {local_time(e.acknowledged_at, now)}.")
     else:

@@ -599,10 +599,9 @@ def test_a_live_verdict_does_not_outlast_the_camera(playwright: Playwright, cons
         expect(box).to_have_attribute("data-stale", "false")  # results keep coming: the verdict holds
         page.locator("#cam button[aria-label='capture photo']").click()  # the camera's own stop
         expect(box).to_have_attribute("data-stale", "true", timeout=(LIVE_STALE_S + 10) * 1000)
-        shown = page.evaluate(
-            "getComputedStyle(document.querySelector('#live-status .safety-banner'), '::before').content"
-        )
-        assert LIVE_STALE_TEXT.split("\n")[0] in shown
+        shown = page.evaluate("""() => ['::before', '::after'].map(
+            (p) => getComputedStyle(document.querySelector('#live-status .safety-banner'), p).content)""")
+        assert shown == [f'"{text}"' for text in LIVE_STALE_TEXT]  # what the banner reads instead of the verdict
         page.click("#live-stop")  # saved: the banner says so, and nothing is stale about it
         expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
         expect(box.locator(".safety-banner")).to_contain_text("Camera stopped")

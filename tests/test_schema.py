@@ -9,7 +9,7 @@ import pytest
 
 from app.policy import SafetyEvent
 from app.results import Detection, FrameResult
-from app.schema import DATETIME, FLAG, PERCENT, ROWS, SCORE, DetectionRow, EventRow, RunRow
+from app.schema import DATETIME, FLAG, PERCENT, ROWS, SCORE, DetectionRow, EventRow, RunRow, score_text
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
@@ -99,7 +99,8 @@ def test_detection_row_rounds_once() -> None:
     }  # fmt: skip
     assert json.loads(row.polygon) == [[1.0, 2.1], [3.0, 4.0], [5.6, 6.4]]
     shown = dict(zip([c.name for c in DetectionRow.console_columns()], row.console_values(), strict=True))
-    assert f"hand {shown['confidence']}" == f"hand {row.confidence:.2f}"  # the box's label, as Ultralytics draws it
+    assert f"hand {shown['confidence']}" == f"hand {d.confidence:.2f}"  # the box's label, as Ultralytics draws it
+    assert [score_text(v) for v in (0.8, 1.0, 0.004)] == ["0.80", "1.00", "0.00"]  # as a label reads, zeros kept
     assert {k: v for k, v in shown.items() if k != "confidence"} == {
         k: getattr(row, k) for k in shown if k != "confidence"
     }

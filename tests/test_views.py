@@ -52,6 +52,17 @@ def test_an_ok_says_when_nothing_was_detected(engine: DetectionEngine, tmp_path:
     assert _state_and_text(views.run_banner(heads))[1].startswith("OK: nothing detected<small>")
     hand = dataclasses.replace(blind, counts={"head": 2, "hand": 1}, detections=3)
     assert _state_and_text(views.run_banner(hand))[1].startswith("OK: no violations<small>")
+    shouted = dataclasses.replace(blind, counts={"HAND": 1}, detections=1)  # a model's names in another case
+    assert _state_and_text(views.run_banner(shouted))[1].startswith("OK: no violations<small>")
+
+
+def test_the_saved_live_line_says_the_runs_verdict(engine: DetectionEngine, tmp_path: Path) -> None:
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    for policy, verdict in ((NO_GLOVES, "VIOLATION: 1 event(s)"), (None, "No safety policy selected")):
+        summary = DetectionRun(engine, open_source(image), LOW, policy, exports_dir=tmp_path).run()
+        assert summary.verdict()[1] == verdict
+        assert views.saved_live(summary).startswith(f"Saved live run `{summary.run_id}`: 1 frames. {verdict}. Files in")
 
 
 def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, tmp_path: Path) -> None:
