@@ -161,7 +161,7 @@ class DetectionRun:
         if self.store is not None:
             self.store.start_run(record)
         engine.reset()
-        done = 0
+        done, last_at = 0, None
         # A file's next frame decodes while this one is processed; live sources hand over frames as they come.
         items = self.source.frames() if self.source.live else prefetched(self.source.frames())
         try:
@@ -175,7 +175,7 @@ class DetectionRun:
                 status = self.monitor.process(frame) if self.monitor else None
                 if frame.annotated is not None:
                     draw_safety(frame.annotated, status, self.policy.zone if self.policy else None)
-                now = utc_now()
+                now = last_at = utc_now()
                 rows = [DetectionRow.of(record.id, frame, d, now) for d in frame.detections]
                 self._count(frame)
                 writer.add(frame, rows, frame.annotated if self.camera_monitor is None else None)
@@ -198,9 +198,10 @@ class DetectionRun:
             s.video = writer.close()
             s.images = writer.images
             s.warnings += self.source.warnings
-            record.ended_at = utc_now()
+            # a camera's run ends with its last frame, not when its pause was noticed; a file's when it is done
+            record.ended_at = last_at if self.source.live and last_at else utc_now()
             if self.store is not None:
-                self.store.finish_run(record.id, record.status)
+                self.store.finish_run(record.id, record.status, record.ended_at)
             s.tracks = {k: len(v) for k, v in self._track_ids.items()}
 
     def stop(self) -> None:

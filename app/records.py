@@ -365,8 +365,10 @@ class RecordStore:
             raise RecordsError(f"no event {event_id} in the records")
         return event
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (utc_now(), status, run_id)))
+    def finish_run(self, run_id: str, status: str, ended_at: str | None = None) -> None:
+        """Close a run as `status`, ended at `ended_at` (default: now)."""
+        ended_at = ended_at or utc_now()
+        self._tx(lambda db: db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (ended_at, status, run_id)))
 
     # camera monitors
     def save_monitor(self, monitor: MonitorRow) -> None:

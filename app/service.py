@@ -7,6 +7,7 @@ output; everything a user can do can be done (and is tested) through this module
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import threading
@@ -37,9 +38,12 @@ NO_WEIGHTS_HELP = (
     "--imgsz 416 --export-to models/weights/gloves-bra-n.pt\n"
     "or upload a best.pt in the Model tab."
 )
+log = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".pt", ".onnx")  # checkpoints and ONNX exports (python -m app export)
 LIVE_GAP_S = 5.0
-"""A camera pause longer than this ends the live run; the next frame starts a new one."""
+"""A camera pause longer than this ends the live run (saved within `LIVE_WATCH_S`); the next frame starts a new one."""
+LIVE_WATCH_S = 1.0
+"""How often the live sessions are looked at for a paused camera."""
 LIVE_TIME_LIMIT_S = 8 * 3600.0
 """A live run is saved and ended after this long (one shift); the next frame starts a new one."""
 LATENCY_WINDOW = 50
@@ -218,6 +222,18 @@ class LiveSession:
         """The session itself: it is a handle on a recording run, not a value (Gradio deep-copies state values)."""
         return self
 
+    def close_if_paused(self) -> RunSummary | None:
+        """Save the run when no frame came for `gap_s` (the camera stopped with its own button, the tab closed):
+        the records say it ended, not running, without waiting for a next frame that may never come."""
+        if not self._lock.acquire(blocking=False):
+            return None  # a frame in flight: the camera is not paused
+        try:
+            if self.run is not None and self.clock() - self._last_frame_at > self.gap_s:
+                return self._finish()
+            return None
+        finally:
+            self._lock.release()
+
     def stop(self) -> RunSummary | None:
         """Save the current run (None if there is none) and ignore frames until the camera pauses."""
         with self._lock:
@@ -256,10 +272,13 @@ class DetectionService:
         self._engines: dict[tuple[str, int, str], DetectionEngine] = {}
         self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # set by shutdown: the live sessions' watcher ends
+        self._watcher: threading.Thread | None = None
         self.interrupted = self.store.close_interrupted()  # left `running` by a crash or a kill of an earlier process
 
     def shutdown(self) -> None:
         """Save every open live run and close what else this process still has running as `interrupted`."""
+        self._closing.set()
         for session in list(self._sessions):
             session.stop()
         self.store.close_interrupted(ending_pid=os.getpid())
@@ -352,8 +371,21 @@ class DetectionService:
         if options is not None:
             self.engine(options.weights, runtime=options.runtime)  # a bad model is reported now, not on the first frame
         session = LiveSession(self, options)
-        self._sessions.add(session)
+        with self._lock:
+            self._sessions.add(session)
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_live, name="live-pauses", daemon=True)
+                self._watcher.start()
         return session
+
+    def _watch_live(self) -> None:
+        """Save the live runs whose camera paused, once a second (`LiveSession.close_if_paused`)."""
+        while not self._closing.wait(LIVE_WATCH_S):
+            for session in list(self._sessions):
+                try:
+                    session.close_if_paused()
+                except Exception:  # a run that fails to close is logged; the other cameras' runs still close
+                    log.exception("closing a paused live run failed")
 
     # camera monitors (started by `python -m app monitor` or `webui.py --monitors`, any process on these records)
     def monitors(self, now: datetime | None = None) -> list[MonitorView]:

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -103,6 +104,27 @@ def test_stop_while_streaming_saves_once_and_starts_nothing(service: DetectionSe
     assert again.frame.frame_index == 0 and live.run.summary.run_id != saved.run_id
     live.stop()
     assert [r.status for r in service.history(None, None)] == ["stopped", "stopped"]
+
+
+def test_a_camera_that_stops_sending_has_its_run_saved_without_another_frame(
+    service: DetectionService, weights: str
+) -> None:
+    """The camera stopped with its own button (or the tab closed) sends nothing more: the run must not stay
+    `running` in History until a next frame or a restart, and it ends with its last frame."""
+    live = service.live(RunOptions(weights=weights, conf=0.002, imgsz=96))
+    live.gap_s = 0.5
+    live.process(FRAMES[0])
+    last = live.process(FRAMES[1])
+    run_id = last.rows[0].run_id
+    deadline = time.monotonic() + 10
+    while service.store.run(run_id).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    record = service.store.run(run_id)
+    assert (record.status, record.frames) == ("stopped", 2) and live.run is None
+    assert record.ended_at == max(r.detected_at for r in last.rows)  # the last frame's time, not the pause's end
+    again = live.process(FRAMES[2])  # the camera started again: a new run
+    assert again.frame.frame_index == 0 and live.run.summary.run_id != run_id
+    live.stop()
 
 
 def test_a_first_frame_slower_than_the_gap_is_no_pause(
