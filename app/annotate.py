@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .policy import FrameStatus
+from .policy import FrameStatus, SafetyEvent
 
 OK_COLOR = (60, 160, 60)  # BGR
 VIOLATION_COLOR = (40, 40, 220)
@@ -14,9 +14,14 @@ BAR_OPACITY = 0.6  # the verdict bar's colour over the frame: its text reads, wh
 
 
 def draw_safety(
-    image: np.ndarray, status: FrameStatus | None, zone: tuple[tuple[float, float], ...] | None
+    image: np.ndarray,
+    status: FrameStatus | None,
+    zone: tuple[tuple[float, float], ...] | None,
+    open_event: SafetyEvent | None = None,
 ) -> np.ndarray:
-    """Draw the zone outline and an OK / VIOLATION banner in place; returns the image.
+    """Draw the zone outline and an OK / VIOLATION banner in place; returns the image. A frame without a violation
+    of its own still reads VIOLATION while the policy's event is open (`SafetyMonitor.open_event`), as the console's
+    banner does: a hand missed for a frame does not flash OK in the middle of a violation.
 
     Example:
         >>> annotated = draw_safety(frame.annotated, monitor.process(frame), policy.zone)
@@ -29,19 +34,21 @@ def draw_safety(
         cv2.addWeighted(overlay, 0.15, image, 0.85, 0, dst=image)
         cv2.polylines(image, [pts], True, ZONE_COLOR, max(2, w // 400))
     if status is not None:
-        _verdict_bar(image, status)
+        _verdict_bar(image, status, open_event)
     return image
 
 
-def _verdict_bar(image: np.ndarray, status: FrameStatus) -> None:
+def _verdict_bar(image: np.ndarray, status: FrameStatus, open_event: SafetyEvent | None) -> None:
     """A full-width bar along the bottom edge (box labels sit at the top of boxes, Gradio's label at the top
     left), sized to the image, and see-through: a hand at the bottom edge stays visible under it (an opaque bar
     hid a ninth of every frame). A violation also gets a thick red frame, so it is seen at a glance."""
     h, w = image.shape[:2]
-    color = OK_COLOR if status.ok else VIOLATION_COLOR
-    text = "OK" if status.ok else "VIOLATION: " + ", ".join(status.reasons)
-    bar = max(24, h // (14 if status.ok else 9))
-    if not status.ok:
+    reasons = status.reasons or ([f"{open_event.reason} (event open)"] if open_event is not None else [])
+    ok = not reasons
+    color = OK_COLOR if ok else VIOLATION_COLOR
+    text = "OK" if ok else "VIOLATION: " + ", ".join(reasons)
+    bar = max(24, h // (14 if ok else 9))
+    if not ok:
         cv2.rectangle(image, (0, 0), (w - 1, h - 1), color, max(4, min(w, h) // 60))
     strip = image[h - bar :]
     cv2.addWeighted(np.full_like(strip, color), BAR_OPACITY, strip, 1 - BAR_OPACITY, 0, dst=strip)

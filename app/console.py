@@ -227,7 +227,8 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
             update = state.process(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _options(*ctl))
             if update is None or state.stopped:  # stopped: the saved message stays
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), state
-            return (views.rgb(update.frame.annotated), views.banner(update.status, update.status is not None),
+            banner = views.banner(update.status, update.status is not None, update.open_event)
+            return (views.rgb(update.frame.annotated), banner,
                     views.counts_table(update.frame), views.live_info(state), state)  # fmt: skip
 
     def stop_live(state: LiveSession):

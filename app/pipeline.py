@@ -18,7 +18,7 @@ from pathlib import Path
 from .annotate import draw_safety
 from .engine import DetectionEngine, RunSettings, settings_line
 from .outputs import RunWriter
-from .policy import FrameStatus, SafetyMonitor, SafetyPolicy
+from .policy import FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
 from .records import HOST, RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
@@ -40,6 +40,7 @@ class RunUpdate:
     rows: list[DetectionRow] = field(default_factory=list)
     skipped: BadItem | None = None
     events: list[EventRow] = field(default_factory=list)  # events opened, extended or closed by this frame
+    open_event: SafetyEvent | None = None  # the policy's event still open after this frame (its cooldown included)
 
 
 @dataclass
@@ -174,7 +175,8 @@ class DetectionRun:
                 frame = engine.predict(item, self.settings)
                 status = self.monitor.process(frame) if self.monitor else None
                 if frame.annotated is not None:
-                    draw_safety(frame.annotated, status, self.policy.zone if self.policy else None)
+                    draw_safety(frame.annotated, status, self.policy.zone if self.policy else None,
+                                self.monitor.open_event if self.monitor else None)  # fmt: skip
                 now = last_at = utc_now()
                 rows = [DetectionRow.of(record.id, frame, d, now) for d in frame.detections]
                 self._count(frame)
@@ -182,7 +184,8 @@ class DetectionRun:
                 if self.store is not None:
                     self.store.add_frame(record.id, rows)
                 events = self._save_events(writer)
-                yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events)
+                yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events,
+                                open_event=self.monitor.open_event if self.monitor else None)  # fmt: skip
             record.status = "stopped" if self._stopping else "completed"
         except GeneratorExit:
             record.status = "stopped"

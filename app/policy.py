@@ -285,6 +285,11 @@ class SafetyMonitor:
             self.events.append(event)
         return status
 
+    @property
+    def open_event(self) -> SafetyEvent | None:
+        """The event still open: its violation lasts, or ended less than the cooldown ago."""
+        return self._open
+
     def finish(self) -> None:
         """Close the open event at the end of the run."""
         if self._open is not None:

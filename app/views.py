@@ -21,7 +21,7 @@ import pandas as pd
 from .engine import settings_line
 from .errors import GloveSafetyError
 from .pipeline import NO_VERDICT, OK, VIOLATION
-from .policy import FrameStatus, SafetyPolicy
+from .policy import FrameStatus, SafetyEvent, SafetyPolicy
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow, score_text
 from .service import LIVE_GAP_S
@@ -163,13 +163,18 @@ def clamp(value: object, low: float, high: float) -> float:
     return low if math.isnan(number) else min(max(number, low), high)
 
 
-def banner(status: FrameStatus | None, has_policy: bool, detail: str = "") -> str:
-    """The verdict of a frame: neutral without a policy (there is no verdict), else OK or VIOLATION."""
+def banner(status: FrameStatus | None, has_policy: bool, open_event: SafetyEvent | None = None) -> str:
+    """The verdict of a camera's latest frame: neutral without a policy (there is no verdict), VIOLATION while the
+    frame breaks the rule or the policy's event is still open (a hand the model misses for a frame or two does not
+    flash OK in the middle of a violation), else OK."""
     if not has_policy:
         return _banner(NEUTRAL, *NO_VERDICT)
-    if status is None or status.ok:
-        return _banner(OK, "OK", detail or "no violation in this frame")
-    return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), detail or "act now: stop the machine")
+    if status is not None and not status.ok:
+        return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), "act now: stop the machine")
+    if open_event is not None:
+        return _banner(VIOLATION, f"VIOLATION: {open_event.reason}",
+                       "event still open: not seen in this frame, it closes after the policy's cooldown")  # fmt: skip
+    return _banner(OK, "OK", "no violation in this frame")
 
 
 def run_banner(summary: RunSummary, so_far: bool = False) -> str:
@@ -339,8 +344,8 @@ def monitor_banner(view: MonitorView, now: datetime) -> str:
         return _monitor_banner(look, state.upper(), detail)
     if not row.policy:
         return _monitor_banner(NEUTRAL, "No safety policy", "detections only: give the monitor a policy")
-    if view.violation:
-        opened = sorted((e for e in view.events if not e.closed and e.id is not None), key=lambda e: e.id)
+    opened = sorted((e for e in view.events if not e.closed and e.id is not None), key=lambda e: e.id)
+    if view.violation or opened:  # an open event stays red through a frame or two the model misses, as the Live tab
         if not opened:  # the frame breaks the rule; an event opens only if it lasts (the policy's min_frames)
             rule = policy_description(row.policy)
             return _monitor_banner(VIOLATION, "VIOLATION IN VIEW",

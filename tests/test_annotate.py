@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.annotate import OK_COLOR, VIOLATION_COLOR, draw_safety
-from app.policy import FrameStatus
+from app.policy import FrameStatus, SafetyEvent
 from app.results import Detection
 
 
@@ -23,3 +23,16 @@ def test_the_verdict_bar_lets_the_frame_show_through(ok: bool) -> None:
     color = np.array(OK_COLOR if ok else VIOLATION_COLOR)
     assert np.abs(row[1].mean(0) - row[0].mean(0)).min() > 80  # white still shows brighter than black under it
     assert np.abs(row[0].mean(0) - 0.6 * color).max() < 30  # and the bar's colour is there to see
+
+
+def test_a_frame_inside_an_open_event_reads_violation() -> None:
+    """A hand the model misses for a frame while the event is open: the bar stays red, not a flash of OK."""
+    event = SafetyEvent("no gloves", "bare_hand", 0, 0.0, 3, 0.3, 0.8)
+    image = np.zeros((360, 640, 3), np.uint8)
+    draw_safety(image, FrameStatus(), None, event)
+    assert np.abs(image[0, 320].astype(int) - VIOLATION_COLOR).max() < 5  # the red frame around it
+    bar = image[360 - 360 // 9 + 2, 20:100].astype(int).mean(0)
+    assert np.abs(bar - 0.6 * np.array(VIOLATION_COLOR)).max() < 30
+    closed = np.zeros((360, 640, 3), np.uint8)
+    draw_safety(closed, FrameStatus(), None, None)
+    assert np.abs(closed[360 - 360 // 14 + 2, 20:100].astype(int).mean(0) - 0.6 * np.array(OK_COLOR)).max() < 30

@@ -15,7 +15,7 @@ from helpers import make_video
 from app import views
 from app.engine import DetectionEngine, RunSettings
 from app.pipeline import DetectionRun
-from app.policy import SafetyPolicy
+from app.policy import FrameStatus, SafetyEvent, SafetyPolicy
 from app.sources import open_source
 
 # Every class a glove, gloves forbidden everywhere: each box the test model draws is a violation
@@ -82,3 +82,14 @@ def test_the_zone_box_shows_the_chosen_policys_zone() -> None:
     assert views.zone_placeholder("gloves-forbidden") == "policy's own: 0.25,0.25 0.75,0.25 0.75,0.75 0.25,0.75"
     assert views.zone_placeholder("gloves") == "this policy has no zone: the whole frame counts"
     assert views.zone_placeholder(None) == "no policy: no zone"
+
+
+def test_a_live_banner_stays_red_while_the_event_is_open() -> None:
+    """The live camera's banner: a frame the model misses the hand in does not flash OK while the event is open."""
+    event = SafetyEvent("no gloves", "bare_hand", 0, 0.0, 3, 0.3, 0.8)
+    assert _state_and_text(views.banner(FrameStatus(), True, event))[1].startswith("VIOLATION: no gloves<small>")
+    assert _state_and_text(views.banner(FrameStatus(), True, None)) == (
+        "ok",
+        "OK<small>no violation in this frame</small></div>",
+    )
+    assert _state_and_text(views.banner(FrameStatus(), False, event))[0] == "none"  # no policy: no verdict
