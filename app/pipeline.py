@@ -158,7 +158,9 @@ class DetectionRun:
     def __iter__(self) -> Iterator[RunUpdate]:
         s, engine, record = self.summary, self.engine, self.summary.record
         video = not self.source.still and self.camera_monitor is None
-        writer = RunWriter(s.output_dir, video_fps=self.source.fps if video else None, live=self.source.live)
+        # the annotated video plays in the source's time: every n-th frame kept, at 1/n of its rate
+        video_fps = self.source.fps / self.source.stride if video else None
+        writer = RunWriter(s.output_dir, video_fps=video_fps, live=self.source.live)
         if self.store is not None:
             self.store.start_run(record)
         engine.reset()

@@ -59,6 +59,7 @@ class Source:
         seekable: Frames can be read again from the start (files).
         total: Frames it will yield, where known.
         fps: Frames per second of a video or stream (0 for stills).
+        stride: Every n-th frame is kept (a video file's `stride`; 1 elsewhere): kept frames come at fps / stride.
         description: The source as people name it (file name, camera, URL).
     """
 
@@ -68,6 +69,7 @@ class Source:
     seekable = True
     total: int | None = None
     fps: float = 0.0
+    stride: int = 1
     description: str = ""
 
     def frames(self) -> Iterator[Frame | BadItem]:

@@ -116,6 +116,17 @@ def test_output_video_is_h264_with_every_frame(video_run: tuple) -> None:
     assert not list(run.summary.output_dir.glob(".*part*"))  # no temporary files left behind
 
 
+def test_a_strided_video_plays_as_long_as_its_source(engine: DetectionEngine, tmp_path: Path) -> None:
+    """Every 4th frame of a 16-frame clip at 10 fps: 4 frames at 2.5 fps, 1.6 s, not a 0.4 s fast-forward."""
+    clip = make_video(tmp_path / "clip.mp4", frames=16, fps=10.0)
+    summary = DetectionRun(engine, open_source(clip, stride=4), LOW, None, exports_dir=tmp_path).run()
+    with av.open(str(summary.video)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (frames, float(stream.average_rate)) == (4, 2.5)
+        assert float(stream.duration * stream.time_base) == pytest.approx(1.6, abs=0.01)
+
+
 @pytest.mark.browser
 def test_output_video_plays_in_chromium(video_run: tuple) -> None:
     folder = video_run[0].summary.output_dir
