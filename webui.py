@@ -5,7 +5,7 @@
     GLOVE_CONSOLE_AUTH=operator:secret python webui.py --host 0.0.0.0
     python webui.py --db postgresql://writer@db.workshop:5432/gloves   # one history for several machines
     python webui.py --monitors monitors.yaml    # also watch the config's cameras (Monitors tab)
-    python webui.py --runtime torch             # PyTorch instead of the default (OpenVINO on a CPU)
+    python webui.py --runtime torch             # PyTorch instead of the default (OpenVINO on a CPU: INT8 or FP32)
 
 A bind beyond this machine needs a login (--auth or GLOVE_CONSOLE_AUTH) unless --allow-no-auth is given.
 Browsers only allow the webcam on https or localhost: on a network, put the console behind a TLS reverse proxy.
@@ -23,7 +23,7 @@ import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_D
 
 # isort: split
 from app.console import LAUNCH_OPTIONS, build_console
-from app.engine import RUNTIMES
+from app.engine import RUNTIME_HELP, RUNTIMES
 from app.errors import GloveSafetyError
 from app.monitor import MonitorConfig, MonitorSet
 from app.runtime import EXPORTS_DIR, WEIGHTS_DIR
@@ -42,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exports", type=Path, default=EXPORTS_DIR, help="where runs, records and workbooks go")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of .pt models to offer")
     p.add_argument("--conf", type=float, default=None, help="initial confidence threshold (default: each model's)")
-    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help="what models run in (also --monitors'): auto "
-                   "is OpenVINO FP32 on a CPU (made from a .pt once and cached), PyTorch on a GPU")  # fmt: skip
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help=f"what models run in (also --monitors'). {RUNTIME_HELP}")  # fmt: skip
     p.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db "
                    "(default: $GLOVE_RECORDS, else EXPORTS/records.sqlite)")  # fmt: skip
     p.add_argument("--monitors", type=Path, default=None, help="also run the camera monitors of this config YAML "

@@ -24,7 +24,7 @@ from ultralytics.utils.tqdm import TQDM
 
 from .calibration import calibrate as run_calibration
 from .data import load_dataset_yaml
-from .engine import RUNTIMES, DetectionEngine
+from .engine import RUNTIME_HELP, RUNTIMES, DetectionEngine
 from .errors import GloveSafetyError, SourceError
 from .evaluation import LEVEL, Evaluation, map50_difference
 from .evaluation import evaluate as run_evaluation
@@ -60,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--classes", nargs="+", default=None, help="keep only these class names or ids")
     d.add_argument("--imgsz", type=int, default=None, help="inference size in pixels (default: the model's)")
     d.add_argument("--device", default=None, help="cpu, 0, ... (default: GPU if any)")
-    d.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="auto: OpenVINO (FP32, made from a .pt once and cached) on the CPU, PyTorch on a GPU; or force "
-                   "torch, onnx or openvino")  # fmt: skip
+    d.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     d.add_argument("--track", action="store_true", help="track objects across frames (unique counts)")
     d.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="photos: test-time augmentation (flips, two smaller scales; ~5x slower, more hands found); "

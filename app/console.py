@@ -254,11 +254,12 @@ def _history_tab(service: DetectionService) -> None:
 
     def show_runs(start: str, end: str, source: str):
         listed = service.history(start, end, source)
-        return views.runs_table(listed, service.run_counts(listed))
+        return views.runs_table(listed, service.run_counts(listed)), None  # a workbook of another listing goes
 
-    show = _answer(show_runs, 1)
-    show_btn.click(show, [start, end, source], [runs])
-    export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1), [start, end, source], [workbook])
+    show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
+    # a refused export takes the last workbook away: it is not of the filters now typed
+    export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1, clear=True), [start, end, source],
+                     [workbook])  # fmt: skip
 
 
 def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) -> None:

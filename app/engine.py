@@ -56,6 +56,11 @@ _CHECKPOINT_ENTRY = re.compile(
 )
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 """What a model may be asked to run in: `auto` chooses (module docstring), the others force one."""
+RUNTIME_HELP = (
+    "auto: on a CPU, OpenVINO: the INT8 export beside the weights where it passed its accuracy check and the CPU has "
+    "VNNI or AMX, else FP32 made from the .pt once and cached; PyTorch on a GPU. Or force torch, onnx or openvino"
+)
+"""The `--runtime` option's help, for the CLI and the console alike (a run records what it actually used)."""
 RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 """The runtimes a run records, as people read them."""
 

@@ -77,17 +77,18 @@ class RunSummary:
         return len(self.events)
 
     def verdict(self, so_far: bool = False) -> tuple[str | None, str, str]:
-        """The run's verdict as the console's banner and the CLI's summary say it: (None without a policy, else `OK`
-        or `VIOLATION`), a headline and a detail. `so_far`: of the frames processed yet, while it runs. An OK says
-        when no class the policy judges (gloves, bare hands; not `other`) was detected: it had nothing to judge."""
+        """The run's verdict as the console's banner and the CLI's summary say it: (`OK`, `VIOLATION`, or None for
+        no verdict), a headline and a detail. `so_far`: of the frames processed yet, while it runs. No verdict
+        without a policy, nor when no class the policy judges (gloves, bare hands; not `other`) was detected: a
+        green OK there would read as "all hands gloved" of a photo whose hands the model missed."""
         record, more = self.record, " so far" if so_far else ""
         if self.policy is None:
             return None, *NO_VERDICT
         if not self.events:
             if any(self.policy.role(name) != "other" for name in self.counts):  # a head is no hand to judge
                 return OK, f"OK: no violations{more}", f"policy {record.policy}"
-            unseen = f"no hand in view, or none this model sees at confidence {record.conf:g}"
-            return OK, f"OK: nothing detected{more}", f"{unseen} (policy {record.policy})"
+            unseen = f"nothing to judge: no hand in view, or none this model sees at confidence {record.conf:g}"
+            return None, f"No hand detected{more}", f"{unseen} (policy {record.policy})"
         reasons = ", ".join(sorted({e.reason for e in self.events}))
         return VIOLATION, f"VIOLATION: {len(self.events)} event(s){more}", f"{reasons} (policy {record.policy})"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import statistics
 import threading
 import time
@@ -430,7 +431,7 @@ class DetectionService:
     # history
     def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRow]:
         """Runs started in [start, end) (dates as YYYY-MM-DD, UTC), newest first, optionally from one source."""
-        start, end = _date(start, "From"), _date(end, "Until")
+        start, end = _dates(start, end)
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
     def run_counts(self, runs: list[RunRow]) -> dict[str, tuple[int, int]]:
@@ -440,10 +441,12 @@ class DetectionService:
     def workbook(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
     ) -> Path:
-        """One run's workbook, or that of the runs `history` lists for the same filters."""
-        start, end = _date(start, "From"), _date(end, "Until")
+        """One run's workbook, or that of the runs `history` lists for the same filters (named for all of them, so
+        a workbook of one source does not replace that of all)."""
+        start, end = _dates(start, end)
         source = source.strip() if source else None
-        name = f"run-{run_id}.xlsx" if run_id else f"runs-{start or 'first'}-to-{end or 'last'}.xlsx"
+        of = f"-{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(source).name)[:60]}" if source else ""
+        name = f"run-{run_id}.xlsx" if run_id else f"runs-{start or 'first'}-to-{end or 'last'}{of}.xlsx"
         try:
             return export_workbook(
                 self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None, source
@@ -473,6 +476,15 @@ class DetectionService:
                     return engine
                 self._engines[key] = engine
             return self._engines[key]
+
+
+def _dates(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    """A From / Until pair as typed, checked; an empty range (From not before Until) is answered, not listed as no
+    runs."""
+    start, end = _date(start, "From"), _date(end, "Until")
+    if start and end and datetime.fromisoformat(start) >= datetime.fromisoformat(end):
+        raise ServiceError(f"From ({start}) must be before Until ({end}): Until is the first day not listed")
+    return start, end
 
 
 def _date(text: str | None, what: str) -> str | None:

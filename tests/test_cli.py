@@ -57,7 +57,7 @@ def test_a_violation_exits_4_and_a_run_without_one_exits_0(weights: Path, tmp_pa
     assert _detect(weights, photo, tmp_path / "seen", "--policy", str(policy), "--no-augment") == EXIT_VIOLATION
     assert "  verdict: VIOLATION: 1 event(s); glove" in capsys.readouterr().out  # at 0.002 the model sees boxes
     assert _detect(weights, photo, tmp_path / "none", "--policy", str(policy), "--no-augment", "--conf", "0.99") == 0
-    assert "  verdict: OK: nothing detected; " in capsys.readouterr().out
+    assert "  verdict: No hand detected; nothing to judge: " in capsys.readouterr().out
     for out in ("seen", "none"):  # both runs are saved either way
         (run,) = RecordStore(tmp_path / out / "records.sqlite").runs()
         assert run.status == "completed"

@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 from app.export import openvino_cpu, openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
+from app.schema import score_text
 from app.views import LIVE_STALE_S, LIVE_STALE_TEXT
 from webui import check_access
 
@@ -118,9 +119,9 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
     book = load_workbook(saved)["Detections"]
     sheet = list(book.iter_rows(min_row=2, values_only=True))
     assert len(sheet) == count
-    in_sheet = {(r[6], r[7], *r[8:12]) for r in sheet}
-    shown = {(r[3], float(r[4]), *map(float, r[5:9])) for r in rows}
-    assert shown <= in_sheet  # class, confidence and box of every rendered row: the same values as the workbook
+    in_sheet = {(r[6], score_text(r[7]), *r[8:12]) for r in sheet}
+    shown = {(r[3], r[4], *map(float, r[5:9])) for r in rows}
+    assert shown <= in_sheet  # class, confidence (as the labels write it) and box of every row, as in the workbook
     run_id = page.locator("#image-saved").inner_text().split("run ")[-1].strip(" )")
     assert len(RecordStore(console["exports"] / "records.sqlite").detections(run_id)) == count
 

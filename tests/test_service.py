@@ -224,6 +224,13 @@ def test_history_workbook_holds_the_runs_the_history_shows(
     assert len(shown) == 1 and any(shown[0].id in map(str, row) for row in summary)
     assert not any(run.id in map(str, row) for run in service.history(None, None, "a.jpg") for row in summary)
     assert any("1 run(s), 2000-01-01 to last, source b.jpg" in map(str, row) for row in summary)
+    # each filter its own file: the workbook of one source does not replace that of all
+    everything = service.workbook(None, "2000-01-01", None, None)
+    assert (everything.name, service.workbook(None, "2000-01-01", None, "b.jpg").name) == (
+        "runs-2000-01-01-to-last.xlsx", "runs-2000-01-01-to-last-b.jpg.xlsx")  # fmt: skip
+    assert everything.is_file()
+    with pytest.raises(ServiceError, match=r"From \(2026-12-01\) must be before Until \(2026-11-01\)"):
+        service.history("2026-12-01", "2026-11-01")  # an empty range is said, not listed as "no runs"
 
 
 @pytest.mark.slow  # exports / several runs: outside the fast subset

@@ -1,4 +1,4 @@
-"""What the console says of a run: the verdict banner tells an OK with hands seen from one with nothing seen, and
+"""What the console says of a run: the verdict banner tells an OK with hands seen from no hand seen at all, and
 a video's banner while it runs holds the verdict so far."""
 
 from __future__ import annotations
@@ -33,23 +33,24 @@ def _state_and_text(html: str) -> tuple[str, str]:
     return html.split('data-state="')[1].split('"')[0], html.split(">", 1)[1]
 
 
-def test_an_ok_says_when_nothing_was_detected(engine: DetectionEngine, tmp_path: Path) -> None:
-    """At a confidence nothing reaches, "OK" must not read as "all hands gloved": the banner says nothing was seen."""
+def test_no_hand_detected_is_no_verdict(engine: DetectionEngine, tmp_path: Path) -> None:
+    """At a confidence nothing reaches, no green OK that would read as "all hands gloved": a grey banner says no
+    hand was detected."""
     image = tmp_path / "a.jpg"
     cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
     blind = DetectionRun(engine, open_source(image), RunSettings(conf=1.0, imgsz=96), SafetyPolicy.load("bandsaw"),
                          exports_dir=tmp_path).run()  # fmt: skip
     assert blind.detections == 0 and not blind.events
     state, text = _state_and_text(views.run_banner(blind))
-    assert state == "ok" and text.startswith("OK: nothing detected<small>")
+    assert state == "none" and text.startswith("No hand detected<small>nothing to judge: ")  # grey, no verdict
     assert "none this model sees at confidence 1 (policy bandsaw)" in text
 
     seeing = DetectionRun(engine, open_source(image), LOW, SafetyPolicy.load("bandsaw"), exports_dir=tmp_path).run()
     assert seeing.detections > 0
-    assert "nothing detected" not in views.run_banner(seeing)
+    assert "No hand detected" not in views.run_banner(seeing)
     # only classes the policy does not judge (the bandsaw's `head` is `other`): still nothing to judge
     heads = dataclasses.replace(blind, counts={"head": 2}, detections=2)
-    assert _state_and_text(views.run_banner(heads))[1].startswith("OK: nothing detected<small>")
+    assert _state_and_text(views.run_banner(heads))[1].startswith("No hand detected<small>")
     hand = dataclasses.replace(blind, counts={"head": 2, "hand": 1}, detections=3)
     assert _state_and_text(views.run_banner(hand))[1].startswith("OK: no violations<small>")
     shouted = dataclasses.replace(blind, counts={"HAND": 1}, detections=1)  # a model's names in another case
