@@ -232,13 +232,16 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
                     views.counts_table(update.frame), views.live_info(state), state)  # fmt: skip
 
     def stop_live(state: LiveSession):
-        return state, views.saved_live(state.stop()), views.camera_stopped()
+        # a run its camera's pause already saved is the one to name: Stop pressed after the camera's own stop
+        saved = state.stop() or (state.saved[-1] if state.saved else None)
+        return state, views.saved_live(saved), views.camera_stopped()
 
     # No progress overlay: it would fade the verdict for as long as the camera streams
     cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
                time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=STREAM_EVERY_S,
                show_progress="hidden")  # fmt: skip
     stop_btn.click(_answer(stop_live, 3), [session], [session, info, status])
+    stop_btn.click(None, js=views.STOP_CAMERA_JS)  # the webcam stops too: "Camera stopped" is then what it is
 
 
 def _history_tab(service: DetectionService) -> None:

@@ -150,6 +150,11 @@ setInterval(() => {
 """.replace("__LIVE_STALE_MS__", f"{LIVE_STALE_S * 1000:.0f}")
 
 
+# Stop and save stops the page's webcam stream as its own button would (Gradio's webcam shows "stop recording" while
+# it streams); a camera already stopped is left alone.
+STOP_CAMERA_JS = "() => { document.querySelector('#cam [title=\"stop recording\"]')?.closest('button')?.click(); }"
+
+
 def rgb(image: np.ndarray | None) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 

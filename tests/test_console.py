@@ -169,12 +169,13 @@ def _start_live(
         page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{imgsz}\W*$")).click()
         expect(page.locator("#imgsz input")).to_have_value(str(imgsz))
     if policy:
-        page.locator("#policy input").fill(policy)
-        page.keyboard.press("Enter")
+        page.locator("#policy input").click()
+        page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{policy}$")).click()
         expect(page.locator("#policy input")).to_have_value(policy)
     _tab(page, "Live camera")
     page.locator("#cam [title='grant webcam access'] button").click()
     page.locator("#cam button[aria-label='capture photo']").click()
+    expect(page.locator("#cam [title='stop recording']")).to_have_count(1)  # streaming: what Stop's script looks for
     return page
 
 
@@ -197,9 +198,9 @@ def _live_rate(page: Page, what: str) -> tuple[float, float]:
 
 
 def _stop_live(page: Page) -> str:
-    """Stop streaming, save the run, and return its id; no verdict stays up."""
-    page.locator("#cam button[aria-label='capture photo']").click()
+    """Save the run with Stop (which stops the webcam too) and return its id; no verdict stays up."""
     page.click("#live-stop")
+    expect(page.locator("#cam [title='stop recording']")).to_have_count(0)  # the camera stopped: nothing streams
     expect(page.locator("#live-info")).to_contain_text("Saved live run", timeout=30000)
     banner = page.locator("#live-status .safety-banner")
     expect(banner).to_have_attribute("data-state", "none")
@@ -596,6 +597,7 @@ def test_a_live_verdict_does_not_outlast_the_camera(playwright: Playwright, cons
         box = page.locator("#live-status")
         verdict = box.locator(".safety-banner[data-state=ok], .safety-banner[data-state=violation]")
         expect(verdict).to_be_visible(timeout=60000)
+        expect(page.locator("#live-info")).to_contain_text("policy bandsaw")
         page.wait_for_timeout(LIVE_STALE_S * 1000 + 1500)
         expect(box).to_have_attribute("data-stale", "false")  # results keep coming: the verdict holds
         page.locator("#cam button[aria-label='capture photo']").click()  # the camera's own stop
