@@ -112,7 +112,11 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             if not path:
                 return (gr.skip(),) * (len(outputs) + 1)
             try:
-                return *model_changed(str(service.add_upload(path).path)), gr.skip()
+                info = service.add_upload(path)
+                shown = model_changed(str(info.path))
+                # said, not only shown: the kept file's name (content hash added) is what the model list offers
+                gr.Info(f"Model added and selected: {info.short_name}", duration=REFUSAL_TOAST_S)
+                return *shown, gr.skip()
             except GloveSafetyError as e:
                 _refused(added, e)
                 return *(gr.skip(),) * len(outputs), None

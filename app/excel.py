@@ -13,6 +13,7 @@ looks like one also gets Excel's quote prefix, so editing the cell cannot turn i
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -128,11 +129,13 @@ def _summary_sheet(
     ws.write(r + 2, 0, "Times", fmt.header)
     _text(ws, fmt, r + 2, 1, _times_note())
     r += 4
+    # each run with its detections and violation events, as the console's History lists them
     columns = RunRow.columns()
-    ws.write_row(r, 0, [c.title for c in columns], fmt.header)
+    ws.write_row(r, 0, [c.title for c in columns] + ["Detections", "Violation events"], fmt.header)
     formats = _column_formats(fmt, columns)
+    found, violated = Counter(d.run_id for d in detections), Counter(e.run_id for e in events)
     for i, run in enumerate(runs, start=r + 1):
-        _write_row(ws, fmt, i, _cells(run, columns), formats)
+        _write_row(ws, fmt, i, [*_cells(run, columns), found[run.id], violated[run.id]], formats)
 
 
 def _rows_sheet(wb: Workbook, fmt: _Formats, name: str, rows: Sequence[Row], row_type: type[Row]) -> None:

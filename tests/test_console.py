@@ -94,7 +94,7 @@ def _shown_count(page: Page, elem: str) -> int:
     return int(page.locator(f"#{elem}").inner_text().split(" detection(s)")[0].split()[-1])
 
 
-def _error_toast(page: Page, text: str) -> None:
+def _toast(page: Page, text: str) -> None:
     expect(page.locator(".toast-body").filter(has_text=text).first).to_be_visible(timeout=30000)
     page.locator(".toast-body .toast-close").first.click()
 
@@ -294,7 +294,7 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
         page.locator(f"#{tab.lower()}-in input[type=file]").set_input_files(str(tmp_path / name))
         page.wait_for_timeout(1500)
         page.click(f"#{tab.lower()}-run")
-        _error_toast(page, message)
+        _toast(page, message)
 
     submit("Image", "corrupt.jpg", b"\xff\xd8\xff\xe0" + os.urandom(300), "corrupt.jpg")
     submit("Video", "notes.mp4", b"this is a text file, not a video\n" * 50, "not a readable video")
@@ -303,7 +303,7 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     bogus = tmp_path / "best.pt"
     bogus.write_bytes(b"PK\x03\x04 not really a checkpoint" * 20)
     page.locator("#upload-pt input[type=file]").set_input_files(str(bogus))
-    _error_toast(page, "not a YOLO checkpoint")
+    _toast(page, "not a YOLO checkpoint")
     # refused, so not shown as if it were taken: the box is empty again, ready for the next file
     expect(page.locator("#upload-pt input[type=file]")).to_have_count(1)
     expect(page.locator("#upload-pt")).not_to_contain_text("KB")
@@ -312,6 +312,8 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     expect(page.locator("#model-info")).to_contain_text("tiny-detect-", timeout=30000)
     expect(page.locator("#model-info")).to_contain_text("detect model, classes Glove_Blue")
     expect(page.locator("#model input")).to_have_value(re.compile(r"^tiny-detect-\w{8}\.pt$"))
+    kept = page.locator("#model input").input_value()
+    _toast(page, f"Model added and selected: {kept} (detect: Glove_Blue")  # said, under the name it is kept as
 
     _tab(page, "Image")
     good = tmp_path / "good.jpg"
@@ -324,7 +326,7 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:300])
     _upload_image(page, tmp_path / "cut.jpg")
     page.click("#image-run")
-    _error_toast(page, "cut.jpg")
+    _toast(page, "cut.jpg")
     expect(page.locator("#image-saved")).not_to_contain_text("Saved to")
     expect(page.locator("#image-status .safety-banner")).to_have_count(0)
     expect(page.locator("#image-out img")).to_have_count(0)
@@ -495,7 +497,7 @@ def test_a_mistyped_date_is_answered(page: Page) -> None:
     _tab(page, "History & Export")
     page.fill("#hist-start input, #hist-start textarea", "30/11/2026")
     page.click("#hist-run")
-    _error_toast(page, "write the date as YYYY-MM-DD")
+    _toast(page, "write the date as YYYY-MM-DD")
     assert not page.locator("#hist-table .error, #hist-table [class*=error]").count()  # no red marks left
 
 
@@ -660,5 +662,5 @@ def test_a_failed_request_leaves_no_error_marks(page: Page, tmp_path: Path) -> N
     page.locator("#image-in input[type=file]").set_input_files(str(tmp_path / "corrupt.jpg"))
     page.wait_for_timeout(1500)
     page.click("#image-run")
-    _error_toast(page, "corrupt.jpg")
+    _toast(page, "corrupt.jpg")
     assert page.get_by_text("Error", exact=True).count() == 0  # the toast said it; nothing stays marked red

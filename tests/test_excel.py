@@ -112,6 +112,9 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
     assert table[header][: len(RunRow.columns())] == [c.title for c in RunRow.columns()]
     run = dict(zip([c.name for c in RunRow.columns()], table[header + 1], strict=False))
     assert (run["id"], run["tracking"], run["status"], run["frames"]) == ("a", "yes", "completed", 2)
+    n = len(RunRow.columns())  # then each run's detections and violation events, as History lists them
+    assert table[header][n : n + 2] == ["Detections", "Violation events"]
+    assert table[header + 1][n : n + 2] == [len(store.detections(run_id="a")), len(store.events(run_id="a"))] != [0, 0]
     assert isinstance(run["started_at"], datetime) and isinstance(run["ended_at"], datetime)
     assert run["started_at"] == local("2026-11-16T08:00:00.000+00:00")
     offset = datetime.now().astimezone().strftime("%z")
