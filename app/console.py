@@ -80,8 +80,8 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
                 _live_tab(service, controls)
             with gr.Tab("Monitors", id="monitors"):
                 _monitors_tab(service, tick, alarms)
-            with gr.Tab("History & Export", id="history"):
-                _history_tab(service)
+            with gr.Tab("History & Export", id="history") as history:
+                _history_tab(service, history)
             with gr.Tab("Model", id="model-tab"):
                 upload, model_info = _model_tab(service, info)
 
@@ -248,7 +248,7 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
     stop_btn.click(None, js=views.STOP_CAMERA_JS)  # the webcam stops too: "Camera stopped" is then what it is
 
 
-def _history_tab(service: DetectionService) -> None:
+def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     with gr.Row():
         start = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="hist-start")
         end = gr.Textbox(label="Until (exclusive)", elem_id="hist-end")
@@ -264,6 +264,7 @@ def _history_tab(service: DetectionService) -> None:
         return views.runs_table(listed, service.run_counts(listed)), None  # a workbook of another listing goes
 
     show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
+    tab.select(_answer(show_runs, 2), [start, end, source], [runs, workbook])  # opened: the runs listed at once
     # a refused export takes the last workbook away: it is not of the filters now typed
     export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1, clear=True), [start, end, source],
                      [workbook])  # fmt: skip

@@ -339,6 +339,8 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     page.click("#image-run")
     expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
     _tab(page, "History & Export")
+    newest = RecordStore(console["exports"] / "records.sqlite").runs()[0].id
+    expect(page.locator("#hist-table")).to_contain_text(newest)  # listed as the tab opens, without a click
     page.fill("#hist-start input, #hist-start textarea", "2000-01-01")
     page.click("#hist-run")
     shown = _table_rows(page, "hist-table")
