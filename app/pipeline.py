@@ -177,9 +177,9 @@ class DetectionRun:
                     continue
                 frame = engine.predict(item, self.settings)
                 status = self.monitor.process(frame) if self.monitor else None
+                open_event = self.monitor.open_event if self.monitor else None
                 if frame.annotated is not None:
-                    draw_safety(frame.annotated, status, self.policy.zone if self.policy else None,
-                                self.monitor.open_event if self.monitor else None)  # fmt: skip
+                    draw_safety(frame.annotated, status, self.policy.zone if self.policy else None, open_event)
                 now = last_at = utc_now()
                 rows = [DetectionRow.of(record.id, frame, d, now) for d in frame.detections]
                 self._count(frame)
@@ -188,7 +188,7 @@ class DetectionRun:
                     self.store.add_frame(record.id, rows)
                 events = self._save_events(writer)
                 yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events,
-                                open_event=self.monitor.open_event if self.monitor else None)  # fmt: skip
+                                open_event=open_event)  # fmt: skip
             record.status = "stopped" if self._stopping else "completed"
         except GeneratorExit:
             record.status = "stopped"
