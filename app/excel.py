@@ -1,7 +1,7 @@
 """Excel workbooks for safety managers: one run or a date range, from the records store.
 
 Sheets: Summary (counts and peak confidence per class, events, a native bar chart of counts, and each run's
-model, thresholds and policy), Detections (every field; frozen header, autofilter, fitted widths, confidence as
+model, thresholds, policy and verdict), Detections (every field; frozen header, autofilter, fitted widths, confidence as
 a percentage, local date-times) and Events.
 
 Written with XlsxWriter in constant-memory mode: openpyxl, which the tests use to read the workbooks back,
@@ -13,7 +13,7 @@ looks like one also gets Excel's quote prefix, so editing the cell cannot turn i
 from __future__ import annotations
 
 import functools
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +22,10 @@ import xlsxwriter
 from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
-from .errors import RecordsError
+from .errors import PolicyError, RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
+from .pipeline import RunSummary
 from .records import RecordStore
 from .schema import DATETIME, FLAG, PERCENT, SCORE, DetectionRow, EventRow, Row, RunRow
 
@@ -129,13 +130,29 @@ def _summary_sheet(
     ws.write(r + 2, 0, "Times", fmt.header)
     _text(ws, fmt, r + 2, 1, _times_note())
     r += 4
-    # each run with its detections and violation events, as the console's History lists them
+    # each run with its detections and violation events, as the console's History lists them, and its verdict as
+    # the console's banner and the CLI's summary worded it
     columns = RunRow.columns()
-    ws.write_row(r, 0, [c.title for c in columns] + ["Detections", "Violation events"], fmt.header)
+    ws.write_row(r, 0, [c.title for c in columns] + ["Detections", "Violation events", "Verdict"], fmt.header)
     formats = _column_formats(fmt, columns)
-    found, violated = Counter(d.run_id for d in detections), Counter(e.run_id for e in events)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for d in detections:
+        counts[d.run_id][d.class_name] += 1
+    run_events: dict[str, list[EventRow]] = defaultdict(list)
+    for e in events:
+        run_events[e.run_id].append(e)
     for i, run in enumerate(runs, start=r + 1):
-        _write_row(ws, fmt, i, [*_cells(run, columns), found[run.id], violated[run.id]], formats)
+        found, violated = counts[run.id], run_events[run.id]
+        verdict = _verdict(run, found, violated)
+        _write_row(ws, fmt, i, [*_cells(run, columns), found.total(), len(violated), verdict], formats)
+
+
+def _verdict(run: RunRow, counts: Counter[str], events: list[EventRow]) -> str:
+    try:
+        summary = RunSummary.of_record(run, dict(counts), events)
+    except PolicyError as e:
+        return f"unknown: {e}"
+    return summary.verdict(so_far=run.status == "running")[1]
 
 
 def _rows_sheet(wb: Workbook, fmt: _Formats, name: str, rows: Sequence[Row], row_type: type[Row]) -> None:

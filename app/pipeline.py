@@ -76,6 +76,13 @@ class RunSummary:
     def violations(self) -> int:
         return len(self.events)
 
+    @classmethod
+    def of_record(cls, record: RunRow, counts: dict[str, int], events: list[EventRow]) -> RunSummary:
+        """A saved run's summary from its records, enough for its verdict (a workbook's runs)."""
+        policy = SafetyPolicy.from_json(record.policy_json) if record.policy_json else None
+        return cls(record=record, output_dir=Path(record.output_dir or ""), detections=sum(counts.values()),
+                   counts=counts, events=events, policy=policy)  # fmt: skip
+
     def verdict(self, so_far: bool = False) -> tuple[str | None, str, str]:
         """The run's verdict as the console's banner and the CLI's summary say it: (`OK`, `VIOLATION`, or None for
         no verdict), a headline and a detail. `so_far`: of the frames processed yet, while it runs. No verdict

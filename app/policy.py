@@ -12,8 +12,9 @@ closes once no violation has been seen for `cooldown_s` seconds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -138,6 +139,17 @@ class SafetyPolicy:
             cooldown_s=_number(data, "cooldown_s", 2.0, float, path.name),
             description=str(data.get("description", "")),
         )
+
+    @classmethod
+    def from_json(cls, text: str) -> SafetyPolicy:
+        """The policy as a run recorded it (`RunRow.policy_json`), to judge the run again from its records."""
+        known = {f.name for f in fields(cls)}
+        try:
+            policy = {k: v for k, v in json.loads(text).items() if k in known}
+            zone = policy.get("zone")  # JSON turned its pairs into lists
+            return cls(**{**policy, "zone": tuple(tuple(p) for p in zone) if zone else None})
+        except (ValueError, TypeError, AttributeError) as e:  # edited by hand, or from a version with other keys
+            raise PolicyError(f"recorded policy settings cannot be read: {e}") from e
 
     def with_zone(self, zone: Sequence[Sequence[float]] | None) -> SafetyPolicy:
         """The same policy with another danger zone (e.g. drawn by the operator)."""

@@ -54,13 +54,19 @@ def test_a_violation_exits_4_and_a_run_without_one_exits_0(weights: Path, tmp_pa
                       "glove_steel, glove_steel_b, hand, head]\n")  # fmt: skip
     photo = tmp_path / "p.jpg"
     cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
-    assert _detect(weights, photo, tmp_path / "seen", "--policy", str(policy), "--no-augment") == EXIT_VIOLATION
+    book = ("--excel", str(tmp_path / "seen.xlsx"))
+    assert _detect(weights, photo, tmp_path / "seen", "--policy", str(policy), "--no-augment", *book) == EXIT_VIOLATION
     assert "  verdict: VIOLATION: 1 event(s); glove" in capsys.readouterr().out  # at 0.002 the model sees boxes
-    assert _detect(weights, photo, tmp_path / "none", "--policy", str(policy), "--no-augment", "--conf", "0.99") == 0
+    book = ("--excel", str(tmp_path / "none.xlsx"))
+    assert _detect(weights, photo, tmp_path / "none", "--policy", str(policy), "--no-augment", "--conf", "0.99",
+                   *book) == 0  # fmt: skip
     assert "  verdict: No hand detected; nothing to judge: " in capsys.readouterr().out
-    for out in ("seen", "none"):  # both runs are saved either way
+    for out, verdict in (("seen", "VIOLATION: 1 event(s)"), ("none", "No hand detected")):  # both saved either way
         (run,) = RecordStore(tmp_path / out / "records.sqlite").runs()
         assert run.status == "completed"
+        table = [[c.value for c in r] for r in load_workbook(tmp_path / f"{out}.xlsx")["Summary"].iter_rows()]
+        header = next(i for i, r in enumerate(table) if r[0] == "Run")
+        assert table[header + 1][table[header].index("Verdict")] == verdict  # the workbook words it as the summary
 
 
 def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, capsys) -> None:

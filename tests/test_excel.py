@@ -14,6 +14,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from app.errors import RecordsError
 from app.excel import DATETIME_FORMAT, PERCENT_FORMAT, export_workbook
+from app.policy import SafetyPolicy
 from app.records import RecordStore
 from app.schema import DetectionRow, EventRow, RunRow
 
@@ -25,10 +26,16 @@ def local(iso: str) -> datetime:
     return datetime.fromisoformat(iso).astimezone().replace(tzinfo=None)
 
 
-def run_row(run_id: str, started_at: str, source: str = "cam-1", tracking: bool = True) -> RunRow:
+GLOVES = SafetyPolicy("gloves", "gloves_required", {"glove": "glove", "hand": "bare_hand"},
+                      zone=((0.0, 0.0), (1.0, 0.0), (1.0, 0.5)))  # fmt: skip
+
+
+def run_row(run_id: str, started_at: str, source: str = "cam-1", tracking: bool = True,
+            policy: SafetyPolicy | None = GLOVES) -> RunRow:  # fmt: skip
     return RunRow(id=run_id, source=source, kind="video", model="gloves-bra-n.pt", model_sha256="ab" * 32,
-                  task="detect", conf=0.25, iou=0.7, imgsz=640, classes=None, tracking=tracking, policy="gloves",
-                  policy_json="{}", output_dir=f"exports/{run_id}", started_at=started_at)  # fmt: skip
+                  task="detect", conf=0.25, iou=0.7, imgsz=640, classes=None, tracking=tracking,
+                  policy=policy and policy.name, policy_json=policy and json.dumps(policy.__dict__),
+                  output_dir=f"exports/{run_id}", started_at=started_at)  # fmt: skip
 
 
 def detection(run_id: str, i: int, item: str, class_name: str, confidence: float) -> DetectionRow:
@@ -113,8 +120,9 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
     run = dict(zip([c.name for c in RunRow.columns()], table[header + 1], strict=False))
     assert (run["id"], run["tracking"], run["status"], run["frames"]) == ("a", "yes", "completed", 2)
     n = len(RunRow.columns())  # then each run's detections and violation events, as History lists them
-    assert table[header][n : n + 2] == ["Detections", "Violation events"]
+    assert table[header][n : n + 3] == ["Detections", "Violation events", "Verdict"]
     assert table[header + 1][n : n + 2] == [len(store.detections(run_id="a")), len(store.events(run_id="a"))] != [0, 0]
+    assert table[header + 1][n + 2] == "VIOLATION: 2 event(s)"  # and its verdict, as the console's banner says it
     assert isinstance(run["started_at"], datetime) and isinstance(run["ended_at"], datetime)
     assert run["started_at"] == local("2026-11-16T08:00:00.000+00:00")
     offset = datetime.now().astimezone().strftime("%z")
@@ -134,6 +142,29 @@ def test_range_export(store: RecordStore, tmp_path: Path) -> None:
     run_header = next(i for i, r in enumerate(summary) if r[0] == "Run")
     assert summary[run_header + 1][0] == "b" and summary[run_header + 1][10] == "no"
     assert len(summary) == run_header + 2
+
+
+def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:
+    """Each run's verdict, worded as the console's banner and the CLI's summary word it (`RunSummary.verdict`,
+    judged again from the records and the policy the run recorded): one still running says "so far"."""
+    heads = SafetyPolicy("heads", "gloves_required", {"hand": "bare_hand", "face": "other"})
+    for run_id, policy, found in (("c", None, "hand"), ("d", heads, "face"), ("e", heads, "hand")):
+        store.start_run(run_row(run_id, "2026-11-17T08:00:00.000+00:00", source="cam-3", policy=policy))
+        store.add_frame(run_id, [detection(run_id, 0, "x.mp4", found, 0.7)])
+        store.finish_run(run_id, "completed")
+    unreadable = run_row("f", "2026-11-17T09:00:00.000+00:00", source="cam-3")
+    unreadable.policy_json = '{"name": "gloves"}'  # edited by hand: no rule, no roles
+    store.start_run(unreadable)
+    table = rows(openpyxl.load_workbook(export_workbook(store, tmp_path / "w.xlsx"))["Summary"])
+    header = next(i for i, r in enumerate(table) if r[0] == "Run")
+    verdicts = {r[0]: r[table[header].index("Verdict")] for r in table[header + 1 :]}
+    assert verdicts.pop("f").startswith("unknown: recorded policy settings cannot be read: ")
+    assert verdicts == {"a": "VIOLATION: 2 event(s)", "b": "OK: no violations so far", "c": "No safety policy selected",
+                        "d": "No hand detected", "e": "OK: no violations"}  # fmt: skip
+
+
+def test_a_recorded_policy_reads_back_as_it_was_run() -> None:
+    assert SafetyPolicy.from_json(json.dumps(GLOVES.__dict__)) == GLOVES  # the zone's pairs back as tuples
 
 
 def test_unknown_run_and_empty_range(store: RecordStore, tmp_path: Path) -> None:
