@@ -24,7 +24,7 @@ from app.evaluation import (
     map50_difference,
 )
 from app.export import export_openvino
-from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.runtime import DEFAULT_WEIGHTS
 
 NAMES = {0: "gloved_hand", 1: "bare_hand"}
 
@@ -69,7 +69,13 @@ def test_a_checkpoint_scored_square_scores_as_its_static_export(shared_data: Pat
     """`python -m app export` scores an INT8 / FP16 export beside its checkpoint: both must see the same square
     canvas. (Ultralytics' own validator pads a checkpoint's 640x640 photos to 672x672, which alone moved mAP50-95 on
     `gloves/` valid from 0.537 to 0.640 and was read as a quantisation loss.)"""
-    data = ROOT / "datasets" / "gloves.yaml"
+    valid = shared_data / "gloves" / "valid"  # a third of its photos: a canvas difference shows in any of them
+    for image in sorted((valid / "images").glob("*.jpg"))[:48]:
+        for kind, name in (("images", image.name), ("labels", f"{image.stem}.txt")):
+            (tmp_path / "valid" / kind).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "valid" / kind / name).symlink_to(valid / kind / name)
+    data = tmp_path / "gloves-48.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: valid/images\nval: valid/images\nnames: [gloved_hand, bare_hand]\n")
     folder = export_openvino(DEFAULT_WEIGHTS, imgsz=640, out=tmp_path / "gloves-n_openvino_model")
     square = evaluate(DEFAULT_WEIGHTS, data, imgsz=640, canvas="square", plots_dir=tmp_path / "square")
     export = evaluate(folder, data, imgsz=640, plots_dir=tmp_path / "export")
