@@ -9,6 +9,7 @@ from .policy import FrameStatus, SafetyEvent
 
 OK_COLOR = (60, 160, 60)  # BGR
 VIOLATION_COLOR = (40, 40, 220)
+NEUTRAL_COLOR = (128, 128, 128)  # no verdict: the policy had no hand to judge
 ZONE_COLOR = (0, 200, 255)
 BAR_OPACITY = 0.6  # the verdict bar's colour over the frame: its text reads, what lies under it shows
 
@@ -19,9 +20,10 @@ def draw_safety(
     zone: tuple[tuple[float, float], ...] | None,
     open_event: SafetyEvent | None = None,
 ) -> np.ndarray:
-    """Draw the zone outline and an OK / VIOLATION banner in place; returns the image. A frame without a violation
-    of its own still reads VIOLATION while the policy's event is open (`SafetyMonitor.open_event`), as the console's
-    banner does: a hand missed for a frame does not flash OK in the middle of a violation.
+    """Draw the zone outline and the frame's verdict bar in place (`FrameStatus.label`: OK, VIOLATION, or a grey
+    "No hand detected"); returns the image. A frame without a violation of its own still reads VIOLATION while the
+    policy's event is open (`SafetyMonitor.open_event`), as the console's banner does: a hand missed for a frame
+    does not flash OK, or nothing, in the middle of a violation.
 
     Example:
         >>> annotated = draw_safety(frame.annotated, monitor.process(frame), policy.zone)
@@ -45,8 +47,10 @@ def _verdict_bar(image: np.ndarray, status: FrameStatus, open_event: SafetyEvent
     h, w = image.shape[:2]
     reasons = status.reasons or ([f"{open_event.reason} (event open)"] if open_event is not None else [])
     ok = not reasons
-    color = OK_COLOR if ok else VIOLATION_COLOR
-    text = "OK" if ok else "VIOLATION: " + ", ".join(reasons)
+    if ok:
+        color, text = (OK_COLOR if status.judged else NEUTRAL_COLOR), status.label
+    else:
+        color, text = VIOLATION_COLOR, "VIOLATION: " + ", ".join(reasons)
     bar = max(24, h // (14 if ok else 9))
     if not ok:
         cv2.rectangle(image, (0, 0), (w - 1, h - 1), color, max(4, min(w, h) // 60))

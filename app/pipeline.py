@@ -18,7 +18,7 @@ from pathlib import Path
 from .annotate import draw_safety
 from .engine import DetectionEngine, RunSettings, settings_line
 from .outputs import RunWriter
-from .policy import FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
+from .policy import NO_HAND, FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
 from .records import HOST, RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
@@ -95,7 +95,7 @@ class RunSummary:
             if any(self.policy.role(name) != "other" for name in self.counts):  # a head is no hand to judge
                 return OK, f"OK: no violations{more}", f"policy {record.policy}"
             unseen = f"nothing to judge: no hand in view, or none this model sees at confidence {record.conf:g}"
-            return None, f"No hand detected{more}", f"{unseen} (policy {record.policy})"
+            return None, f"{NO_HAND}{more}", f"{unseen} (policy {record.policy})"
         reasons = ", ".join(sorted({e.reason for e in self.events}))
         return VIOLATION, f"VIOLATION: {len(self.events)} event(s){more}", f"{reasons} (policy {record.policy})"
 

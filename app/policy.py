@@ -27,6 +27,7 @@ from .results import Detection, FrameResult
 
 POLICY_DIR = Path(__file__).parent / "policies"
 ROLES = ("glove", "bare_hand", "other")
+NO_HAND = "No hand detected"  # the verdict's headline, of a frame or a run, when the policy had nothing to judge
 POLICY_KEYS = ("name", "description", "rule", "roles", "zone", "min_frames", "cooldown_s")
 
 
@@ -196,10 +197,13 @@ class SafetyPolicy:
 
 @dataclass
 class FrameStatus:
-    """The verdict for one frame: OK, or VIOLATION with the reasons and the offending detections."""
+    """The verdict for one frame: VIOLATION with the reasons and the offending detections; OK when the policy
+    judged hands and none broke its rule; no verdict when it had nothing to judge (no glove or bare hand detected:
+    a green OK there would read as "all hands gloved" of a frame whose hands the model missed)."""
 
     violations: list[Detection] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    judged: int = 0  # detections of a class the policy judges (a glove or a bare hand; not `other`)
 
     @property
     def ok(self) -> bool:
@@ -207,7 +211,8 @@ class FrameStatus:
 
     @property
     def label(self) -> str:
-        return "OK" if self.ok else "VIOLATION"
+        return "VIOLATION" if self.violations else "OK" if self.judged else NO_HAND
+
 
 
 @dataclass
@@ -254,8 +259,10 @@ class SafetyMonitor:
         zone = self._zone_mask(frame.width, frame.height)
         rule = self.policy.rule_check
         for d in frame.detections:
+            role = self.policy.role(d.class_name)
+            status.judged += role != "other"
             in_zone = zone is None or _box_touches(zone, d.xyxy)
-            reason = rule.reason(self.policy.role(d.class_name), in_zone, zone is not None)
+            reason = rule.reason(role, in_zone, zone is not None)
             if reason is None:
                 continue
             status.violations.append(d)

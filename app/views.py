@@ -21,7 +21,7 @@ import pandas as pd
 from .engine import settings_line
 from .errors import GloveSafetyError
 from .pipeline import NO_VERDICT, OK, VIOLATION
-from .policy import FrameStatus, SafetyEvent, SafetyPolicy
+from .policy import NO_HAND, FrameStatus, SafetyEvent, SafetyPolicy
 from .results import FrameResult
 from .schema import DetectionRow, EventRow, Row, RunRow, score_text
 from .service import LIVE_GAP_S
@@ -171,7 +171,7 @@ def clamp(value: object, low: float, high: float) -> float:
 def banner(status: FrameStatus | None, has_policy: bool, open_event: SafetyEvent | None = None) -> str:
     """The verdict of a camera's latest frame: neutral without a policy (there is no verdict), VIOLATION while the
     frame breaks the rule or the policy's event is still open (a hand the model misses for a frame or two does not
-    flash OK in the middle of a violation), else OK."""
+    flash OK in the middle of a violation), OK when hands were judged, else neutral: no hand to judge."""
     if not has_policy:
         return _banner(NEUTRAL, *NO_VERDICT)
     if status is not None and not status.ok:
@@ -179,6 +179,8 @@ def banner(status: FrameStatus | None, has_policy: bool, open_event: SafetyEvent
     if open_event is not None:
         return _banner(VIOLATION, f"VIOLATION: {open_event.reason}",
                        "event still open: not seen in this frame, it closes after the policy's cooldown")  # fmt: skip
+    if status is not None and not status.judged:
+        return _banner(NEUTRAL, NO_HAND, "nothing to judge in this frame: no hand in view, or none the model sees")
     return _banner(OK, "OK", "no violation in this frame")
 
 

@@ -41,6 +41,16 @@ def test_gloves_required_flags_bare_hands_only() -> None:
     assert [d.class_name for d in status.violations] == ["bare_hand"]
 
 
+def test_a_frame_is_ok_only_when_the_policy_judged_a_hand() -> None:
+    """OK means hands were seen and none broke the rule; with no glove or bare hand (nothing, or only a class the
+    policy does not judge) there is no verdict, whatever the zone."""
+    for policy in (REQUIRED, FORBIDDEN):
+        m = SafetyMonitor(policy)
+        assert m.evaluate(frame(0, det("gloved_hand", LEFT))).label == "OK"
+        assert m.evaluate(frame(0)).label == m.evaluate(frame(0, det("head", RIGHT))).label == "No hand detected"
+        assert m.evaluate(frame(0, det("head", RIGHT), det("bare_hand", LEFT))).judged == 1
+
+
 def test_gloves_forbidden_uses_the_zone() -> None:
     m = SafetyMonitor(FORBIDDEN)
     assert m.evaluate(frame(0, det("gloved_hand", LEFT))).ok  # glove away from the blade

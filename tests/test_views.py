@@ -44,6 +44,8 @@ def test_no_hand_detected_is_no_verdict(engine: DetectionEngine, tmp_path: Path)
     state, text = _state_and_text(views.run_banner(blind))
     assert state == "none" and text.startswith("No hand detected<small>nothing to judge: ")  # grey, no verdict
     assert "none this model sees at confidence 1 (policy bandsaw)" in text
+    saved = cv2.imread(str(blind.images[0]))  # the saved picture's bar is grey too, not a green OK
+    assert np.abs(saved[96 - 22, 8:88].astype(int).mean(0) - 128).max() < 15
 
     seeing = DetectionRun(engine, open_source(image), LOW, SafetyPolicy.load("bandsaw"), exports_dir=tmp_path).run()
     assert seeing.detections > 0
@@ -89,8 +91,12 @@ def test_a_live_banner_stays_red_while_the_event_is_open() -> None:
     """The live camera's banner: a frame the model misses the hand in does not flash OK while the event is open."""
     event = SafetyEvent("no gloves", "bare_hand", 0, 0.0, 3, 0.3, 0.8)
     assert _state_and_text(views.banner(FrameStatus(), True, event))[1].startswith("VIOLATION: no gloves<small>")
-    assert _state_and_text(views.banner(FrameStatus(), True, None)) == (
+    assert _state_and_text(views.banner(FrameStatus(judged=1), True, None)) == (
         "ok",
         "OK<small>no violation in this frame</small></div>",
+    )
+    assert _state_and_text(views.banner(FrameStatus(), True, None)) == (  # no hand to judge: no green OK
+        "none",
+        "No hand detected<small>nothing to judge in this frame: no hand in view, or none the model sees</small></div>",
     )
     assert _state_and_text(views.banner(FrameStatus(), False, event))[0] == "none"  # no policy: no verdict
