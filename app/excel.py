@@ -1,8 +1,9 @@
 """Excel workbooks for safety managers: one run or a date range, from the records store.
 
-Sheets: Summary (counts and peak confidence per class, events, a native bar chart of counts, and each run's
-model, thresholds, policy and verdict), Detections (every field; frozen header, autofilter, fitted widths, confidence as
-a percentage, local date-times) and Events.
+Sheets: Summary (counts and peak confidence per class, events, a native bar chart of counts), Runs (each run's
+detections, violation events and verdict, then its model, thresholds and policy), Detections (every field) and
+Events; the tables with a frozen header, an autofilter, fitted widths, confidence as a percentage and local
+date-times.
 
 Written with XlsxWriter in constant-memory mode: openpyxl, which the tests use to read the workbooks back,
 needs about 18 s to write 100,000 detections on the 2-core CPU, XlsxWriter about half that (see
@@ -65,10 +66,11 @@ def export_workbook(
     # The workbook is finished (its `with` closes first), then renamed: a reader never opens half a workbook.
     with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
         fmt = _Formats(wb)
-        selection = (
-            f"run {runs[0].id}" if run_id else f"{len(runs)} run(s), {start or 'first'} to {end or 'last'}"
-        ) + (f", source {source}" if source and not run_id else "")
+        dates = " ".join(([f"from {start}"] if start else []) + ([f"before {end}"] if end else [])) or "any date"
+        selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates} (UTC)") + (
+            f", source {source}" if source and not run_id else "")  # fmt: skip
         _summary_sheet(wb, fmt, runs, detections, events, selection)
+        _runs_sheet(wb, fmt, runs, detections, events)
         _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
         _rows_sheet(wb, fmt, "Events", events, EventRow)
     return path
@@ -129,22 +131,32 @@ def _summary_sheet(
     ws.write_row(r + 1, 1, [len(events), "still open", sum(not e.closed for e in events)])
     ws.write(r + 2, 0, "Times", fmt.header)
     _text(ws, fmt, r + 2, 1, _times_note())
-    r += 4
-    # each run with its detections and violation events, as the console's History lists them, and its verdict as
-    # the console's banner and the CLI's summary worded it
+    ws.write(r + 3, 0, "Runs", fmt.header)
+    _text(ws, fmt, r + 3, 1, "each run's detections, violation events, verdict and settings: the Runs sheet")
+
+
+def _runs_sheet(
+    wb: Workbook, fmt: _Formats, runs: list[RunRow], detections: list[DetectionRow], events: list[EventRow]
+) -> None:
+    """Each run as the console's History lists it (its detections and violation events after its run, source and
+    kind), with its verdict as the console's banner and the CLI's summary word it, then every other setting."""
     columns = RunRow.columns()
-    ws.write_row(r, 0, [c.title for c in columns] + ["Detections", "Violation events", "Verdict"], fmt.header)
-    formats = _column_formats(fmt, columns)
+    at = [c.name for c in columns].index("kind") + 1
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for d in detections:
         counts[d.run_id][d.class_name] += 1
     run_events: dict[str, list[EventRow]] = defaultdict(list)
     for e in events:
         run_events[e.run_id].append(e)
-    for i, run in enumerate(runs, start=r + 1):
+    rows = []
+    for run in runs:
         found, violated = counts[run.id], run_events[run.id]
-        verdict = _verdict(run, found, violated)
-        _write_row(ws, fmt, i, [*_cells(run, columns), found.total(), len(violated), verdict], formats)
+        cells = _cells(run, columns)
+        rows.append([*cells[:at], found.total(), len(violated), _verdict(run, found, violated), *cells[at:]])
+    header = [c.title for c in columns]
+    formats = {i + (3 if i >= at else 0): f for i, f in _column_formats(fmt, columns).items()}
+    _table(wb.add_worksheet("Runs"), fmt, [*header[:at], "Detections", "Violation events", "Verdict", *header[at:]],
+           rows, formats)  # fmt: skip
 
 
 def _verdict(run: RunRow, counts: Counter[str], events: list[EventRow]) -> str:

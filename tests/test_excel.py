@@ -10,6 +10,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from app.errors import RecordsError
@@ -77,7 +78,7 @@ def test_sheets_and_headers(store: RecordStore, tmp_path: Path) -> None:
     assert path == tmp_path / "out" / "a.xlsx"
     assert [p.name for p in path.parent.iterdir()] == ["a.xlsx"]  # no .part left
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Summary", "Detections", "Events"]
+    assert wb.sheetnames == ["Summary", "Runs", "Detections", "Events"]
     detections, events = rows(wb["Detections"]), rows(wb["Events"])
     assert detections[0] == [c.title for c in DetectionRow.columns()]
     assert events[0] == [c.title for c in EventRow.columns()]
@@ -108,28 +109,37 @@ def test_cells_are_typed(store: RecordStore, tmp_path: Path) -> None:
 
 
 def test_summary(store: RecordStore, tmp_path: Path) -> None:
-    """Counts and peak confidence per class, the events, and the run's settings with its flags as yes / no."""
+    """Counts and peak confidence per class, the events, the selection and the times' zone."""
     ws = openpyxl.load_workbook(export_workbook(store, tmp_path / "a.xlsx", run_id="a"))["Summary"]
     table = rows(ws)
     assert table[0][:4] == ["Class", "Detections", "Peak confidence", "Violation events"]
     assert table[1][:4] == ["glove", 1, 0.5, 0]
     assert table[2][:4] == ["hand", 2, pytest.approx(0.912), 2]
     assert ws.cell(3, 3).number_format == PERCENT_FORMAT
-    header = next(i for i, r in enumerate(table) if r[0] == "Run")
-    assert table[header][: len(RunRow.columns())] == [c.title for c in RunRow.columns()]
-    run = dict(zip([c.name for c in RunRow.columns()], table[header + 1], strict=False))
-    assert (run["id"], run["tracking"], run["status"], run["frames"]) == ("a", "yes", "completed", 2)
-    n = len(RunRow.columns())  # then each run's detections and violation events, as History lists them
-    assert table[header][n : n + 3] == ["Detections", "Violation events", "Verdict"]
-    assert table[header + 1][n : n + 2] == [len(store.detections(run_id="a")), len(store.events(run_id="a"))] != [0, 0]
-    assert table[header + 1][n + 2] == "VIOLATION: 2 event(s)"  # and its verdict, as the console's banner says it
-    assert isinstance(run["started_at"], datetime) and isinstance(run["ended_at"], datetime)
-    assert run["started_at"] == local("2026-11-16T08:00:00.000+00:00")
     offset = datetime.now().astimezone().strftime("%z")
     times = next(r[1] for r in table if r[0] == "Times")  # Excel has no time zones: the sheet names the one used
     assert times.startswith("local time of the machine that wrote this workbook") and (
         f"(UTC{offset[:3]}:{offset[3:]} on " in times and "History dates are in UTC" in times
     )
+
+
+def test_runs_sheet(store: RecordStore, tmp_path: Path) -> None:
+    """Each run as History lists it: run, source, kind, its detections, violation events and verdict, then the
+    rest of its settings (flags as yes / no, real date-times), in columns wide enough to read."""
+    ws = openpyxl.load_workbook(export_workbook(store, tmp_path / "a.xlsx", run_id="a"))["Runs"]
+    table = rows(ws)
+    titles = [c.title for c in RunRow.columns()]
+    assert table[0] == [*titles[:3], "Detections", "Violation events", "Verdict", *titles[3:]]
+    run = dict(zip(table[0], table[1], strict=True))
+    assert (run["Run"], run["Tracking"], run["Status"], run["Frames"]) == ("a", "yes", "completed", 2)
+    assert [run["Detections"], run["Violation events"]] == [len(store.detections("a")), len(store.events("a"))]
+    assert run["Verdict"] == "VIOLATION: 2 event(s)"  # as the console's banner says it
+    assert isinstance(run["Started"], datetime) and isinstance(run["Ended"], datetime)
+    assert run["Started"] == local("2026-11-16T08:00:00.000+00:00")
+    started = get_column_letter(table[0].index("Started") + 1)
+    assert ws[f"{started}2"].number_format == DATETIME_FORMAT
+    assert ws.column_dimensions[started].width >= len("2026-11-16 08:00:00.000")  # not "#####"
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref
 
 
 def test_range_export(store: RecordStore, tmp_path: Path) -> None:
@@ -138,10 +148,10 @@ def test_range_export(store: RecordStore, tmp_path: Path) -> None:
     detections = rows(wb["Detections"])
     assert [r[0] for r in detections[1:]] == ["b"]
     assert rows(wb["Events"])[1:] == []
-    summary = rows(wb["Summary"])
-    run_header = next(i for i, r in enumerate(summary) if r[0] == "Run")
-    assert summary[run_header + 1][0] == "b" and summary[run_header + 1][10] == "no"
-    assert len(summary) == run_header + 2
+    runs = rows(wb["Runs"])
+    assert len(runs) == 2 and runs[1][0] == "b" and runs[1][runs[0].index("Tracking")] == "no"
+    selection = next(r[1] for r in rows(wb["Summary"]) if r[0] == "Selection")
+    assert selection == "1 run(s) started from 2026-11-20 before 2026-11-30 (UTC)"
 
 
 def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:
@@ -155,9 +165,8 @@ def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:
     unreadable = run_row("f", "2026-11-17T09:00:00.000+00:00", source="cam-3")
     unreadable.policy_json = '{"name": "gloves"}'  # edited by hand: no rule, no roles
     store.start_run(unreadable)
-    table = rows(openpyxl.load_workbook(export_workbook(store, tmp_path / "w.xlsx"))["Summary"])
-    header = next(i for i, r in enumerate(table) if r[0] == "Run")
-    verdicts = {r[0]: r[table[header].index("Verdict")] for r in table[header + 1 :]}
+    table = rows(openpyxl.load_workbook(export_workbook(store, tmp_path / "w.xlsx"))["Runs"])
+    verdicts = {r[0]: r[table[0].index("Verdict")] for r in table[1:]}
     assert verdicts.pop("f").startswith("unknown: recorded policy settings cannot be read: ")
     assert verdicts == {"a": "VIOLATION: 2 event(s)", "b": "OK: no violations so far", "c": "No safety policy selected",
                         "d": "No hand detected", "e": "OK: no violations"}  # fmt: skip
@@ -183,7 +192,7 @@ def test_formula_text_never_becomes_a_formula(store: RecordStore, tmp_path: Path
     path = export_workbook(store, tmp_path / "a.xlsx", run_id="a")
     with zipfile.ZipFile(path) as z:
         sheets = [n for n in z.namelist() if n.startswith("xl/worksheets/sheet")]
-        assert len(sheets) == 3
+        assert len(sheets) == 4
         for name in sheets:
             assert b"<f>" not in z.read(name) and b"<f " not in z.read(name), name
     wb = openpyxl.load_workbook(path)

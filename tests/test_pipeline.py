@@ -153,7 +153,7 @@ def test_workbook_is_formatted_for_people(video_run: tuple, tmp_path: Path) -> N
     run, store, _ = video_run
     path = export_workbook(store, tmp_path / "run.xlsx", run_id=run.summary.run_id)
     wb = load_workbook(path)
-    assert wb.sheetnames == ["Summary", "Detections", "Events"]
+    assert wb.sheetnames == ["Summary", "Runs", "Detections", "Events"]
     ws = wb["Detections"]
     assert ws.freeze_panes == "A2"
     assert ws.auto_filter.ref == f"A1:P{run.summary.detections + 1}"
