@@ -8,7 +8,7 @@ import html
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,7 +174,9 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
         image = views.rgb(cv2.imread(str(summary.images[0]))) if summary.images else None
         return image, *views.result_values(service, summary)
 
-    run_btn.click(_answer(run_image, 7, clear=True), [image_in, *controls.inputs()], [image_out, *results])
+    cleared = (None, *views.no_result())  # a refused or a new image: the last one's results are not its results
+    run_btn.click(_answer(run_image, 7, clear=cleared), [image_in, *controls.inputs()], [image_out, *results])
+    image_in.change(lambda: cleared, None, [image_out, *results])
     image_out.select(_add_zone_point, [controls.zone, image_out], [controls.zone])
 
 
@@ -194,7 +196,9 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
             yield None, *partial
         yield str(run.summary.video) if run.summary.video else None, *views.result_values(service, run.summary)
 
-    run_btn.click(_answer(run_video, 7, clear=True), [video_in, stride, *controls.inputs()], [video_out, *results])
+    cleared = (None, *views.no_result())
+    run_btn.click(_answer(run_video, 7, clear=cleared), [video_in, stride, *controls.inputs()], [video_out, *results])
+    video_in.change(lambda: cleared, None, [video_out, *results])
 
 
 def _progress(run: DetectionRun, progress: gr.Progress):
@@ -238,13 +242,14 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
     def stop_live(state: LiveSession):
         # a run its camera's pause already saved is the one to name: Stop pressed after the camera's own stop
         saved = state.stop() or (state.saved[-1] if state.saved else None)
-        return state, views.saved_live(saved), views.camera_stopped()
+        # the last frame's picture and counts go with its verdict: a stopped camera is not watching anything
+        return state, views.saved_live(saved), views.camera_stopped(), None, views.counts_table(None)
 
     # No progress overlay: it would fade the verdict for as long as the camera streams
     cam.stream(_answer(stream_frame, 5), [cam, session, *controls.inputs()], [cam_out, status, counts, info, session],
                time_limit=STREAM_LIMIT_S, concurrency_limit=4, stream_every=STREAM_EVERY_S,
                show_progress="hidden")  # fmt: skip
-    stop_btn.click(_answer(stop_live, 3), [session], [session, info, status])
+    stop_btn.click(_answer(stop_live, 5), [session], [session, info, status, cam_out, counts])
     stop_btn.click(None, js=views.STOP_CAMERA_JS)  # the webcam stops too: "Camera stopped" is then what it is
 
 
@@ -266,8 +271,8 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
     tab.select(_answer(show_runs, 2), [start, end, source], [runs, workbook])  # opened: the runs listed at once
     # a refused export takes the last workbook away: it is not of the filters now typed
-    export_btn.click(_answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1, clear=True), [start, end, source],
-                     [workbook])  # fmt: skip
+    export = _answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1, clear=(None,))
+    export_btn.click(export, [start, end, source], [workbook])
 
 
 def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) -> None:
@@ -368,13 +373,13 @@ def _none_loaded(service: DetectionService) -> tuple:
             gr.update(), gr.update(choices=[], value=[]), notice, notice)  # fmt: skip
 
 
-def _answer(callback: Callable, outputs: int, clear: bool = False) -> Callable:
+def _answer(callback: Callable, outputs: int, clear: Sequence | None = None) -> Callable:
     """`callback` for Gradio: a user's error (`GloveSafetyError`) becomes a warning toast and leaves the `outputs`
-    as they were (or empties them, with `clear`: a run's results must not stay up under the input that was
-    refused), without the red "Error" marks Gradio puts on outputs of a failed event; anything else is a bug and
-    stays one."""
-    value = None if clear else gr.skip()
-    skip = tuple(value for _ in range(outputs)) if outputs > 1 else value
+    as they were (or sets them to `clear`, their empty values: a run's results must not stay up under the input
+    that was refused), without the red "Error" marks Gradio puts on outputs of a failed event; anything else is a
+    bug and stays one."""
+    values = tuple(clear) if clear is not None else (gr.skip(),) * outputs
+    skip = values if outputs > 1 else values[0]
     if inspect.isgeneratorfunction(callback):
 
         @functools.wraps(callback)

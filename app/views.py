@@ -246,6 +246,11 @@ def result_values(service: DetectionService, summary: RunSummary) -> list:
             "\n\n".join(notes), workbook]  # fmt: skip
 
 
+def no_result() -> list:
+    """The result widgets (`result_values`' order) with no run in them: empty tables keep their headers."""
+    return ["", detections_table([]), "", table([], EventRow), "", None]
+
+
 def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
     """History: short sources and model names, so status, frames and policy stay in view; then each run's
     detections and violation events (`RecordStore.run_counts`), so the runs that violated show without opening
@@ -285,7 +290,7 @@ def saved_live(summary: RunSummary | None) -> str:
         return "No live run to save."
     _, verdict, _ = summary.verdict()
     return (f"Saved live run `{summary.run_id}`: {summary.frames} frames. {verdict}. Files in "
-            f"`{summary.output_dir}`. Stop the camera; starting it again begins a new run.")  # fmt: skip
+            f"`{summary.output_dir}`. The camera is stopped; starting it again begins a new run.")  # fmt: skip
 
 
 # camera monitors (the Monitors tab)

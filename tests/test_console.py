@@ -205,6 +205,9 @@ def _stop_live(page: Page) -> str:
     banner = page.locator("#live-status .safety-banner")
     expect(banner).to_have_attribute("data-state", "none")
     expect(banner).to_contain_text("Camera stopped")
+    expect(page.locator("#live-info")).to_contain_text("The camera is stopped; starting it again begins a new run")
+    expect(page.locator("#cam-out img")).to_have_count(0)  # the last frame and its counts went with its verdict
+    assert not page.locator("#live-counts .virtual-row [role=gridcell]").all_inner_texts()
     return page.locator("#live-info").inner_text().split("Saved live run ")[1].split(":")[0].strip("` ")
 
 
@@ -322,15 +325,24 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     page.click("#image-run")
     expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
     assert _table_rows(page, "image-table")
-    # a refused photo takes the last one's results off the page, verdict and all: they are not its results
+    # a new photo takes the last one's results off the page, verdict and all, before it runs: they are not its
+    # results; and so does a refused one
     (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:300])
     _upload_image(page, tmp_path / "cut.jpg")
+
+    def cleared() -> None:
+        expect(page.locator("#image-saved")).not_to_contain_text("Saved to")
+        expect(page.locator("#image-status .safety-banner")).to_have_count(0)
+        expect(page.locator("#image-out img")).to_have_count(0)
+        expect(page.locator("#image-excel")).not_to_contain_text(".xlsx")
+        assert not page.locator("#image-table .virtual-row [role=gridcell]").all_inner_texts()
+        for table, column in (("image-table", "Confidence"), ("image-events", "Reason")):  # empty, still headed
+            expect(page.locator(f"#{table}")).to_contain_text(column)
+
+    cleared()
     page.click("#image-run")
     _toast(page, "cut.jpg")
-    expect(page.locator("#image-saved")).not_to_contain_text("Saved to")
-    expect(page.locator("#image-status .safety-banner")).to_have_count(0)
-    expect(page.locator("#image-out img")).to_have_count(0)
-    assert not page.locator("#image-table .virtual-row [role=gridcell]").all_inner_texts()
+    cleared()
 
 
 def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> None:
