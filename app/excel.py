@@ -23,10 +23,10 @@ import xlsxwriter
 from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
-from .errors import PolicyError, RecordsError
+from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
-from .pipeline import RunSummary
+from .pipeline import recorded_verdict
 from .records import RecordStore
 from .schema import DATETIME, FLAG, PERCENT, SCORE, DetectionRow, EventRow, Row, RunRow
 
@@ -152,19 +152,11 @@ def _runs_sheet(
     for run in runs:
         found, violated = counts[run.id], run_events[run.id]
         cells = _cells(run, columns)
-        rows.append([*cells[:at], found.total(), len(violated), _verdict(run, found, violated), *cells[at:]])
+        rows.append([*cells[:at], found.total(), len(violated), recorded_verdict(run, found, violated), *cells[at:]])
     header = [c.title for c in columns]
     formats = {i + (3 if i >= at else 0): f for i, f in _column_formats(fmt, columns).items()}
     _table(wb.add_worksheet("Runs"), fmt, [*header[:at], "Detections", "Violation events", "Verdict", *header[at:]],
            rows, formats)  # fmt: skip
-
-
-def _verdict(run: RunRow, counts: Counter[str], events: list[EventRow]) -> str:
-    try:
-        summary = RunSummary.of_record(run, dict(counts), events)
-    except PolicyError as e:
-        return f"unknown: {e}"
-    return summary.verdict(so_far=run.status == "running")[1]
 
 
 def _rows_sheet(wb: Workbook, fmt: _Formats, name: str, rows: Sequence[Row], row_type: type[Row]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .annotate import draw_safety
 from .engine import DetectionEngine, RunSettings, settings_line
+from .errors import PolicyError
 from .outputs import RunWriter
 from .policy import NO_HAND, FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
 from .records import HOST, RecordStore, utc_now
@@ -117,6 +118,16 @@ class RunSummary:
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"  saved to {self.output_dir}")
         return "\n".join(lines)
+
+
+def recorded_verdict(record: RunRow, counts: dict[str, int], events: list[EventRow]) -> str:
+    """A saved run's verdict headline (`RunSummary.verdict`), judged again from its detections per class, its
+    events and the policy it recorded, as History and the workbook list it."""
+    try:
+        summary = RunSummary.of_record(record, dict(counts), events)
+    except PolicyError as e:
+        return f"unknown: {e}"
+    return summary.verdict(so_far=record.status == "running")[1]
 
 
 class DetectionRun:

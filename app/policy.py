@@ -214,7 +214,6 @@ class FrameStatus:
         return "VIOLATION" if self.violations else "OK" if self.judged else NO_HAND
 
 
-
 @dataclass
 class SafetyEvent:
     """A period of violation: from its first to its last violating frame."""

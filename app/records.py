@@ -437,18 +437,22 @@ class RecordStore:
         where, args = _range("t.started_at", start, end, source, prefix="t.")
         return self._select(RunRow, f"FROM runs t {where} ORDER BY t.started_at DESC", args)
 
-    def run_counts(self, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Detections and violation events recorded for each run (the History's columns), a query per 500 runs."""
-        counts: dict[str, tuple[int, int]] = {}
+    def run_counts(self, run_ids: list[str]) -> dict[str, tuple[dict[str, int], int]]:
+        """Each run's detections per class and its violation events (the History's columns and verdict), two
+        queries per 500 runs."""
+        counts: dict[str, tuple[dict[str, int], int]] = {}
         for i in range(0, len(run_ids), COUNTS_PER_QUERY):  # bound parameters are capped (SQLite 32,766)
             chunk = tuple(run_ids[i : i + COUNTS_PER_QUERY])
-            sql = (
-                "SELECT r.id, (SELECT COUNT(*) FROM detections d WHERE d.run_id = r.id), "
-                f"(SELECT COUNT(*) FROM events e WHERE e.run_id = r.id) FROM runs r WHERE r.id IN "
-                f"({', '.join('?' * len(chunk))})"
-            )
-            found = self._tx(lambda db, sql=sql, chunk=chunk: db.execute(sql, chunk).fetchall())
-            counts.update({run_id: (int(d), int(e)) for run_id, d, e in found})
+            marks = ", ".join("?" * len(chunk))
+            events_sql = (f"SELECT r.id, (SELECT COUNT(*) FROM events e WHERE e.run_id = r.id) FROM runs r "
+                          f"WHERE r.id IN ({marks})")  # fmt: skip
+            classes_sql = (f"SELECT run_id, class_name, COUNT(*) FROM detections WHERE run_id IN ({marks}) "
+                           "GROUP BY run_id, class_name")  # fmt: skip
+            runs = self._tx(lambda db, sql=events_sql, chunk=chunk: db.execute(sql, chunk).fetchall())
+            classes = self._tx(lambda db, sql=classes_sql, chunk=chunk: db.execute(sql, chunk).fetchall())
+            counts.update({run_id: ({}, int(events)) for run_id, events in runs})
+            for run_id, class_name, n in classes:
+                counts[run_id][0][class_name] = int(n)
         return counts
 
     def run(self, run_id: str) -> RunRow | None:

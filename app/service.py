@@ -26,7 +26,7 @@ from .engine import DetectionEngine, ModelDefaults, is_openvino_folder
 from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .files import atomic_write
-from .pipeline import DetectionRun, RunSummary, RunUpdate
+from .pipeline import DetectionRun, RunSummary, RunUpdate, recorded_verdict
 from .policy import SafetyPolicy, list_policies, parse_zone
 from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
@@ -434,9 +434,16 @@ class DetectionService:
         start, end = _dates(start, end)
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
-    def run_counts(self, runs: list[RunRow]) -> dict[str, tuple[int, int]]:
-        """Each run's detections and violation events, by run id (the History's columns)."""
-        return self.store.run_counts([r.id for r in runs])
+    def run_counts(self, runs: list[RunRow]) -> dict[str, tuple[int, int, str]]:
+        """Each run's detections, violation events and verdict (`RunSummary.verdict`'s headline, judged again from
+        its records and recorded policy, as the workbook words it), by run id: the History's columns."""
+        counts = self.store.run_counts([r.id for r in runs])
+        found = {}
+        for run in runs:
+            classes, events = counts.get(run.id, ({}, 0))
+            rows = self.store.events(run_id=run.id) if events else []  # only a run that violated has any to read
+            found[run.id] = (sum(classes.values()), events, recorded_verdict(run, classes, rows))
+        return found
 
     def workbook(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None

@@ -251,10 +251,10 @@ def no_result() -> list:
     return ["", detections_table([]), "", table([], EventRow), "", None]
 
 
-def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
+def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int, str]] | None = None) -> pd.DataFrame:
     """History: short sources and model names, so status, frames and policy stay in view; then each run's
-    detections and violation events (`RecordStore.run_counts`), so the runs that violated show without opening
-    each one."""
+    detections, violation events and verdict (`DetectionService.run_counts`), so the runs that violated, and those
+    with no hand to judge, show without opening each one."""
     columns = RunRow.console_columns()
     at = [c.name for c in columns].index("kind") + 1  # after run, source and kind: in view without scrolling
     counts = counts or {}
@@ -262,9 +262,9 @@ def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int]] | None = N
     for r in runs:
         row = [Path(v).name if c.name in ("source", "model") and v else v
                for c, v in zip(columns, r.console_values(), strict=True)]  # fmt: skip
-        values.append([*row[:at], *counts.get(r.id, (0, 0)), *row[at:]])
+        values.append([*row[:at], *counts.get(r.id, (0, 0, "")), *row[at:]])
     titles = [c.title for c in columns]
-    return pd.DataFrame(values, columns=[*titles[:at], "Detections", "Violation events", *titles[at:]])
+    return pd.DataFrame(values, columns=[*titles[:at], "Detections", "Violation events", "Verdict", *titles[at:]])
 
 
 def model_choices(service: DetectionService) -> list[tuple[str, str]]:

@@ -350,6 +350,7 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     _upload_image(page, image)
     page.click("#image-run")
     expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
+    verdict = page.locator("#image-status .safety-banner").evaluate("b => b.firstChild.textContent")  # the headline
     _tab(page, "History & Export")
     newest = RecordStore(console["exports"] / "records.sqlite").runs()[0].id
     expect(page.locator("#hist-table")).to_contain_text(newest)  # listed as the tab opens, without a click
@@ -360,12 +361,17 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     runs = store.runs(start="2000-01-01")
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
     assert runs[0].source == shown[0][1] == image.name  # the upload's own name, not the server's temporary copy
-    # each run's detections and violation events, as recorded: which runs violated shows without opening them
+    # each run's detections, violation events and verdict, as recorded: which runs violated, and which had no hand
+    # to judge, shows without opening them
     assert [(int(r[3]), int(r[4])) for r in shown] == [  # after run, source and kind
         (len(store.detections(run_id=r[0])), len(store.events(run_id=r[0]))) for r in shown
     ]
+    assert shown[0][5] == verdict  # the run's verdict as its banner said it
     page.click("#hist-export")
     expect(page.locator("#hist-file a").first).to_be_visible(timeout=30000)
+    book = load_workbook(max((console["exports"] / "workbooks").glob("runs-2000-01-01-*.xlsx"), key=os.path.getmtime))
+    listed = {r[0]: r[5] for r in book["Runs"].iter_rows(min_row=2, values_only=True)}
+    assert all(listed[r[0]] == r[5] for r in shown)  # and the workbook's Runs sheet words each the same
 
 
 def test_remote_bind_needs_a_login() -> None:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -248,18 +249,23 @@ def test_detections_and_events_by_run_and_range(store: RecordStore) -> None:
     assert store.events(start="2030-01-01") == []
 
 
-def test_run_counts_are_each_runs_detections_and_events(store: RecordStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The History's columns: per run, as detections() and events() list them, however many runs (a query per
-    `COUNTS_PER_QUERY` of them: 2 here, so 5 runs take three)."""
+def test_run_counts_are_each_runs_detections_by_class_and_events(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The History's columns and verdict: per run, as detections() and events() list them, however many runs
+    (queries per `COUNTS_PER_QUERY` of them: 2 here, so 5 runs take three rounds)."""
     monkeypatch.setattr(records, "COUNTS_PER_QUERY", 2)
     fill_range(store)
     store.start_run(make_run("busy", "2026-11-18T10:00:00+00:00"))
-    store.add_frame("busy", [make_detection("busy", i) for i in range(3)])
+    store.add_frame("busy", [make_detection("busy", i) for i in range(3)] + [make_detection("busy", 3, "glove")])
     for _ in range(2):
         store.save_event(make_event("busy"))
     ids = [r.id for r in store.runs()]
-    assert store.run_counts(ids) == {i: (len(store.detections(run_id=i)), len(store.events(run_id=i))) for i in ids}
-    assert store.run_counts(["busy", "no-such-run"]) == {"busy": (3, 2)} and store.run_counts([]) == {}
+    assert store.run_counts(ids) == {
+        i: (dict(Counter(d.class_name for d in store.detections(run_id=i))), len(store.events(run_id=i))) for i in ids
+    }
+    assert store.run_counts(["busy", "no-such-run"]) == {"busy": ({"hand": 3, "glove": 1}, 2)}
+    assert store.run_counts([]) == {}
 
 
 def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> None:
