@@ -93,7 +93,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             d = info.defaults
             return (
                 gr.update(choices=views.model_choices(service), value=path),
-                gr.update(choices=[NO_POLICY, *service.policies(path)], value=NO_POLICY),
+                gr.update(choices=views.policy_choices(NO_POLICY, service.policies(path)), value=NO_POLICY),
                 gr.update(value=d.imgsz, choices=sorted({*IMAGE_SIZES, d.imgsz})),
                 gr.update(value=d.conf if default_conf is None else default_conf),
                 gr.update(value=d.iou),
@@ -132,7 +132,7 @@ def _controls(service: DetectionService, info: ModelInfo | None, default_conf: f
     with gr.Row():
         model = gr.Dropdown(views.model_choices(service), value=str(info.path) if info else None, label="Model",
                             scale=3, elem_id="model", allow_custom_value=False)  # fmt: skip
-        policies = [NO_POLICY, *service.policies(info.path)] if info else [NO_POLICY]
+        policies = views.policy_choices(NO_POLICY, service.policies(info.path) if info else [])
         policy = gr.Dropdown(policies, value=NO_POLICY, label="Safety policy", scale=2, elem_id="policy")
         imgsz = gr.Dropdown(sorted({*IMAGE_SIZES, d.imgsz}), value=d.imgsz, label="Image size", scale=1,
                             elem_id="imgsz")  # fmt: skip

@@ -369,6 +369,14 @@ def monitor_banner(view: MonitorView, now: datetime) -> str:
     return _monitor_banner(OK, "OK", f"policy {row.policy}")
 
 
+def policy_choices(none: str, names: list[str]) -> list[tuple[str, str]]:
+    """The policy list: each name with its rule in its own words (`gloves (Gloves required - no bare hands)`), so
+    "gloves" is not taken for "gloves forbidden"; the names are the values."""
+    return [(f"{none} (detections only, no verdict)", none)] + [
+        (f"{n} ({d})" if (d := policy_description(n)) else n, n) for n in names
+    ]
+
+
 @functools.lru_cache(maxsize=64)
 def policy_description(name: str | None) -> str:
     """A policy's own words for its rule (`Gloves required - no bare hands`), or "" where this console cannot read

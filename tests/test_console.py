@@ -170,8 +170,8 @@ def _start_live(
         expect(page.locator("#imgsz input")).to_have_value(str(imgsz))
     if policy:
         page.locator("#policy input").click()
-        page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{policy}$")).click()
-        expect(page.locator("#policy input")).to_have_value(policy)
+        page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{policy} \(")).click()
+        expect(page.locator("#policy input")).to_have_value(re.compile(rf"^{policy} \("))
     _tab(page, "Live camera")
     page.locator("#cam [title='grant webcam access'] button").click()
     page.locator("#cam button[aria-label='capture photo']").click()
@@ -491,12 +491,13 @@ def _options_of(page: Page, elem: str) -> list[str]:
 
 def test_only_policies_that_fit_the_model_are_offered(page: Page) -> None:
     offered = _options_of(page, "policy")
-    assert offered == ["none", "bandsaw"]  # the test model has the bandsaw classes only
+    # the test model has the bandsaw classes only; each policy is offered with its rule in its own words
+    assert offered == ["none (detections only, no verdict)", "bandsaw (Bandsaw - no gloves in the blade zone)"]
     zone = page.locator("#zone textarea, #zone input").first
     expect(zone).to_have_attribute("placeholder", "no policy: no zone")
     page.locator("#policy input").fill("bandsaw")
     page.keyboard.press("Enter")
-    expect(page.locator("#policy input")).to_have_value("bandsaw")
+    expect(page.locator("#policy input")).to_have_value("bandsaw (Bandsaw - no gloves in the blade zone)")
     # the empty box shows the zone the chosen policy applies (policies/bandsaw.yaml), not an example
     expect(zone).to_have_attribute("placeholder", "policy's own: 0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95")
 
@@ -536,7 +537,7 @@ def test_violation_sounds_the_alarm_unless_muted(page: Page, shared_data: Path) 
     page.locator("[role=option]", has_text="gloves-n.pt").click()
     expect(page.locator("#imgsz input")).not_to_have_value("96", timeout=30000)  # the model's own size now
     page.locator("#policy input").click()
-    page.locator("[role=option]").filter(has_text=re.compile(r"^\W*gloves$")).click()
+    page.locator("[role=option]").filter(has_text=re.compile(r"^\W*gloves \(Gloves required")).click()
     bare = sorted((shared_data / "gloves" / "valid" / "labels").glob("*.txt"))
     bare = next(lbl for lbl in bare if lbl.read_text().split() and lbl.read_text().split()[0] == "1")
     image = bare.parent.parent / "images" / f"{bare.stem}.jpg"  # a photo of a bare hand: gloves are required
