@@ -351,7 +351,10 @@ def _model_tab(service: DetectionService, info: ModelInfo | None) -> tuple[gr.Fi
     upload = gr.File(label="Upload a trained best.pt (or .onnx export)", file_types=[".pt", ".onnx"],
                      elem_id="upload-pt")  # fmt: skip
     described = gr.Markdown(html.escape(info.describe()) if info else "", elem_id="model-info")
-    gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads.")
+    gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads. How well a model finds gloves "
+                "and bare hands in real scenes is measured in its model card (`models/README.md` for the shipped "
+                "ones, which still miss many): try it on your own camera's pictures before a machine relies on its "
+                "verdicts.")  # fmt: skip
     return upload, described
 
 
