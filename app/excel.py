@@ -28,7 +28,7 @@ from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
 from .pipeline import recorded_verdict
 from .records import RecordStore
-from .schema import DATETIME, FLAG, PERCENT, SCORE, DetectionRow, EventRow, Row, RunRow
+from .schema import DATETIME, FLAG, SCORE, DetectionRow, EventRow, Row, RunRow
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -180,8 +180,8 @@ def _cells(row: Row, columns: list) -> list:
 
 
 def _column_formats(fmt: _Formats, columns: list) -> dict:
-    return {i: {PERCENT: fmt.percent, SCORE: fmt.percent, DATETIME: fmt.datetime}[c.kind] for i, c in enumerate(columns)
-            if c.kind in (PERCENT, SCORE, DATETIME)}  # fmt: skip
+    return {i: {SCORE: fmt.percent, DATETIME: fmt.datetime}[c.kind] for i, c in enumerate(columns)
+            if c.kind in (SCORE, DATETIME)}  # fmt: skip
 
 
 def _table(ws: Worksheet, fmt: _Formats, header: list[str], rows: list[Sequence], formats: dict) -> None:

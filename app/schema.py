@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from .policy import SafetyEvent
 from .results import Detection, FrameResult
 
-TEXT, NUMBER, PERCENT, DATETIME, FLAG = "text", "number", "percent", "datetime", "flag"  # how a column is shown
+TEXT, NUMBER, DATETIME, FLAG = "text", "number", "datetime", "flag"  # how a column is shown
 SCORE = "score"  # a model's confidence: a percentage in workbooks, and in the console as the boxes' labels show it
 SCORE_DECIMALS = 2  # the boxes' labels on an annotated image (Ultralytics draws `class 0.87`)
 
@@ -100,8 +100,9 @@ class RunRow(Row):
     model: str = column("TEXT NOT NULL", "Model", kind=TEXT, default=...)
     model_sha256: str = column("TEXT NOT NULL", "Model SHA-256", kind=TEXT, console=False, default=...)
     task: str = column("TEXT NOT NULL", "Task", kind=TEXT, default=...)
-    conf: float = column("REAL NOT NULL", "Confidence", kind=PERCENT, default=...)
-    iou: float = column("REAL NOT NULL", "IoU", kind=PERCENT, default=...)
+    # thresholds as the console's sliders and the settings line state them (0.25), in the workbook too
+    conf: float = column("REAL NOT NULL", "Confidence", default=...)
+    iou: float = column("REAL NOT NULL", "IoU", default=...)
     imgsz: int = column("INTEGER NOT NULL", "Image size", default=...)
     # JSON list of the class names kept (runs recorded before 2026-12-01: their ids); None = all
     classes: str | None = column("TEXT", "Classes", kind=TEXT, console=False)

@@ -134,6 +134,8 @@ def test_runs_sheet(store: RecordStore, tmp_path: Path) -> None:
     assert (run["Run"], run["Tracking"], run["Status"], run["Frames"]) == ("a", "yes", "completed", 2)
     assert [run["Detections"], run["Violation events"]] == [len(store.detections("a")), len(store.events("a"))]
     assert run["Verdict"] == "VIOLATION: 2 event(s)"  # as the console's banner says it
+    assert (run["Confidence"], run["IoU"]) == (0.25, 0.7)  # thresholds as the console sets them, not percentages
+    assert ws.cell(2, table[0].index("IoU") + 1).number_format == "General"
     assert isinstance(run["Started"], datetime) and isinstance(run["Ended"], datetime)
     assert run["Started"] == local("2026-11-16T08:00:00.000+00:00")
     started = get_column_letter(table[0].index("Started") + 1)

@@ -9,7 +9,7 @@ import pytest
 
 from app.policy import SafetyEvent
 from app.results import Detection, FrameResult
-from app.schema import DATETIME, FLAG, PERCENT, ROWS, SCORE, DetectionRow, EventRow, RunRow, score_text
+from app.schema import DATETIME, FLAG, NUMBER, ROWS, SCORE, DetectionRow, EventRow, RunRow, score_text
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
@@ -35,12 +35,12 @@ def test_rows_in_creation_order() -> None:
 
 
 def test_column_kinds() -> None:
-    """Percent, score, date-time and flag columns are marked so every view formats them alike."""
+    """Score, date-time and flag columns are marked so every view formats them alike."""
     kinds = {(r.table, c.name): c.kind for r in ROWS for c in r.columns()}
     flags = {("runs", "tracking"), ("runs", "agnostic_nms"), ("runs", "augment"), ("events", "closed"),
              ("monitors", "violation")}  # fmt: skip
     assert {k for k, v in kinds.items() if v == FLAG} == flags
-    assert {k for k, v in kinds.items() if v == PERCENT} == {("runs", "conf"), ("runs", "iou")}
+    assert kinds["runs", "conf"] == kinds["runs", "iou"] == NUMBER  # thresholds as the sliders set them: 0.25
     assert {k for k, v in kinds.items() if v == SCORE} == {("detections", "confidence"), ("events", "peak_confidence")}
     assert {k for k, v in kinds.items() if v == DATETIME} == {
         ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at"),
