@@ -257,7 +257,7 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     with gr.Row():
         start = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="hist-start")
         end = gr.Textbox(label="Until (exclusive)", elem_id="hist-end")
-        source = gr.Textbox(label="Source (exact, optional)")
+        source = gr.Textbox(label="Source (exact, optional)", elem_id="hist-source")
     with gr.Row():
         show_btn = gr.Button("Show runs", elem_id="hist-run")
         export_btn = gr.Button("Export Excel", elem_id="hist-export")
@@ -266,7 +266,8 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
 
     def show_runs(start: str, end: str, source: str):
         listed = service.history(start, end, source)
-        return views.runs_table(listed, service.run_counts(listed)), None  # a workbook of another listing goes
+        table = views.runs_table(listed, service.run_counts(listed))
+        return gr.update(value=table, label=views.runs_label(listed, source)), None  # another listing's workbook goes
 
     show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
     tab.select(_answer(show_runs, 2), [start, end, source], [runs, workbook])  # opened: the runs listed at once

@@ -267,6 +267,16 @@ def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int, str]] | Non
     return pd.DataFrame(values, columns=[*titles[:at], "Detections", "Violation events", "Verdict", *titles[at:]])
 
 
+def runs_label(runs: list[RunRow], source: str | None) -> str:
+    """The History table's label: how many runs are listed, and why there may be none."""
+    if runs:
+        return f"Runs: {len(runs)}, newest first"
+    if source and source.strip():
+        return (f"Runs: none from source {source.strip()!r} in these dates (a source matches as stored, or by its "
+                "file name with its extension)")  # fmt: skip
+    return "Runs: none in these dates"
+
+
 def model_choices(service: DetectionService) -> list[tuple[str, str]]:
     """The model list: short names shown, full paths as values."""
     return [(p.name, str(p)) for p in service.available_models()]

@@ -359,6 +359,7 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     shown = _table_rows(page, "hist-table")
     store = RecordStore(console["exports"] / "records.sqlite")
     runs = store.runs(start="2000-01-01")
+    expect(page.locator("#hist-table")).to_contain_text(f"Runs: {len(runs)}, newest first")  # how many, said
     assert [r[0] for r in shown] == [r.id for r in runs][: len(shown)]  # newest first, as stored
     assert runs[0].source == shown[0][1] == image.name  # the upload's own name, not the server's temporary copy
     # each run's detections, violation events and verdict, as recorded: which runs violated, and which had no hand
@@ -372,6 +373,10 @@ def test_history_lists_runs_and_exports_a_range(page: Page, console: dict) -> No
     book = load_workbook(max((console["exports"] / "workbooks").glob("runs-2000-01-01-*.xlsx"), key=os.path.getmtime))
     listed = {r[0]: r[5] for r in book["Runs"].iter_rows(min_row=2, values_only=True)}
     assert all(listed[r[0]] == r[5] for r in shown)  # and the workbook's Runs sheet words each the same
+    page.fill("#hist-source input, #hist-source textarea", image.stem)  # no extension: no run has that source
+    page.click("#hist-run")
+    expect(page.locator("#hist-table")).to_contain_text(f"Runs: none from source '{image.stem}' in these dates")
+    assert not page.locator("#hist-table .virtual-row [role=gridcell]").all_inner_texts()
 
 
 def test_remote_bind_needs_a_login() -> None:
