@@ -6,6 +6,7 @@
     python webui.py --db postgresql://writer@db.workshop:5432/gloves   # one history for several machines
     python webui.py --monitors monitors.yaml    # also watch the config's cameras (Monitors tab)
     python webui.py --runtime torch             # PyTorch instead of the default (OpenVINO on a CPU: INT8 or FP32)
+    python webui.py --policy gloves             # the machine's policy, selected on every page load (where it fits)
 
 A bind beyond this machine needs a login (--auth or GLOVE_CONSOLE_AUTH) unless --allow-no-auth is given.
 Browsers only allow the webcam on https or localhost: on a network, put the console behind a TLS reverse proxy.
@@ -24,7 +25,7 @@ import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_D
 # isort: split
 from app.console import LAUNCH_OPTIONS, build_console
 from app.engine import RUNTIME_HELP, RUNTIMES
-from app.errors import GloveSafetyError
+from app.errors import GloveSafetyError, PolicyError
 from app.monitor import MonitorConfig, MonitorSet
 from app.runtime import EXPORTS_DIR, WEIGHTS_DIR
 from app.service import DetectionService
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exports", type=Path, default=EXPORTS_DIR, help="where runs, records and workbooks go")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of .pt models to offer")
     p.add_argument("--conf", type=float, default=None, help="initial confidence threshold (default: each model's)")
+    p.add_argument("--policy", default=None, help="this machine's safety policy (a name in app/policies), selected "
+                   "on every page load where it fits the model (default: none)")  # fmt: skip
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help=f"what models run in (also --monitors'). {RUNTIME_HELP}")  # fmt: skip
     p.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db "
@@ -75,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         service = DetectionService(
             exports_dir=args.exports, weights_dir=args.weights_dir, db=args.db, runtime=args.runtime
         )
+        if args.policy and args.policy not in service.policies():
+            raise PolicyError(f"unknown policy {args.policy!r}: the console offers {', '.join(service.policies())}")
         monitors = MonitorSet(config, service).start() if config else None
     except GloveSafetyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    ui = build_console(service, default_conf=args.conf)
+    ui = build_console(service, default_conf=args.conf, default_policy=args.policy)
     # SIGTERM (a service manager stopping the console) ends it like Ctrl-C, so open live runs are saved.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

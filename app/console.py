@@ -59,9 +59,12 @@ LAUNCH_OPTIONS = {"css": views.CSS, "head": views.PAGE_JS}
 """What `Blocks.launch` must be given besides the server settings: the page's style and script."""
 
 
-def build_console(service: DetectionService, default_conf: float | None = None) -> gr.Blocks:
+def build_console(
+    service: DetectionService, default_conf: float | None = None, default_policy: str | None = None
+) -> gr.Blocks:
     """The console as a Gradio app (launch it with `webui.py`, with `LAUNCH_OPTIONS`); `default_conf` overrides
-    every model's own."""
+    every model's own; `default_policy` (a shipped policy's name: the machine's) is selected on every page load and
+    model change where it fits the model, so an operator does not start without it."""
     # Gradio's cache (uploads, generated files) lives under .runtime/gradio; hourly, files a day old go.
     with gr.Blocks(title="Glove safety console", delete_cache=(3600, 86400)) as ui:
         gr.Markdown("# Glove / hand safety console")
@@ -70,7 +73,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
         notice = gr.Markdown("" if info else _none_loaded(service)[-1], elem_id="notice")
         # Outside the tabs, so that a camera monitor's alarm shows (and sounds) whichever tab is open.
         alarms, tick = gr.HTML(elem_id="monitor-alarms"), gr.Timer(MONITOR_REFRESH_S)
-        controls = _controls(service, info, default_conf)
+        controls = _controls(service, info, default_conf, default_policy)
         with gr.Tabs():
             with gr.Tab("Image", id="image"):
                 _image_tab(service, controls)
@@ -93,7 +96,7 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
             d = info.defaults
             return (
                 gr.update(choices=views.model_choices(service), value=path),
-                gr.update(choices=views.policy_choices(NO_POLICY, service.policies(path)), value=NO_POLICY),
+                gr.update(**_policy_list(service.policies(path), default_policy)),
                 gr.update(value=d.imgsz, choices=sorted({*IMAGE_SIZES, d.imgsz})),
                 gr.update(value=d.conf if default_conf is None else default_conf),
                 gr.update(value=d.iou),
@@ -127,13 +130,21 @@ def build_console(service: DetectionService, default_conf: float | None = None) 
     return ui
 
 
-def _controls(service: DetectionService, info: ModelInfo | None, default_conf: float | None) -> Controls:
+def _policy_list(fitting: list[str], default_policy: str | None) -> dict:
+    """The policy list for a model: those that fit it, the machine's own selected where it is one of them."""
+    value = default_policy if default_policy in fitting else NO_POLICY
+    return {"choices": views.policy_choices(NO_POLICY, fitting), "value": value}
+
+
+def _controls(
+    service: DetectionService, info: ModelInfo | None, default_conf: float | None, default_policy: str | None
+) -> Controls:
     d = info.defaults if info else ModelDefaults()
     with gr.Row():
         model = gr.Dropdown(views.model_choices(service), value=str(info.path) if info else None, label="Model",
                             scale=3, elem_id="model", allow_custom_value=False)  # fmt: skip
-        policies = views.policy_choices(NO_POLICY, service.policies(info.path) if info else [])
-        policy = gr.Dropdown(policies, value=NO_POLICY, label="Safety policy", scale=2, elem_id="policy")
+        policy = gr.Dropdown(label="Safety policy", scale=2, elem_id="policy",
+                             **_policy_list(service.policies(info.path) if info else [], default_policy))  # fmt: skip
         imgsz = gr.Dropdown(sorted({*IMAGE_SIZES, d.imgsz}), value=d.imgsz, label="Image size", scale=1,
                             elem_id="imgsz")  # fmt: skip
     with gr.Row():

@@ -27,6 +27,7 @@ from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
 from app.schema import score_text
 from app.views import LIVE_STALE_S, LIVE_STALE_TEXT
 from webui import check_access
+from webui import main as webui_main
 
 pytestmark = pytest.mark.browser  # a console server and headless Chromium
 
@@ -641,9 +642,15 @@ def test_a_live_verdict_does_not_outlast_the_camera(playwright: Playwright, cons
         browser.close()
 
 
-def test_runs_left_running_are_closed_as_interrupted_at_start_up(
-    browser: Browser, console: dict, tmp_path: Path
+def test_a_console_started_again_closes_interrupted_runs_and_selects_its_machines_policy(
+    browser: Browser, console: dict, tmp_path: Path, capsys
 ) -> None:
+    """Runs a dead console left `running` are closed as interrupted; `--policy` (the machine's) is selected on
+    every page load and model change where it fits the model, and an unknown one is refused at start."""
+    assert webui_main(["--exports", str(tmp_path / "x"), "--policy", "glovez"]) == 2
+    assert "error: unknown policy 'glovez': the console offers bandsaw, gloves-forbidden, gloves" in (
+        capsys.readouterr().err
+    )
     exports = tmp_path / "exports"
     store = RecordStore(exports / "records.sqlite")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -654,10 +661,19 @@ def test_runs_left_running_are_closed_as_interrupted_at_start_up(
                            model_sha256="0" * 64, task="detect", conf=0.25, iou=0.7, imgsz=640,
                            started_at="2026-11-30T00:00:00.000+00:00", host=HOST, pid=int(dead.stdout)))  # fmt: skip
     store.close()
-    with running_console("--exports", str(exports), "--weights-dir", str(console["tmp"] / "weights")) as url:
+    weights = console["tmp"] / "weights"
+    with running_console("--exports", str(exports), "--weights-dir", str(weights), "--policy", "bandsaw") as url:
         page = browser.new_page()
         page.goto(url)
         page.wait_for_selector("#image-run")
+        bandsaw = "bandsaw (Bandsaw - no gloves in the blade zone)"
+        expect(page.locator("#policy input")).to_have_value(bandsaw)  # the default model has the bandsaw classes
+        page.locator("#model input").click()
+        page.locator("[role=option]", has_text="gloves-n.pt").click()
+        expect(page.locator("#policy input")).to_have_value("none (detections only, no verdict)")  # it does not fit
+        page.reload()
+        page.wait_for_selector("#image-run")
+        expect(page.locator("#policy input")).to_have_value(bandsaw)  # a new page: the machine's policy again
         _tab(page, "History & Export")
         page.click("#hist-run")
         rows = _table_rows(page, "hist-table")
