@@ -221,7 +221,7 @@ def _progress(run: DetectionRun, progress: gr.Progress):
         progress((update.done, total) if total else None, desc="Processing video", unit="frames")
         if time.monotonic() - last > 2 and update.frame is not None:
             last = time.monotonic()
-            yield views.run_banner(run.summary, so_far=True), views.detections_table(rows), \
+            yield views.run_banner(run.summary), views.detections_table(rows), \
                 *([gr.skip()] * 4)  # fmt: skip
 
 

@@ -26,9 +26,9 @@ from xlsxwriter.worksheet import Worksheet
 from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
-from .pipeline import recorded_verdict
+from .policy import recorded_verdict
 from .records import RecordStore
-from .schema import DATETIME, FLAG, SCORE, DetectionRow, EventRow, Row, RunRow
+from .schema import DATETIME, FLAG, RUN_TALLIES, SCORE, DetectionRow, EventRow, Row, RunRow, with_tallies
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -69,7 +69,7 @@ def export_workbook(
         dates = " ".join(([f"from {start}"] if start else []) + ([f"before {end}"] if end else [])) or "any date"
         selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates} (UTC)") + (
             f", source {source}" if source and not run_id else "")  # fmt: skip
-        _summary_sheet(wb, fmt, runs, detections, events, selection)
+        _summary_sheet(wb, fmt, detections, events, selection)
         _runs_sheet(wb, fmt, runs, detections, events)
         _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
         _rows_sheet(wb, fmt, "Events", events, EventRow)
@@ -87,7 +87,6 @@ class _Formats:
 def _summary_sheet(
     wb: Workbook,
     fmt: _Formats,
-    runs: list[RunRow],
     detections: list[DetectionRow],
     events: list[EventRow],
     selection: str,
@@ -138,25 +137,21 @@ def _summary_sheet(
 def _runs_sheet(
     wb: Workbook, fmt: _Formats, runs: list[RunRow], detections: list[DetectionRow], events: list[EventRow]
 ) -> None:
-    """Each run as the console's History lists it (its detections and violation events after its run, source and
-    kind), with its verdict as the console's banner and the CLI's summary word it, then every other setting."""
+    """Each run as the console's History lists it: its `RUN_TALLIES` (the verdict's headline as the console's
+    banner and the CLI's summary word it) after its run, source and kind, then every other setting."""
     columns = RunRow.columns()
-    at = [c.name for c in columns].index("kind") + 1
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for d in detections:
         counts[d.run_id][d.class_name] += 1
-    run_events: dict[str, list[EventRow]] = defaultdict(list)
-    for e in events:
-        run_events[e.run_id].append(e)
+    violated = Counter(e.run_id for e in events)
     rows = []
     for run in runs:
-        found, violated = counts[run.id], run_events[run.id]
-        cells = _cells(run, columns)
-        rows.append([*cells[:at], found.total(), len(violated), recorded_verdict(run, found, violated), *cells[at:]])
-    header = [c.title for c in columns]
-    formats = {i + (3 if i >= at else 0): f for i, f in _column_formats(fmt, columns).items()}
-    _table(wb.add_worksheet("Runs"), fmt, [*header[:at], "Detections", "Violation events", "Verdict", *header[at:]],
-           rows, formats)  # fmt: skip
+        verdict = recorded_verdict(run.policy_json, counts[run.id], violated[run.id], run.conf, run.status)
+        rows.append(with_tallies(columns, _cells(run, columns), [counts[run.id].total(), violated[run.id], verdict]))
+    formats = _column_formats(fmt, columns)
+    shifted = with_tallies(columns, [formats.get(i) for i in range(len(columns))], [None] * len(RUN_TALLIES))
+    header = with_tallies(columns, [c.title for c in columns], RUN_TALLIES)
+    _table(wb.add_worksheet("Runs"), fmt, header, rows, {i: f for i, f in enumerate(shifted) if f is not None})
 
 
 def _rows_sheet(wb: Workbook, fmt: _Formats, name: str, rows: Sequence[Row], row_type: type[Row]) -> None:
@@ -213,12 +208,6 @@ def _cell_writer(ws: Worksheet, fmt: _Formats, sample: object, cell_format: obje
     if isinstance(sample, datetime):
         return lambda r, c, v: ws.write_datetime(r, c, v, cell_format)
     return lambda r, c, v: ws.write_number(r, c, v, cell_format)
-
-
-def _write_row(ws: Worksheet, fmt: _Formats, r: int, values: list, formats: dict) -> None:
-    for c, v in enumerate(values):
-        if v is not None:
-            _cell_writer(ws, fmt, v, formats.get(c))(r, c, v)
 
 
 def _text(ws: Worksheet, fmt: _Formats, r: int, c: int, value: str) -> None:

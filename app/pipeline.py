@@ -17,17 +17,13 @@ from pathlib import Path
 
 from .annotate import draw_safety
 from .engine import DetectionEngine, RunSettings, settings_line
-from .errors import PolicyError
 from .outputs import RunWriter
-from .policy import NO_HAND, FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy
+from .policy import FrameStatus, SafetyEvent, SafetyMonitor, SafetyPolicy, run_verdict
 from .records import HOST, RecordStore, utc_now
 from .results import FrameResult
 from .runtime import EXPORTS_DIR
 from .schema import DetectionRow, EventRow, RunRow
 from .sources import BadItem, Source, prefetched
-
-OK, VIOLATION = "ok", "violation"  # a verdict's state, as the console's banners mark it (`data-state`)
-NO_VERDICT = ("No safety policy selected", "detections only: choose a policy for a verdict")  # headline, detail
 
 
 @dataclass
@@ -77,28 +73,11 @@ class RunSummary:
     def violations(self) -> int:
         return len(self.events)
 
-    @classmethod
-    def of_record(cls, record: RunRow, counts: dict[str, int], events: list[EventRow]) -> RunSummary:
-        """A saved run's summary from its records, enough for its verdict (a workbook's runs)."""
-        policy = SafetyPolicy.from_json(record.policy_json) if record.policy_json else None
-        return cls(record=record, output_dir=Path(record.output_dir or ""), detections=sum(counts.values()),
-                   counts=counts, events=events, policy=policy)  # fmt: skip
-
-    def verdict(self, so_far: bool = False) -> tuple[str | None, str, str]:
-        """The run's verdict as the console's banner and the CLI's summary say it: (`OK`, `VIOLATION`, or None for
-        no verdict), a headline and a detail. `so_far`: of the frames processed yet, while it runs. No verdict
-        without a policy, nor when no class the policy judges (gloves, bare hands; not `other`) was detected: a
-        green OK there would read as "all hands gloved" of a photo whose hands the model missed."""
-        record, more = self.record, " so far" if so_far else ""
-        if self.policy is None:
-            return None, *NO_VERDICT
-        if not self.events:
-            if any(self.policy.role(name) != "other" for name in self.counts):  # a head is no hand to judge
-                return OK, f"OK: no violations{more}", f"policy {record.policy}"
-            unseen = f"nothing to judge: no hand in view, or none this model sees at confidence {record.conf:g}"
-            return None, f"{NO_HAND}{more}", f"{unseen} (policy {record.policy})"
-        reasons = ", ".join(sorted({e.reason for e in self.events}))
-        return VIOLATION, f"VIOLATION: {len(self.events)} event(s){more}", f"{reasons} (policy {record.policy})"
+    def verdict(self) -> tuple[str | None, str, str]:
+        """The run's verdict (`run_verdict`), of the frames processed yet while it runs."""
+        r = self.record
+        return run_verdict(self.policy, self.counts, len(self.events), (e.reason for e in self.events), r.conf,
+                           r.status)  # fmt: skip
 
     def text(self) -> str:
         """A few lines for a terminal or a log."""
@@ -118,16 +97,6 @@ class RunSummary:
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"  saved to {self.output_dir}")
         return "\n".join(lines)
-
-
-def recorded_verdict(record: RunRow, counts: dict[str, int], events: list[EventRow]) -> str:
-    """A saved run's verdict headline (`RunSummary.verdict`), judged again from its detections per class, its
-    events and the policy it recorded, as History and the workbook list it."""
-    try:
-        summary = RunSummary.of_record(record, dict(counts), events)
-    except PolicyError as e:
-        return f"unknown: {e}"
-    return summary.verdict(so_far=record.status == "running")[1]
 
 
 class DetectionRun:

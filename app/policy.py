@@ -13,7 +13,7 @@ closes once no violation has been seen for `cooldown_s` seconds.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +27,10 @@ from .results import Detection, FrameResult
 
 POLICY_DIR = Path(__file__).parent / "policies"
 ROLES = ("glove", "bare_hand", "other")
+OK, VIOLATION = "ok", "violation"  # a verdict's state, as the console's banners mark it (`data-state`)
 NO_HAND = "No hand detected"  # the verdict's headline, of a frame or a run, when the policy had nothing to judge
+NO_VERDICT = ("No safety policy selected", "detections only: choose a policy for a verdict")  # headline, detail
+FINISHED = ("completed", "stopped")  # a run's statuses that judged every frame it was to see; else "so far"
 POLICY_KEYS = ("name", "description", "rule", "roles", "zone", "min_frames", "cooldown_s")
 
 
@@ -144,13 +147,19 @@ class SafetyPolicy:
     @classmethod
     def from_json(cls, text: str) -> SafetyPolicy:
         """The policy as a run recorded it (`RunRow.policy_json`), to judge the run again from its records."""
-        known = {f.name for f in fields(cls)}
         try:
-            policy = {k: v for k, v in json.loads(text).items() if k in known}
-            zone = policy.get("zone")  # JSON turned its pairs into lists
-            return cls(**{**policy, "zone": tuple(tuple(p) for p in zone) if zone else None})
-        except (ValueError, TypeError, AttributeError) as e:  # edited by hand, or from a version with other keys
-            raise PolicyError(f"recorded policy settings cannot be read: {e}") from e
+            data = json.loads(text)
+        except ValueError as e:
+            raise PolicyError(f"recorded policy settings are not JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise PolicyError("recorded policy settings are not a mapping")
+        missing = [k for k in ("name", "rule", "roles") if k not in data]  # edited by hand
+        if missing:
+            raise PolicyError(f"recorded policy settings lack {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}  # keys of another version are left out
+        policy = {k: v for k, v in data.items() if k in known}
+        zone = policy.get("zone")  # JSON turned its pairs into lists
+        return cls(**{**policy, "zone": tuple(tuple(p) for p in zone) if zone else None})
 
     def with_zone(self, zone: Sequence[Sequence[float]] | None) -> SafetyPolicy:
         """The same policy with another danger zone (e.g. drawn by the operator)."""
@@ -394,3 +403,34 @@ def _number(data: dict, key: str, default: float, kind: type, where: str) -> Any
 def list_policies() -> list[Path]:
     """The policies shipped in `app/policies/`."""
     return sorted(POLICY_DIR.glob("*.yaml"))
+
+
+def run_verdict(
+    policy: SafetyPolicy | None, counts: Mapping[str, int], events: int, reasons: Iterable[str], conf: float,
+    status: str,
+) -> tuple[str | None, str, str]:  # fmt: skip
+    """A run's verdict, as the console's banner, the CLI's summary, History and the workbook word it: (`OK`,
+    `VIOLATION`, or None for no verdict), a headline and a detail, from its detections per class, its number of
+    events and their reasons, its confidence and its status (a run still going, failed or interrupted is judged
+    "so far"). No verdict without a policy, nor when no class the policy judges (gloves, bare hands; not `other`)
+    was detected: a green OK there would read as "all hands gloved" of a photo whose hands the model missed."""
+    more = "" if status in FINISHED else " so far"
+    if policy is None:
+        return None, *NO_VERDICT
+    if not events:
+        if any(policy.role(name) != "other" for name in counts):  # a head is no hand to judge
+            return OK, f"OK: no violations{more}", f"policy {policy.name}"
+        unseen = f"nothing to judge: no hand in view, or none this model sees at confidence {conf:g}"
+        return None, f"{NO_HAND}{more}", f"{unseen} (policy {policy.name})"
+    why = ", ".join(sorted(set(reasons)))
+    return VIOLATION, f"VIOLATION: {events} event(s){more}", f"{why} (policy {policy.name})"
+
+
+def recorded_verdict(policy_json: str | None, counts: Mapping[str, int], events: int, conf: float, status: str) -> str:
+    """A saved run's verdict headline (`run_verdict`), judged again from its records and the policy settings it
+    recorded, as History and the workbook list it."""
+    try:
+        policy = SafetyPolicy.from_json(policy_json) if policy_json else None
+    except PolicyError as e:
+        return f"unknown: {e}"
+    return run_verdict(policy, counts, events, (), conf, status)[1]

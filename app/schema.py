@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ class Column:
         name: The field name: SQL column, CSV heading and JSON key.
         sql: SQL type and constraints, in SQLite's words (`records.postgres_sql` maps them for PostgreSQL).
         title: Heading for people (console table, workbook).
-        kind: `text`, `number`, `percent`, `score`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
+        kind: `text`, `number`, `score`, `datetime` or `flag` (a bool, stored as 0 / 1): how it is shown.
         console: Shown in the console's tables.
         files: Written to the run's CSV / JSON-lines files.
     """
@@ -126,6 +127,16 @@ class RunRow(Row):
     augment: bool = column(
         "INTEGER NOT NULL DEFAULT 0", "Test-time augmentation", kind=FLAG, console=False, default=False
     )  # fmt: skip  (schema 4)
+
+
+RUN_TALLIES = ("Detections", "Violation events", "Verdict")  # counted from a run's records, not stored with it
+
+
+def with_tallies(columns: list[Column], cells: Sequence[Any], tallies: Sequence[Any]) -> list[Any]:
+    """A run's cells (or its columns' titles) with its `RUN_TALLIES` after its run, source and kind, where they are
+    in view without scrolling: History and the workbook's Runs sheet list runs alike."""
+    at = [c.name for c in columns].index("kind") + 1
+    return [*cells[:at], *tallies, *cells[at:]]
 
 
 @dataclass

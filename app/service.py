@@ -26,8 +26,8 @@ from .engine import DetectionEngine, ModelDefaults, is_openvino_folder
 from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .files import atomic_write
-from .pipeline import DetectionRun, RunSummary, RunUpdate, recorded_verdict
-from .policy import SafetyPolicy, list_policies, parse_zone
+from .pipeline import DetectionRun, RunSummary, RunUpdate
+from .policy import SafetyPolicy, list_policies, parse_zone, recorded_verdict
 from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .schema import EventRow, MonitorRow, RunRow
@@ -435,15 +435,15 @@ class DetectionService:
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
     def run_counts(self, runs: list[RunRow]) -> dict[str, tuple[int, int, str]]:
-        """Each run's detections, violation events and verdict (`RunSummary.verdict`'s headline, judged again from
-        its records and recorded policy, as the workbook words it), by run id: the History's columns."""
+        """Each run's `RUN_TALLIES` by run id: its detections, its violation events and its verdict's headline
+        (`recorded_verdict`: judged again from its records and the policy it recorded, as the workbook words it)."""
         counts = self.store.run_counts([r.id for r in runs])
-        found = {}
+        tallies: dict[str, tuple[int, int, str]] = {}
         for run in runs:
             classes, events = counts.get(run.id, ({}, 0))
-            rows = self.store.events(run_id=run.id) if events else []  # only a run that violated has any to read
-            found[run.id] = (sum(classes.values()), events, recorded_verdict(run, classes, rows))
-        return found
+            verdict = recorded_verdict(run.policy_json, classes, events, run.conf, run.status)
+            tallies[run.id] = (sum(classes.values()), events, verdict)
+        return tallies
 
     def workbook(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None

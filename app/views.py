@@ -20,10 +20,9 @@ import pandas as pd
 
 from .engine import settings_line
 from .errors import GloveSafetyError
-from .pipeline import NO_VERDICT, OK, VIOLATION
-from .policy import NO_HAND, FrameStatus, SafetyEvent, SafetyPolicy
+from .policy import NO_HAND, NO_VERDICT, OK, VIOLATION, FrameStatus, SafetyEvent, SafetyPolicy
 from .results import FrameResult
-from .schema import DetectionRow, EventRow, Row, RunRow, score_text
+from .schema import RUN_TALLIES, DetectionRow, EventRow, Row, RunRow, score_text, with_tallies
 from .service import LIVE_GAP_S
 from .sources import redact
 
@@ -184,9 +183,9 @@ def banner(status: FrameStatus | None, has_policy: bool, open_event: SafetyEvent
     return _banner(OK, "OK", "no violation in this frame")
 
 
-def run_banner(summary: RunSummary, so_far: bool = False) -> str:
+def run_banner(summary: RunSummary) -> str:
     """The verdict of a whole run (`RunSummary.verdict`), or of its frames so far while it runs."""
-    state, headline, detail = summary.verdict(so_far)
+    state, headline, detail = summary.verdict()
     return _banner(state or NEUTRAL, headline, detail)
 
 
@@ -251,20 +250,18 @@ def no_result() -> list:
     return ["", detections_table([]), "", table([], EventRow), "", None]
 
 
-def runs_table(runs: list[RunRow], counts: dict[str, tuple[int, int, str]] | None = None) -> pd.DataFrame:
-    """History: short sources and model names, so status, frames and policy stay in view; then each run's
-    detections, violation events and verdict (`DetectionService.run_counts`), so the runs that violated, and those
-    with no hand to judge, show without opening each one."""
+def runs_table(runs: list[RunRow], tallies: dict[str, tuple[int, int, str]] | None = None) -> pd.DataFrame:
+    """History: short sources and model names, so status, frames and policy stay in view; each run's
+    `RUN_TALLIES` (`DetectionService.run_counts`) show the runs that violated, and those with no hand to judge,
+    without opening each one."""
     columns = RunRow.console_columns()
-    at = [c.name for c in columns].index("kind") + 1  # after run, source and kind: in view without scrolling
-    counts = counts or {}
+    tallies = tallies or {}
     values = []
     for r in runs:
         row = [Path(v).name if c.name in ("source", "model") and v else v
                for c, v in zip(columns, r.console_values(), strict=True)]  # fmt: skip
-        values.append([*row[:at], *counts.get(r.id, (0, 0, "")), *row[at:]])
-    titles = [c.title for c in columns]
-    return pd.DataFrame(values, columns=[*titles[:at], "Detections", "Violation events", "Verdict", *titles[at:]])
+        values.append(with_tallies(columns, row, tallies.get(r.id, (0, 0, ""))))
+    return pd.DataFrame(values, columns=with_tallies(columns, [c.title for c in columns], RUN_TALLIES))
 
 
 def runs_label(runs: list[RunRow], source: str | None) -> str:
@@ -284,7 +281,7 @@ def model_choices(service: DetectionService) -> list[tuple[str, str]]:
 
 def live_info(session: LiveSession) -> str:
     s = session.run.summary
-    _, verdict, _ = s.verdict(so_far=True)
+    _, verdict, _ = s.verdict()
     return (f"Live run `{s.run_id}`: {s.frames} frames. {verdict}. {session.results_per_s():.1f} results/s, "
             f"{session.latency_ms():.0f} ms from frame to result. "
             f"{stamp(s.record)}")  # fmt: skip

@@ -158,20 +158,23 @@ def test_range_export(store: RecordStore, tmp_path: Path) -> None:
 
 def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:
     """Each run's verdict, worded as the console's banner and the CLI's summary word it (`RunSummary.verdict`,
-    judged again from the records and the policy the run recorded): one still running says "so far"."""
+    judged again from the records and the policy the run recorded): one still running, or one that failed, says
+    "so far": it did not judge every frame it was to see."""
     heads = SafetyPolicy("heads", "gloves_required", {"hand": "bare_hand", "face": "other"})
-    for run_id, policy, found in (("c", None, "hand"), ("d", heads, "face"), ("e", heads, "hand")):
+    runs = (("c", None, "hand", "completed"), ("d", heads, "face", "completed"), ("e", heads, "hand", "completed"),
+            ("g", heads, "hand", "failed"))  # fmt: skip
+    for run_id, policy, found, status in runs:
         store.start_run(run_row(run_id, "2026-11-17T08:00:00.000+00:00", source="cam-3", policy=policy))
         store.add_frame(run_id, [detection(run_id, 0, "x.mp4", found, 0.7)])
-        store.finish_run(run_id, "completed")
+        store.finish_run(run_id, status)
     unreadable = run_row("f", "2026-11-17T09:00:00.000+00:00", source="cam-3")
     unreadable.policy_json = '{"name": "gloves"}'  # edited by hand: no rule, no roles
     store.start_run(unreadable)
     table = rows(openpyxl.load_workbook(export_workbook(store, tmp_path / "w.xlsx"))["Runs"])
     verdicts = {r[0]: r[table[0].index("Verdict")] for r in table[1:]}
-    assert verdicts.pop("f").startswith("unknown: recorded policy settings cannot be read: ")
+    assert verdicts.pop("f") == "unknown: recorded policy settings lack rule, roles"
     assert verdicts == {"a": "VIOLATION: 2 event(s)", "b": "OK: no violations so far", "c": "No safety policy selected",
-                        "d": "No hand detected", "e": "OK: no violations"}  # fmt: skip
+                        "d": "No hand detected", "e": "OK: no violations", "g": "OK: no violations so far"}  # fmt: skip
 
 
 def test_a_recorded_policy_reads_back_as_it_was_run() -> None:

@@ -73,7 +73,7 @@ def test_a_video_in_progress_shows_the_verdict_so_far(engine: DetectionEngine, t
     before an event opens (three in a row are needed) still read OK so far, and from the event on it is VIOLATION."""
     policy = dataclasses.replace(NO_GLOVES, min_frames=3)  # every frame violates: the event opens at the third
     run = DetectionRun(engine, open_source(make_video(tmp_path / "v.mp4", frames=6)), LOW, policy, exports_dir=tmp_path)
-    shown = [(update.status.ok, bool(run.summary.events), views.run_banner(run.summary, so_far=True))
+    shown = [(update.status.ok, bool(run.summary.events), views.run_banner(run.summary))
              for update in run]  # fmt: skip
     assert [ok for ok, _, _ in shown] == [False] * 6  # the latest frame always shows a violation ...
     assert [_state_and_text(b)[0] for _, _, b in shown] == ["ok", "ok"] + ["violation"] * 4  # ... the run's verdict
