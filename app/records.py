@@ -448,8 +448,12 @@ class RecordStore:
                           f"WHERE r.id IN ({marks})")  # fmt: skip
             classes_sql = (f"SELECT run_id, class_name, COUNT(*) FROM detections WHERE run_id IN ({marks}) "
                            "GROUP BY run_id, class_name")  # fmt: skip
-            runs = self._tx(lambda db, sql=events_sql, chunk=chunk: db.execute(sql, chunk).fetchall())
-            classes = self._tx(lambda db, sql=classes_sql, chunk=chunk: db.execute(sql, chunk).fetchall())
+            runs, classes = self._tx(  # one transaction: the two counts of one moment
+                lambda db, chunk=chunk, a=events_sql, b=classes_sql: (
+                    db.execute(a, chunk).fetchall(),
+                    db.execute(b, chunk).fetchall(),
+                )
+            )
             counts.update({run_id: ({}, int(events)) for run_id, events in runs})
             for run_id, class_name, n in classes:
                 counts[run_id][0][class_name] = int(n)
