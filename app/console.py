@@ -159,7 +159,8 @@ def _controls(
         classes = gr.CheckboxGroup(list(info.names.values()) if info else [], scale=3,
                                    label="Only these classes (none ticked = all)")  # fmt: skip
         zone = gr.Textbox(label="Danger zone (x,y pairs in 0..1; empty = policy's own; click a result to add)",
-                          placeholder=views.zone_placeholder(None), scale=2, elem_id="zone")  # fmt: skip
+                          placeholder=views.zone_placeholder(None if policy.value == NO_POLICY else policy.value),
+                          scale=2, elem_id="zone")  # fmt: skip
     policy.change(lambda p: gr.update(placeholder=views.zone_placeholder(None if p == NO_POLICY else p)), policy, zone)
     # A typed value outside the range is put back inside it (the run clamps it the same way). Unprocessed: Gradio's
     # slider refuses such a value with an error in its place before any callback could put it back.
@@ -186,8 +187,8 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
         return image, *views.result_values(service, summary)
 
     cleared = (None, *views.no_result())  # a refused or a new image: the last one's results are not its results
-    run_btn.click(_answer(run_image, 7, clear=cleared), [image_in, *controls.inputs()], [image_out, *results])
-    image_in.change(lambda: cleared, None, [image_out, *results])
+    running = run_btn.click(_answer(run_image, 7, clear=cleared), [image_in, *controls.inputs()], [image_out, *results])
+    image_in.change(lambda: cleared, None, [image_out, *results], cancels=[running], show_progress="hidden")
     image_out.select(_add_zone_point, [controls.zone, image_out], [controls.zone])
 
 
@@ -208,8 +209,10 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
         yield str(run.summary.video) if run.summary.video else None, *views.result_values(service, run.summary)
 
     cleared = (None, *views.no_result())
-    run_btn.click(_answer(run_video, 7, clear=cleared), [video_in, stride, *controls.inputs()], [video_out, *results])
-    video_in.change(lambda: cleared, None, [video_out, *results])
+    outputs = [video_out, *results]
+    running = run_btn.click(_answer(run_video, 7, clear=cleared), [video_in, stride, *controls.inputs()], outputs)
+    # a new video stops the one running (recorded as stopped): its results would come back under the new one
+    video_in.change(lambda: cleared, None, outputs, cancels=[running], show_progress="hidden")
 
 
 def _progress(run: DetectionRun, progress: gr.Progress):
@@ -278,7 +281,8 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     def show_runs(start: str, end: str, source: str):
         listed = service.history(start, end, source)
         table = views.runs_table(listed, service.run_counts(listed))
-        return gr.update(value=table, label=views.runs_label(listed, source)), None  # another listing's workbook goes
+        label = views.runs_label(listed, bool(start or end), source)
+        return gr.update(value=table, label=label), None  # another listing's workbook goes
 
     show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
     tab.select(_answer(show_runs, 2), [start, end, source], [runs, workbook])  # opened: the runs listed at once

@@ -66,8 +66,8 @@ def export_workbook(
     # The workbook is finished (its `with` closes first), then renamed: a reader never opens half a workbook.
     with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
         fmt = _Formats(wb)
-        dates = " ".join(([f"from {start}"] if start else []) + ([f"before {end}"] if end else [])) or "any date"
-        selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates} (UTC)") + (
+        dates = " ".join(([f"from {start}"] if start else []) + ([f"until {end} (exclusive)"] if end else []))
+        selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates or 'any day'}, UTC") + (
             f", source {source}" if source and not run_id else "")  # fmt: skip
         _summary_sheet(wb, fmt, detections, events, selection)
         _runs_sheet(wb, fmt, runs, detections, events)

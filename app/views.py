@@ -264,14 +264,16 @@ def runs_table(runs: list[RunRow], tallies: dict[str, tuple[int, int, str]] | No
     return pd.DataFrame(values, columns=with_tallies(columns, [c.title for c in columns], RUN_TALLIES))
 
 
-def runs_label(runs: list[RunRow], source: str | None) -> str:
-    """The History table's label: how many runs are listed, and why there may be none."""
+def runs_label(runs: list[RunRow], dated: bool, source: str | None) -> str:
+    """The History table's label: how many runs are listed, and why there may be none (`dated`: a From or an Until
+    was given)."""
     if runs:
         return f"Runs: {len(runs)}, newest first"
+    within = " in these dates" if dated else ""
     if source and source.strip():
-        return (f"Runs: none from source {source.strip()!r} in these dates (a source matches as stored, or by its "
-                "file name with its extension)")  # fmt: skip
-    return "Runs: none in these dates"
+        return (f"Runs: none from source {source.strip()!r}{within} (a source matches as stored, or by its file name "
+                "with its extension)")  # fmt: skip
+    return f"Runs: none{within or ' recorded yet'}"
 
 
 def model_choices(service: DetectionService) -> list[tuple[str, str]]:

@@ -326,10 +326,6 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
     page.click("#image-run")
     expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
     assert _table_rows(page, "image-table")
-    # a new photo takes the last one's results off the page, verdict and all, before it runs: they are not its
-    # results; and so does a refused one
-    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:300])
-    _upload_image(page, tmp_path / "cut.jpg")
 
     def cleared() -> None:
         expect(page.locator("#image-saved")).not_to_contain_text("Saved to")
@@ -340,6 +336,18 @@ def test_bad_uploads_show_errors_and_the_next_good_one_works(page: Page, console
         for table, column in (("image-table", "Confidence"), ("image-events", "Reason")):  # empty, still headed
             expect(page.locator(f"#{table}")).to_contain_text(column)
 
+    # a refused run takes the last one's results off the page, verdict and all: they are not of these settings
+    zone = page.locator("#zone textarea, #zone input").first
+    zone.fill("2,2 3,3 4,4")
+    page.click("#image-run")
+    _toast(page, "danger zone: needs at least three x, y points with values between 0 and 1")
+    cleared()
+    zone.fill("")
+    page.click("#image-run")
+    expect(page.locator("#image-saved")).to_contain_text("Saved to", timeout=60000)
+    # and a new photo takes them off before it runs: they are not its results
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:300])
+    _upload_image(page, tmp_path / "cut.jpg")
     cleared()
     page.click("#image-run")
     _toast(page, "cut.jpg")
@@ -668,6 +676,8 @@ def test_a_console_started_again_closes_interrupted_runs_and_selects_its_machine
         page.wait_for_selector("#image-run")
         bandsaw = "bandsaw (Bandsaw - no gloves in the blade zone)"
         expect(page.locator("#policy input")).to_have_value(bandsaw)  # the default model has the bandsaw classes
+        zone = page.locator("#zone textarea, #zone input").first  # and the zone box shows that policy's zone
+        expect(zone).to_have_attribute("placeholder", "policy's own: 0.3,0.15 0.7,0.15 0.7,0.95 0.3,0.95")
         page.locator("#model input").click()
         page.locator("[role=option]", has_text="gloves-n.pt").click()
         expect(page.locator("#policy input")).to_have_value("none (detections only, no verdict)")  # it does not fit

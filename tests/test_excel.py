@@ -153,7 +153,7 @@ def test_range_export(store: RecordStore, tmp_path: Path) -> None:
     runs = rows(wb["Runs"])
     assert len(runs) == 2 and runs[1][0] == "b" and runs[1][runs[0].index("Tracking")] == "no"
     selection = next(r[1] for r in rows(wb["Summary"]) if r[0] == "Selection")
-    assert selection == "1 run(s) started from 2026-11-20 before 2026-11-30 (UTC)"
+    assert selection == "1 run(s) started from 2026-11-20 until 2026-11-30 (exclusive), UTC"
 
 
 def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:

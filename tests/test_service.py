@@ -223,7 +223,7 @@ def test_history_workbook_holds_the_runs_the_history_shows(
     runs = [row[0] for row in book["Runs"].iter_rows(values_only=True)][1:]
     assert len(shown) == 1 and runs == [shown[0].id]
     summary = [row for row in book["Summary"].iter_rows(values_only=True) if any(row)]
-    assert ("Selection", "1 run(s) started from 2000-01-01 (UTC), source b.jpg") in [row[:2] for row in summary]
+    assert ("Selection", "1 run(s) started from 2000-01-01, UTC, source b.jpg") in [row[:2] for row in summary]
     # each filter its own file: the workbook of one source does not replace that of all
     everything = service.workbook(None, "2000-01-01", None, None)
     assert (everything.name, service.workbook(None, "2000-01-01", None, "b.jpg").name) == (
