@@ -413,6 +413,7 @@ class Monitor(threading.Thread):
         live.frames += 1
         live.last_frame_at = utc_now()
         live.violation = bool(self._open) or (update.status is not None and not update.status.ok)
+        live.hands = update.status.judged if update.status is not None else 0
         self._frame_times = [t for t in self._frame_times if t > now - 5.0] + [now]
         live.fps = (len(self._frame_times) - 1) / max(now - self._frame_times[0], 1e-6)
         self._end_gap()

@@ -238,6 +238,9 @@ class MonitorRow(Row):
     pid: int | None = column("INTEGER", "Process", console=False)
     started_at: str = column("TEXT NOT NULL", "Started", kind=DATETIME, console=False, default="")
     updated_at: str = column("TEXT NOT NULL", "Updated", kind=DATETIME, console=False, default="")
+    # Gloves and bare hands its policy judged in the latest frame (schema 5; last, as an older database adds it):
+    # none is no verdict, not a green OK
+    hands: int = column("INTEGER NOT NULL DEFAULT 0", "Hands in view", default=0)
 
 
 @dataclass
@@ -276,11 +279,11 @@ class GapRow(Row):
 
 ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow, MonitorRow, RecordingRow, GapRow)
 """Every table, in creation order (detections and events refer to runs)."""
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
 events.clip and the acknowledgement) and each run's runtime and precision; 4: runs.augment (test-time augmentation;
-and runs.agnostic_nms for a PostgreSQL database made at 3 before it). A store adds missing tables and columns when
-it opens a database."""
+and runs.agnostic_nms for a PostgreSQL database made at 3 before it); 5: monitors.hands (hands judged in the latest
+frame). A store adds missing tables and columns when it opens a database."""
 MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
 """`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
 cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""

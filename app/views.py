@@ -122,8 +122,8 @@ document.addEventListener("keydown", (e) => {
     });
   }).observe(document.documentElement, {childList: true, subtree: true});
 })();
-// The live banner holds a verdict only while results come: if none came for LIVE_STALE_S (the camera was stopped with
-// its own button, the connection dropped), it says so in grey instead of keeping the last OK or VIOLATION up.
+// The live banner holds a frame's verdict only while results come: if none came for LIVE_STALE_S (the camera was
+// stopped with its own button, the connection dropped), it says so in grey instead of keeping the last one up.
 // Each result rewrites the live info (its frame count), so a change there is a result.
 (() => {
   let last = null, at = Date.now();
@@ -132,7 +132,7 @@ document.addEventListener("keydown", (e) => {
     if (info !== last) { last = info; at = Date.now(); }
     const box = document.querySelector("#live-status"), banner = box?.querySelector(".safety-banner");
     if (!box) return;
-    const verdict = !!banner && banner.dataset.state !== "none";
+    const verdict = !!banner && "frame" in banner.dataset;  // a frame's verdict, not "Camera stopped"
     box.dataset.stale = String(verdict && Date.now() - at > __LIVE_STALE_MS__);
   }, 500);
 })();
@@ -172,15 +172,17 @@ def banner(status: FrameStatus | None, has_policy: bool, open_event: SafetyEvent
     frame breaks the rule or the policy's event is still open (a hand the model misses for a frame or two does not
     flash OK in the middle of a violation), OK when hands were judged, else neutral: no hand to judge."""
     if not has_policy:
-        return _banner(NEUTRAL, *NO_VERDICT)
+        return _banner(NEUTRAL, *NO_VERDICT, frame=True)
     if status is not None and not status.ok:
-        return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), "act now: stop the machine")
+        return _banner(VIOLATION, "VIOLATION: " + ", ".join(status.reasons), "act now: stop the machine", frame=True)
     if open_event is not None:
         return _banner(VIOLATION, f"VIOLATION: {open_event.reason}",
-                       "event still open: not seen in this frame, it closes after the policy's cooldown")  # fmt: skip
+                       "event still open: not seen in this frame, it closes after the policy's cooldown",
+                       frame=True)  # fmt: skip
     if status is not None and not status.judged:
-        return _banner(NEUTRAL, NO_HAND, "nothing to judge in this frame: no hand in view, or none the model sees")
-    return _banner(OK, "OK", "no violation in this frame")
+        return _banner(NEUTRAL, NO_HAND, "nothing to judge in this frame: no hand in view, or none the model sees",
+                       frame=True)  # fmt: skip
+    return _banner(OK, "OK", "no violation in this frame", frame=True)
 
 
 def run_banner(summary: RunSummary) -> str:
@@ -189,9 +191,10 @@ def run_banner(summary: RunSummary) -> str:
     return _banner(state or NEUTRAL, headline, detail)
 
 
-def _banner(state: str, text: str, detail: str) -> str:
-    return (f'<div class="safety-banner" data-state="{state}" role="status">{html.escape(text)}'
-            f"<small>{html.escape(detail)}</small></div>")  # fmt: skip
+def _banner(state: str, text: str, detail: str, frame: bool = False) -> str:
+    """`frame`: the verdict of one camera frame (`banner`), which the page marks stale when results stop coming."""
+    return (f'<div class="safety-banner" data-state="{state}"{" data-frame" if frame else ""} role="status">'
+            f"{html.escape(text)}<small>{html.escape(detail)}</small></div>")  # fmt: skip
 
 
 def table(rows: list[Row], row_type: type[Row]) -> pd.DataFrame:
@@ -375,6 +378,8 @@ def monitor_banner(view: MonitorView, now: datetime) -> str:
         since = local_time(opened[0].recorded_at, now)
         which = f"event {opened[0].id}" if len(opened) == 1 else "events " + ", ".join(str(e.id) for e in opened)
         return _monitor_banner(VIOLATION, "VIOLATION", f"{reasons}: {which} open since {since}")
+    if not row.hands:  # as the Live tab and the frame's bar: no hand to judge is no verdict
+        return _monitor_banner(NEUTRAL, NO_HAND.upper(), f"policy {row.policy}: nothing to judge in the latest frame")
     return _monitor_banner(OK, "OK", f"policy {row.policy}")
 
 

@@ -32,7 +32,7 @@ def _iso(at: datetime) -> str:
 
 
 def _row(**kw) -> MonitorRow:
-    values = dict(name="bandsaw-1", source="rtsp://cam1/stream", status="running", violation=False, fps=4.83,
+    values = dict(name="bandsaw-1", source="rtsp://cam1/stream", status="running", violation=False, hands=1, fps=4.83,
                   frames=120, last_frame_at=_iso(NOW - timedelta(seconds=1)), policy="gloves",
                   started_at=_iso(NOW - timedelta(hours=1)), updated_at=_iso(NOW))  # fmt: skip
     return MonitorRow(**{**values, **kw})
@@ -63,6 +63,16 @@ def test_cards_show_name_state_fps_banner_and_the_served_latest_frame(tmp_path: 
     # a frame outside the served folders is not linked (Gradio would refuse it): the card says where it is
     elsewhere = views.monitor_cards([ok], NOW, served=[tmp_path / "exports"])
     assert "<img" not in elsewhere and "latest frame not readable here" in elsewhere
+
+
+def test_a_monitor_with_no_hand_in_view_has_no_verdict() -> None:
+    """As the Live tab and the frame's bar: a camera whose latest frame holds no glove or bare hand is not OK."""
+    html = views.monitor_cards([MonitorView(_row(hands=0), [], stale=False)], NOW, served=[])
+    assert 'data-state="none"' in html and 'data-state="ok"' not in html
+    assert ">NO HAND DETECTED<small>policy gloves: nothing to judge in the latest frame</small>" in html
+    # an open event stays red whatever the frame holds
+    html = views.monitor_cards([MonitorView(_row(hands=0), [_event(7)], stale=False)], NOW, served=[])
+    assert 'data-state="violation"' in html
 
 
 def test_cards_say_why_a_monitor_is_not_watching() -> None:

@@ -347,6 +347,24 @@ def test_newer_schema_version_is_kept(location: str | Path) -> None:
         store.close()
 
 
+def test_a_version_4_database_gains_the_monitors_hands_column(location: str | Path) -> None:
+    """Version 5 added monitors.hands (hands judged in the latest frame): a monitor saved before keeps its row and
+    reads 0 hands until it writes again."""
+    first = RecordStore(location)
+    first.save_monitor(MonitorRow(name="bench", source="0", status="running", violation=True, updated_at=utc_now()))
+    first.close()
+    sql(location, "ALTER TABLE monitors DROP COLUMN hands")
+    set_schema_version(location, 4)
+    store = RecordStore(location)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 5
+        assert table_columns(location, "monitors") == [c.name for c in MonitorRow.columns()]
+        (bench,) = store.monitors()
+        assert (bench.name, bench.violation, bench.hands) == ("bench", True, 0)
+    finally:
+        store.close()
+
+
 def test_a_version_3_database_gains_the_test_time_augmentation_column(location: str | Path) -> None:
     """Version 4 added runs.augment (and, for a PostgreSQL database made at 3 before it, runs.agnostic_nms): such a
     database is migrated when opened and keeps its runs."""
@@ -358,7 +376,7 @@ def test_a_version_3_database_gains_the_test_time_augmentation_column(location: 
     set_schema_version(location, 3)
     store = RecordStore(location)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION
         assert table_columns(location, "runs") == [c.name for c in RunRow.columns()]
         assert store.run("old").augment is False
         store.start_run(dataclasses.replace(make_run("new", "2026-12-01T07:00:00.000+00:00"), augment=True,
