@@ -187,8 +187,8 @@ def _image_tab(service: DetectionService, controls: Controls) -> None:
         return image, *views.result_values(service, summary)
 
     cleared = (None, *views.no_result())  # a refused or a new image: the last one's results are not its results
-    running = run_btn.click(_answer(run_image, 7, clear=cleared), [image_in, *controls.inputs()], [image_out, *results])
-    image_in.change(lambda: cleared, None, [image_out, *results], cancels=[running], show_progress="hidden")
+    run_btn.click(_answer(run_image, 7, clear=cleared), [image_in, *controls.inputs()], [image_out, *results])
+    image_in.change(lambda: cleared, None, [image_out, *results], queue=False, show_progress="hidden")
     image_out.select(_add_zone_point, [controls.zone, image_out], [controls.zone])
 
 
@@ -210,9 +210,12 @@ def _video_tab(service: DetectionService, controls: Controls) -> None:
 
     cleared = (None, *views.no_result())
     outputs = [video_out, *results]
-    running = run_btn.click(_answer(run_video, 7, clear=cleared), [video_in, stride, *controls.inputs()], outputs)
-    # a new video stops the one running (recorded as stopped): its results would come back under the new one
-    video_in.change(lambda: cleared, None, outputs, cancels=[running], show_progress="hidden")
+    # The video cannot be swapped while it runs: its results would come back under the new one. Unlocked after
+    # the run whatever its end (`then`, not `success`).
+    locked = run_btn.click(lambda: gr.update(interactive=False), None, video_in, queue=False)
+    running = locked.then(_answer(run_video, 7, clear=cleared), [video_in, stride, *controls.inputs()], outputs)
+    running.then(lambda: gr.update(interactive=True), None, video_in, queue=False)
+    video_in.change(lambda: cleared, None, outputs, queue=False, show_progress="hidden")
 
 
 def _progress(run: DetectionRun, progress: gr.Progress):

@@ -29,8 +29,9 @@ VIEWPORT = {"width": 1400, "height": 1100}
 
 
 def choose(page: Page, elem: str, option: str) -> None:
+    """Pick an option by its value: shown alone, or followed by its description (`gloves (Gloves required ...)`)."""
     page.locator(f"#{elem} input").click()
-    page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{re.escape(option)}$")).first.click()
+    page.locator("[role=option]").filter(has_text=re.compile(rf"^\W*{re.escape(option)}( \(|$)")).first.click()
 
 
 def upload(page: Page, elem: str, path: Path) -> None:

@@ -136,10 +136,13 @@ def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared
     stride.press("Enter")
     page.click("#video-run")
     expect(page.get_by_text("Processing video").first).to_be_visible(timeout=60000)
+    # the video cannot be swapped while it runs (its results would come back under another one)
+    expect(page.locator("#video-in").get_by_label("Clear")).to_have_count(0)
     page.wait_for_function(
         "document.querySelector('#video-out video') && document.querySelector('#video-out video').readyState === 4",
         timeout=180000,
     )
+    expect(page.locator("#video-in").get_by_label("Clear")).not_to_have_count(0)  # and can again once it is done
     assert page.evaluate("document.querySelector('#video-out video').videoWidth") == 720
     rows = _table_rows(page, "video-table")
     assert rows and {r[0] for r in rows} == {"hand_desk.mp4"}
