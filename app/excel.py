@@ -26,9 +26,8 @@ from xlsxwriter.worksheet import Worksheet
 from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
-from .policy import recorded_verdict
 from .records import RecordStore
-from .schema import DATETIME, FLAG, RUN_TALLIES, SCORE, DetectionRow, EventRow, Row, RunRow, with_tallies
+from .schema import DATETIME, FLAG, RUN_TALLIES, SCORE, DetectionRow, EventRow, Row, RunRow, run_tallies, with_tallies
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -144,10 +143,8 @@ def _runs_sheet(
     for d in detections:
         counts[d.run_id][d.class_name] += 1
     violated = Counter(e.run_id for e in events)
-    rows = []
-    for run in runs:
-        verdict = recorded_verdict(run.policy_json, counts[run.id], violated[run.id], run.conf, run.status)
-        rows.append(with_tallies(columns, _cells(run, columns), [counts[run.id].total(), violated[run.id], verdict]))
+    rows = [with_tallies(columns, _cells(run, columns), run_tallies(run, counts[run.id], violated[run.id]))
+            for run in runs]  # fmt: skip
     formats = _column_formats(fmt, columns)
     shifted = with_tallies(columns, [formats.get(i) for i in range(len(columns))], [None] * len(RUN_TALLIES))
     header = with_tallies(columns, [c.title for c in columns], RUN_TALLIES)

@@ -203,6 +203,10 @@ class SafetyPolicy:
         lowered = {n.lower(): r for n, r in self.roles.items()}
         return lowered.get(class_name.lower(), "other")
 
+    def judges(self, class_name: str) -> bool:
+        """Whether a detection of this class is judged (a glove or a bare hand; a head is no hand to judge)."""
+        return self.role(class_name) != "other"
+
 
 @dataclass
 class FrameStatus:
@@ -267,10 +271,9 @@ class SafetyMonitor:
         zone = self._zone_mask(frame.width, frame.height)
         rule = self.policy.rule_check
         for d in frame.detections:
-            role = self.policy.role(d.class_name)
-            status.judged += role != "other"
+            status.judged += self.policy.judges(d.class_name)
             in_zone = zone is None or _box_touches(zone, d.xyxy)
-            reason = rule.reason(role, in_zone, zone is not None)
+            reason = rule.reason(self.policy.role(d.class_name), in_zone, zone is not None)
             if reason is None:
                 continue
             status.violations.append(d)
@@ -418,7 +421,7 @@ def run_verdict(
     if policy is None:
         return None, *NO_VERDICT
     if not events:
-        if any(policy.role(name) != "other" for name in counts):  # a head is no hand to judge
+        if any(map(policy.judges, counts)):
             return OK, f"OK: no violations{more}", f"policy {policy.name}"
         unseen = f"nothing to judge: no hand in view, or none this model sees at confidence {conf:g}"
         return None, f"{NO_HAND}{more}", f"{unseen} (policy {policy.name})"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .policy import SafetyEvent
+from .policy import SafetyEvent, recorded_verdict
 from .results import Detection, FrameResult
 
 TEXT, NUMBER, DATETIME, FLAG = "text", "number", "datetime", "flag"  # how a column is shown
@@ -130,6 +130,13 @@ class RunRow(Row):
 
 
 RUN_TALLIES = ("Detections", "Violation events", "Verdict")  # counted from a run's records, not stored with it
+
+
+def run_tallies(run: RunRow, classes: Mapping[str, int], events: int) -> tuple[int, int, str]:
+    """A run's `RUN_TALLIES` from its detections per class and its number of events: the verdict's headline judged
+    again from them and the policy the run recorded (`recorded_verdict`)."""
+    verdict = recorded_verdict(run.policy_json, classes, events, run.conf, run.status)
+    return sum(classes.values()), events, verdict
 
 
 def with_tallies(columns: list[Column], cells: Sequence[Any], tallies: Sequence[Any]) -> list[Any]:

@@ -27,10 +27,10 @@ from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .files import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
-from .policy import SafetyPolicy, list_policies, parse_zone, recorded_verdict
+from .policy import SafetyPolicy, list_policies, parse_zone
 from .records import open_store
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
-from .schema import EventRow, MonitorRow, RunRow
+from .schema import EventRow, MonitorRow, RunRow, run_tallies
 from .sources import ImageSource, LiveSource, Source, VideoSource, display_name, open_source
 
 NO_WEIGHTS_HELP = (
@@ -438,12 +438,7 @@ class DetectionService:
         """Each run's `RUN_TALLIES` by run id: its detections, its violation events and its verdict's headline
         (`recorded_verdict`: judged again from its records and the policy it recorded, as the workbook words it)."""
         counts = self.store.run_counts([r.id for r in runs])
-        tallies: dict[str, tuple[int, int, str]] = {}
-        for run in runs:
-            classes, events = counts.get(run.id, ({}, 0))
-            verdict = recorded_verdict(run.policy_json, classes, events, run.conf, run.status)
-            tallies[run.id] = (sum(classes.values()), events, verdict)
-        return tallies
+        return {run.id: run_tallies(run, *counts.get(run.id, ({}, 0))) for run in runs}
 
     def workbook(
         self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
