@@ -318,6 +318,7 @@ class _Live:
     fps: float = 0.0
     last_frame_at: str | None = None
     violation: bool = False
+    hands: int = 0  # gloves and bare hands the policy judged in the latest frame
 
 
 class Monitor(threading.Thread):
@@ -496,6 +497,8 @@ class Monitor(threading.Thread):
         live = self.live
         changed = (status, message) != (live.status, live.message)
         live.status, live.message = status, message
+        if status in ("stopped", "failed"):  # no run, no verdict: a stopped saw is not still in violation
+            live.violation, live.hands = False, 0
         now = time.time()
         if not (force or changed or now - self._last_status >= STATUS_EVERY_S):
             return
@@ -503,8 +506,8 @@ class Monitor(threading.Thread):
         row = self.status_row()
         self._save_quietly(lambda: self.store.save_monitor(row))
         self.alerts.status({
-            "monitor": row.name, "status": row.status, "violation": row.violation, "fps": round(row.fps, 2),
-            "frames": row.frames, "last_frame_at": row.last_frame_at, "message": row.message,
+            "monitor": row.name, "status": row.status, "violation": row.violation, "hands": row.hands,
+            "fps": round(row.fps, 2), "frames": row.frames, "last_frame_at": row.last_frame_at, "message": row.message,
             "updated_at": row.updated_at,
         })  # fmt: skip
 
@@ -512,9 +515,10 @@ class Monitor(threading.Thread):
         live = self.live
         return MonitorRow(
             name=self.spec.name, source=redact(str(self.spec.source)), status=live.status, violation=live.violation,
-            fps=round(live.fps, 2), frames=live.frames, last_frame_at=live.last_frame_at, run_id=live.run_id,
-            policy=self.policy_name, latest_frame=str(self.latest_frame) if self.latest_frame.exists() else None,
-            message=live.message, host=HOST, pid=os.getpid(), started_at=self.started_at, updated_at=utc_now(),
+            hands=live.hands, fps=round(live.fps, 2), frames=live.frames, last_frame_at=live.last_frame_at,
+            run_id=live.run_id, policy=self.policy_name,
+            latest_frame=str(self.latest_frame) if self.latest_frame.exists() else None, message=live.message,
+            host=HOST, pid=os.getpid(), started_at=self.started_at, updated_at=utc_now(),
         )  # fmt: skip
 
     def _save_quietly(self, write: Any) -> None:

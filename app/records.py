@@ -288,16 +288,26 @@ class RecordStore:
 
     def close_interrupted(self, host: str = HOST, ending_pid: int | None = None) -> list[str]:
         """Close as `interrupted` the runs this machine left `running` from processes that no longer exist (or
-        from `ending_pid`, a process shutting down); what they recorded stays. Returns their ids."""
+        from `ending_pid`, a process shutting down); what they recorded stays. Returns their ids.
+
+        A run ends when it was last seen working (its latest detection, or its monitor's latest status), not when it
+        is found, and the events it left open close with it: no alarm stays up for a process that is gone."""
 
         def close(db: Any) -> list[str]:
-            found = db.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)).fetchall()
-            dead = [run_id for run_id, pid in found if pid is None or pid == ending_pid or not _alive(pid)]
-            if dead:
-                db.executemany(
-                    "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", [(utc_now(), i) for i in dead]
-                )
-            return dead
+            found = db.execute(
+                "SELECT id, pid, started_at FROM runs WHERE status = 'running' AND host = ?", (host,)
+            ).fetchall()
+            dead = [(run_id, started) for run_id, pid, started in found
+                    if pid is None or pid == ending_pid or not _alive(pid)]  # fmt: skip
+            for run_id, started in dead:
+                seen = db.execute(
+                    "SELECT (SELECT MAX(detected_at) FROM detections WHERE run_id = ?),"
+                    " (SELECT MAX(updated_at) FROM monitors WHERE run_id = ?)", (run_id, run_id)
+                ).fetchone()  # fmt: skip
+                ended = min(max(v for v in (started, *seen) if v), utc_now())
+                db.execute("UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", (ended, run_id))
+                db.execute("UPDATE events SET closed = 1 WHERE run_id = ? AND closed = 0", (run_id,))
+            return [run_id for run_id, _ in dead]
 
         return self._tx(close)
 

@@ -424,8 +424,10 @@ class DetectionService:
                 clip, note = Path(event.clip), ""
             else:
                 note = f"clip {event.clip} is missing (on another machine, or deleted)"
-        elif run is not None and run.monitor:
+        elif run is not None and run.monitor and run.status == "running":
             note = "clip still recording" if not event.closed else "clip being written"
+        elif run is not None and run.monitor:
+            note = f"no clip: the monitor's run ended ({run.status}) before the clip was finished"
         return EventMedia(event, snapshot, clip, note)
 
     # history

@@ -236,21 +236,28 @@ def test_two_monitors_record_segments_events_and_alerts(tmp_path: Path, clips: d
                                                          "prefix": "plant/gloves"}},
         )  # fmt: skip
         monitors = MonitorSet(MonitorConfig.load(path))
+        judged = set()  # the monitors whose status row said it judged a hand (the card's OK, not "No hand")
         with monitors:
-            monitors.wait(30)
-        store = RecordStore(tmp_path / "records.sqlite")
+            store = RecordStore(tmp_path / "records.sqlite")
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                judged |= {m.name for m in store.monitors() if m.status == "running" and m.hands > 0}
+                monitors.wait(0.5)
         status = Subscriber(broker.port, "plant/gloves/+/status")
         retained = {}
         for _ in range(2):
             body, was_retained = status.get()
-            retained[body["monitor"]] = (body["status"], was_retained)
+            retained[body["monitor"]] = (body["status"], body["violation"], body["hands"], was_retained)
         status.close()
     finally:
         subscriber.close()
         receiver.close()
         broker.stop()
 
-    assert retained == {"slides": ("stopped", True), "desk": ("stopped", True)}
+    assert "slides" in judged, "the slideshow's gloves are judged hands in its status"
+    # stopped: no verdict left up, in the retained status and in the records
+    assert retained == {"slides": ("stopped", False, 0, True), "desk": ("stopped", False, 0, True)}
+    assert not any(m.violation or m.hands for m in store.monitors())
     rows = {m.name: m for m in store.monitors()}
     events = []
     for name in ("slides", "desk"):

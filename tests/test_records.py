@@ -283,8 +283,9 @@ def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> Non
 
 
 def test_close_interrupted(store: RecordStore) -> None:
-    """Runs this machine left `running` from a process that is gone (or that is ending) become `interrupted`;
-    runs of live processes, of other machines and finished runs are left alone."""
+    """Runs this machine left `running` from a process that is gone (or that is ending) become `interrupted`, ended
+    when last seen working, their open events closed; runs of live processes, of other machines and finished runs
+    are left alone."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # its pid now belongs to no process
     runs = {"dead": (HOST, child.pid), "unknown": (HOST, None), "alive": (HOST, os.getpid()),
@@ -293,14 +294,23 @@ def test_close_interrupted(store: RecordStore) -> None:
         store.start_run(dataclasses.replace(make_run(run_id, f"2026-11-16T08:00:0{i}.000+00:00"), host=host, pid=pid))
         store.add_frame(run_id, [make_detection(run_id, 0)])
     store.finish_run("done", "completed")
+    store.add_frame("dead", [make_detection("dead", 25)])  # its last sign of life: a detection at 08:00:25
+    store.add_frame("dead", [])
+    # "unknown" was a monitor's run: its status row, written about once a second, says when it last worked
+    store.save_monitor(MonitorRow(name="bench", source="0", status="running", violation=True, run_id="unknown",
+                                  updated_at="2026-11-16T08:07:00.000+00:00"))  # fmt: skip
+    dead_event, alive_event = store.save_event(make_event("dead")), store.save_event(make_event("alive"))
 
     assert sorted(store.close_interrupted()) == ["dead", "unknown"]
     status = {r.id: r.status for r in store.runs()}
     assert status == {"dead": "interrupted", "unknown": "interrupted", "alive": "running", "other-host": "running",
                       "done": "completed"}  # fmt: skip
-    dead = store.run("dead")
-    assert dead is not None and dead.ended_at is not None and dead.frames == 1
-    assert len(store.detections(run_id="dead")) == 1  # what it recorded stays
+    dead, unknown = store.run("dead"), store.run("unknown")
+    assert dead is not None and dead.ended_at == "2026-11-16T08:00:25.000+00:00" and dead.frames == 3
+    assert unknown is not None and unknown.ended_at == "2026-11-16T08:07:00.000+00:00"
+    assert len(store.detections(run_id="dead")) == 2  # what it recorded stays
+    assert {e.id: e.closed for e in store.events(run_id="dead") + store.events(run_id="alive")} == {
+        dead_event: True, alive_event: False}  # no alarm stays up for a process that is gone
     assert store.close_interrupted() == []
     assert store.close_interrupted(ending_pid=os.getpid()) == ["alive"]
 

@@ -20,7 +20,7 @@ from test_records import make_event, make_run
 
 from app.errors import ServiceError
 from app.export import export_onnx
-from app.records import RecordStore
+from app.records import HOST, RecordStore, utc_now
 from app.schema import EventRow, MonitorRow
 from app.service import LIVE_GAP_S, NO_WEIGHTS_HELP, DetectionService, LiveSession, RunOptions
 
@@ -297,6 +297,18 @@ def _monitor_event(store: RecordStore, run_id: str, monitor: str | None, recorde
     at = recorded_at.isoformat(timespec="milliseconds")
     store.start_run(dataclasses.replace(make_run(run_id, at), kind="stream", monitor=monitor))
     return store.save_event(dataclasses.replace(make_event(run_id), recorded_at=at))
+
+
+def test_an_event_left_open_by_a_dead_monitor_closes_with_its_run(service: DetectionService) -> None:
+    """A monitor killed with an event open: the next start closes both, and the event says why it has no clip."""
+    store, at = service.store, utc_now()
+    store.start_run(dataclasses.replace(make_run("killed", at), kind="stream", monitor="bandsaw-1", host=HOST))
+    event = store.save_event(dataclasses.replace(make_event("killed"), recorded_at=at))
+    assert service.event_media(event).note == "clip still recording"
+    assert store.close_interrupted() == ["killed"]  # as the next process finds it: no process id, none alive
+    media = service.event_media(event)
+    assert media.event.closed and media.clip is None
+    assert media.note == "no clip: the monitor's run ended (interrupted) before the clip was finished"
 
 
 def test_monitors_show_todays_events_read_in_one_query(service: DetectionService) -> None:
