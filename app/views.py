@@ -57,6 +57,8 @@ table th, table th span {white-space: nowrap !important; word-break: keep-all !i
 .monitor-card .safety-banner {font-size: 1.2em; padding: 8px 14px}
 .monitor-frame {width: 100%; aspect-ratio: 16 / 9; object-fit: contain; background: #000; margin: 6px 0;
   border-radius: 4px}
+/* a monitor not watching keeps its last frame, greyed: its burned-in verdict is history, not now */
+.monitor-card:not([data-state=running]) .monitor-frame {filter: grayscale(1); opacity: 0.5}
 .monitor-noframe {padding: 40px 10px; text-align: center; background: #00000022; margin: 6px 0; border-radius: 4px}
 .monitor-facts {display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0}
 .monitor-facts dt {font-weight: bold}

@@ -296,6 +296,7 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             )
             expect(card.locator(".monitor-policy")).to_have_text("gloves")
             page.wait_for_function("document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 320")
+            expect(card.locator(".monitor-frame")).to_have_css("filter", "none")  # a watching camera's frame
             expect(_card(page, "old-cam")).to_have_attribute("data-state", "not responding")
             expect(_card(page, "old-cam").locator(".monitor-state")).to_have_text("not responding")
             expect(_card(page, "old-cam").locator(".monitor-fps")).to_have_text("not running (last 4.8)")
@@ -395,6 +396,8 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             page.wait_for_function(
                 "document.querySelector('.monitor-card .monitor-frame')?.naturalWidth === 240", timeout=5000
             )
+            # its last frame is greyed: the verdict burned into it is not the camera's now
+            expect(card.locator(".monitor-frame")).to_have_css("filter", "grayscale(1)")
             assert _alarms(page) == (1, 3)
         finally:
             monitor.stopped.set()
