@@ -41,8 +41,12 @@ def read_yaml_mapping(path: Path, error: type[GloveSafetyError], where: str, exp
     what is wrong, naming the file as `where` and what the mapping should hold (`expected`)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:  # one line at the place it broke, not PyYAML's excerpt of "<unicode string>"
+        mark = e.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise error(f"{where} is not valid YAML{at}: {e.problem or e.context}") from e
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise error(f"{where} is not valid YAML: {e}") from e
+        raise error(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
         raise error(f"{where}: expected a mapping{' ' + expected if expected else ''}, got {type(data).__name__}")
     return data

@@ -122,7 +122,8 @@ class SafetyPolicy:
         if not path.suffix and not path.exists():
             path = POLICY_DIR / f"{path}.yaml"
         if not path.is_file():
-            raise PolicyError(f"policy file not found: {path}")
+            names = ", ".join(p.stem for p in list_policies())
+            raise PolicyError(f"policy file not found: {path} (the shipped policies: {names}; or a policy file's path)")
         data = read_yaml_mapping(path, PolicyError, path.name, "with rule and roles keys")
         if "rule" not in data or "roles" not in data:
             raise PolicyError(f"{path.name}: a policy needs 'rule' and 'roles' keys")

@@ -52,8 +52,18 @@ def test_atomic_path_renames_only_a_finished_file(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_yaml_must_be_a_plain_mapping(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "x.yaml").write_text(text)
-    with pytest.raises(DatasetError, match=message):
+    with pytest.raises(DatasetError, match=message) as raised:
         read_yaml_mapping(tmp_path / "x.yaml", DatasetError, "x.yaml", "of things")
+    assert "\n" not in str(raised.value) and "<unicode string>" not in str(raised.value)
+
+
+def test_a_yaml_syntax_error_is_one_line_at_its_place(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("monitors:\n  - name: a\n    source: 0\n   bad: [\n")
+    with pytest.raises(DatasetError) as raised:
+        read_yaml_mapping(tmp_path / "x.yaml", DatasetError, "x.yaml")
+    assert str(raised.value) == (
+        "x.yaml is not valid YAML at line 4, column 4: expected <block end>, but found '<block mapping start>'"
+    )
 
 
 def test_yaml_mapping_is_read(tmp_path: Path) -> None:

@@ -161,6 +161,14 @@ def test_bad_policy_files(tmp_path: Path, text: str, message: str) -> None:
         SafetyPolicy.load(tmp_path / "p.yaml")
 
 
+def test_an_unknown_policy_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(PolicyError) as raised:
+        SafetyPolicy.load("gloves-required")
+    assert str(raised.value).endswith(
+        "gloves-required.yaml (the shipped policies: bandsaw, gloves-forbidden, gloves; or a policy file's path)"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("0.1,0.1 0.5", "each point is one x,y pair"), ("a,b c,d e,f", "write points as x,y pairs"),
