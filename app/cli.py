@@ -2,7 +2,8 @@
 `python -m app evaluate ...`: accuracy of checkpoints on the val (or test) split of one or more datasets;
 `python -m app calibrate ...`: store a checkpoint's best inference size and confidence in it;
 `python -m app export ...`: an ONNX or OpenVINO export that the engine, CLI and console run like a checkpoint;
-`python -m app monitor --config FILE`: watch cameras until stopped (records, recordings, alerts).
+`python -m app monitor --config FILE`: watch cameras until stopped (records, recordings, alerts);
+`python -m app history ...`: the runs recorded, as the console's History lists them, and their workbook.
 
 Exit codes: 0 done; 1 the run failed part-way; 2 bad input (missing file, unreadable image or video, wrong
 weights, bad policy, unusable dataset) reported in one line before anything is processed; 3 a damaged input (a
@@ -25,7 +26,7 @@ from ultralytics.utils.tqdm import TQDM
 from .calibration import calibrate as run_calibration
 from .data import load_dataset_yaml
 from .engine import RUNTIME_HELP, RUNTIMES, DetectionEngine
-from .errors import GloveSafetyError, SourceError
+from .errors import GloveSafetyError, ServiceError, SourceError
 from .evaluation import LEVEL, Evaluation, map50_difference
 from .evaluation import evaluate as run_evaluation
 from .excel import export_workbook
@@ -41,10 +42,13 @@ from .export import (
 )
 from .files import atomic_write
 from .monitor import MonitorConfig, MonitorSet
+from .records import is_url, records_location
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
+from .schema import RUN_TALLIES
 from .service import DetectionService, RunOptions
 from .sources import redact
+from .views import runs_label, runs_table
 
 EXIT_VIOLATION = 4  # detect: the run is saved and its policy found a violation, for scripts that watch for one
 
@@ -110,7 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("monitor", help="watch cameras until stopped (Ctrl-C, SIGTERM): records, recordings, alerts")
     m.add_argument("--config", type=Path, required=True, help="monitor config YAML (README: Monitoring cameras)")
     m.add_argument("--duration", type=float, default=None, help="stop after this many seconds (demos, tests)")
+    h = sub.add_parser("history", help="the runs recorded (as the console's History lists them), and their workbook")
+    h.add_argument("--from", dest="start", default=None, help="first day listed, YYYY-MM-DD (UTC)")
+    h.add_argument("--until", default=None, help="first day not listed, YYYY-MM-DD (UTC)")
+    h.add_argument("--source", default=None, help="only runs of this source (as stored, or its file name)")
+    h.add_argument("--excel", type=Path, default=None, help="also write the listed runs' workbook (.xlsx) here")
+    h.add_argument("--save-dir", type=Path, default=EXPORTS_DIR, help="the exports folder holding records.sqlite")
+    h.add_argument("--db", default=None, help="records: a SQLite file or postgresql://user@host:port/db (default: "
+                   "$GLOVE_RECORDS, else SAVE_DIR/records.sqlite)")  # fmt: skip
     return parser
+
+
+HISTORY_COLUMNS = ("Started", "Run", "Source", "Kind", "Monitor", "Status", "Frames", *RUN_TALLIES)
+"""What `history` prints of the console's History table: the run and its verdict (the settings are in the
+workbook), to fit a terminal."""
+
+
+def history(args: argparse.Namespace) -> int:
+    location = records_location(args.db, args.save_dir / "records.sqlite")
+    if not is_url(location) and not Path(location).is_file():  # a typed path is not a new, empty history
+        raise ServiceError(f"no records at {location}: give --db or --save-dir where runs were recorded")
+    service = DetectionService(exports_dir=args.save_dir, db=location)
+    runs = service.history(args.start, args.until, args.source)
+    print(runs_label(runs, bool(args.start or args.until), args.source))
+    if runs:
+        table = runs_table(runs, service.run_counts(runs))[list(HISTORY_COLUMNS)].fillna("")
+        lines = [list(HISTORY_COLUMNS)] + [[str(v) for v in row] for row in table.itertuples(index=False)]
+        widths = [max(map(len, column)) for column in zip(*lines, strict=True)]
+        print("\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines))
+    if args.excel:
+        print(f"workbook: {service.workbook(None, args.start, args.until, args.source, out=args.excel)}")
+    return 0
 
 
 def monitor(args: argparse.Namespace) -> int:
@@ -303,7 +337,8 @@ def detect(args: argparse.Namespace) -> int:
     return 1 if failed else 3 if run.summary.warnings else 0
 
 
-COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export, "monitor": monitor}
+COMMANDS = {"detect": detect, "evaluate": evaluate, "calibrate": calibrate, "export": export, "monitor": monitor,
+            "history": history}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -443,18 +443,21 @@ class DetectionService:
         return {run.id: run_tallies(run, *counts.get(run.id, ({}, 0))) for run in runs}
 
     def workbook(
-        self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None
-    ) -> Path:
-        """One run's workbook, or that of the runs `history` lists for the same filters (named for all of them, so
-        a workbook of one source does not replace that of all)."""
+        self, run_id: str | None = None, start: str | None = None, end: str | None = None, source: str | None = None,
+        out: Path | None = None,
+    ) -> Path:  # fmt: skip
+        """One run's workbook, or that of the runs `history` lists for the same filters, written to `out` or in the
+        exports' `workbooks/` named for all of them (`runs-all.xlsx`, `runs-2026-11-01-to-2026-12-01-cam_1.mp4.xlsx`),
+        so a workbook of one source or range does not replace another."""
         start, end = _dates(start, end)
         source = source.strip() if source else None
-        of = f"-{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(source).name)[:60]}" if source else ""
-        name = f"run-{run_id}.xlsx" if run_id else f"runs-{start or 'first'}-to-{end or 'last'}{of}.xlsx"
+        if out is None:
+            of = f"-{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(source).name)[:60]}" if source else ""
+            dates = (f"{start}-to-{end}" if start and end else f"from-{start}" if start
+                     else f"until-{end}" if end else "all")  # fmt: skip
+            out = self.exports_dir / "workbooks" / (f"run-{run_id}.xlsx" if run_id else f"runs-{dates}{of}.xlsx")
         try:
-            return export_workbook(
-                self.store, self.exports_dir / "workbooks" / name, run_id, start or None, end or None, source
-            )
+            return export_workbook(self.store, out, run_id, start or None, end or None, source)
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 

@@ -14,7 +14,7 @@ import pytest
 from helpers import make_video
 from openpyxl import load_workbook
 
-from app.cli import EXIT_VIOLATION, main
+from app.cli import EXIT_VIOLATION, HISTORY_COLUMNS, main
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT
 
@@ -66,6 +66,41 @@ def test_a_violation_exits_4_and_a_run_without_one_exits_0(weights: Path, tmp_pa
         assert run.status == "completed"
         table = [[c.value for c in r] for r in load_workbook(tmp_path / f"{out}.xlsx")["Runs"].iter_rows()]
         assert table[1][table[0].index("Verdict")] == verdict  # the workbook words it as the summary
+
+
+def test_history_lists_the_runs_with_their_verdicts_and_writes_their_workbook(
+    weights: Path, tmp_path: Path, capsys
+) -> None:
+    """`python -m app history`: the console's History in a terminal (newest first, tallies and verdict as recorded),
+    filtered as it is, with the listed runs' workbook; a records file that is not there is said, not created."""
+    policy = tmp_path / "no-gloves.yaml"  # every class of the test model is a glove, anywhere in view
+    policy.write_text("name: no-gloves\nrule: gloves_forbidden\nroles:\n  glove: [Glove_Blue, Glove_White, "
+                      "glove_steel, glove_steel_b, hand, head]\n")  # fmt: skip
+    for name, conf in (("seen.jpg", "0.002"), ("none.jpg", "0.99")):
+        cv2.imwrite(str(tmp_path / name), np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+        _detect(weights, tmp_path / name, tmp_path / "out", "--policy", str(policy), "--no-augment", "--conf", conf)
+    store = RecordStore(tmp_path / "out" / "records.sqlite")
+    runs = store.runs()
+    capsys.readouterr()
+    assert main(["history", "--save-dir", str(tmp_path / "out")]) == 0
+    label, header, *lines = capsys.readouterr().out.splitlines()
+    assert label == "Runs: 2, newest first"
+    starts = [header.index(title) for title in HISTORY_COLUMNS]  # each column left-aligned under its title
+    assert starts == sorted(starts)
+    for line, run, verdict in zip(lines, runs, ("No hand detected", "VIOLATION: 1 event(s)"), strict=True):
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        assert cells == [run.started_at, run.id, Path(run.source).name, "image", "", "completed", str(run.frames),
+                         str(len(store.detections(run.id))), str(len(store.events(run.id))), verdict]  # fmt: skip
+    book = tmp_path / "seen.xlsx"
+    assert main(["history", "--save-dir", str(tmp_path / "out"), "--source", "seen.jpg", "--excel", str(book)]) == 0
+    label, _, line, saved = capsys.readouterr().out.splitlines()
+    assert label == "Runs: 1, newest first" and runs[1].id in line and saved == f"workbook: {book}"
+    assert [r[0].value for r in load_workbook(book)["Runs"].iter_rows(min_row=2)] == [runs[1].id]
+    for args, said in ((["--save-dir", str(tmp_path / "typo")], f"error: no records at {tmp_path / 'typo'}"),
+                       (["--save-dir", str(tmp_path / "out"), "--from", "30/11/2026"], "error: From: write the date")):
+        assert main(["history", *args]) == 2
+        assert capsys.readouterr().err.startswith(said)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_folder_run_reports_and_skips_a_bad_file(weights: Path, tmp_path: Path, capsys) -> None:

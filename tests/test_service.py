@@ -227,8 +227,11 @@ def test_history_workbook_holds_the_runs_the_history_shows(
     # each filter its own file: the workbook of one source does not replace that of all
     everything = service.workbook(None, "2000-01-01", None, None)
     assert (everything.name, service.workbook(None, "2000-01-01", None, "b.jpg").name) == (
-        "runs-2000-01-01-to-last.xlsx", "runs-2000-01-01-to-last-b.jpg.xlsx")  # fmt: skip
+        "runs-from-2000-01-01.xlsx", "runs-from-2000-01-01-b.jpg.xlsx")  # fmt: skip
     assert everything.is_file()
+    assert [service.workbook(None, *dates).name for dates in ((None, None), (None, "2100-01-01"),
+                                                              ("2000-01-01", "2100-01-01"))] == [
+        "runs-all.xlsx", "runs-until-2100-01-01.xlsx", "runs-2000-01-01-to-2100-01-01.xlsx"]  # fmt: skip
     with pytest.raises(ServiceError, match=r"From \(2026-12-01\) must be before Until \(2026-11-01\)"):
         service.history("2026-12-01", "2026-11-01")  # an empty range is said, not listed as "no runs"
 
