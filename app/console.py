@@ -55,8 +55,14 @@ class Controls:
                 self.augment]  # fmt: skip
 
 
-LAUNCH_OPTIONS = {"css": views.CSS, "head": views.PAGE_JS}
-"""What `Blocks.launch` must be given besides the server settings: the page's style and script."""
+THEME = gr.themes.Default(
+    font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui", "sans-serif")
+)
+"""Gradio's default look with its bold text in the complete Bold face it ships: its SemiBold file (the default's
+600) holds a few dozen glyphs, A and B alone of the letters, so bold words mixed two fonts ("VIOLaTION")."""
+
+LAUNCH_OPTIONS = {"css": views.CSS, "head": views.PAGE_JS, "theme": THEME}
+"""What `Blocks.launch` must be given besides the server settings: the page's look, style and script."""
 
 
 def build_console(

@@ -127,6 +127,25 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
     assert len(RecordStore(console["exports"] / "records.sqlite").detections(run_id)) == count
 
 
+def test_bold_words_are_drawn_in_one_font(page: Page) -> None:
+    """A banner's bold headline in one typeface: Gradio's default bold face holds only A and B of the letters, so
+    "VIOLATION" was drawn from two fonts ("VIOLaTION")."""
+    page.evaluate("""async () => {
+        const probe = Object.assign(document.createElement('div'), {id: 'font-probe', className: 'safety-banner',
+                                                                     textContent: 'VIOLATION BARE HAND ALARM'});
+        document.querySelector('#image-status').append(probe);
+        await document.fonts.ready;
+    }""")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#font-probe"})["nodeId"]
+    used = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]  # the faces Chromium drew it with
+    # one face drew every glyph: the Bold file Gradio ships (named "Source Sans 3" inside, served as Source Sans Pro)
+    assert [(f["familyName"].startswith("Source Sans"), f["glyphCount"]) for f in used] == [(True, 25)]
+
+
 def test_video_upload_shows_progress_and_plays(page: Page, console: dict, shared_data: Path) -> None:
     _tab(page, "Video")
     page.locator("#video-in input[type=file]").set_input_files(str(DESK_CLIP))
