@@ -171,9 +171,10 @@ def monitor(args: argparse.Namespace) -> int:
     for m in monitors.monitors:
         row = m.status_row()
         print(
-            f"{row.name}: {row.status}, {row.frames} frame(s), run {row.run_id}"
+            f"{row.name}: {row.status}, {row.frames} frame(s), {m.events} event(s) opened, run {row.run_id}"
             + (f" ({row.message})" if row.message else "")
         )
+    print(f"saved: records in {monitors.service.store.location}, recordings in {config.recordings_dir}")
     return 0
 
 

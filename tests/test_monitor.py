@@ -7,6 +7,7 @@ Tests needing ../shared skip where it is absent."""
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import subprocess
 import sys
@@ -504,7 +505,9 @@ def test_sigkill_loses_only_the_segment_in_flight_and_sigterm_stops_cleanly(
     row = store.monitors()[0]
     assert row.status == "stopped" and store.run(row.run_id).status == "stopped"
     assert not list((tmp_path / "recordings").rglob(f".*.{second.pid}.part")), "SIGTERM finishes its files"
-    assert "desk: stopped" in (tmp_path / "second.log").read_text()
+    said = (tmp_path / "second.log").read_text().splitlines()[-2:]  # what was watched, and where it is saved
+    assert re.fullmatch(rf"desk: stopped, {row.frames} frame\(s\), \d+ event\(s\) opened, run {row.run_id}", said[0])
+    assert said[1] == f"saved: records in {db}, recordings in {tmp_path / 'recordings'}"
 
 
 @pytest.mark.slow
