@@ -27,7 +27,19 @@ from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
 from .records import RecordStore
-from .schema import DATETIME, FLAG, RUN_TALLIES, SCORE, DetectionRow, EventRow, Row, RunRow, run_tallies, with_tallies
+from .schema import (
+    DATETIME,
+    FLAG,
+    RUN_TALLIES,
+    SCORE,
+    DetectionRow,
+    EventRow,
+    Row,
+    RunRow,
+    flag_text,
+    run_tallies,
+    with_tallies,
+)
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
 PERCENT_FORMAT = "0.0%"
@@ -166,7 +178,7 @@ def _cells(row: Row, columns: list) -> list:
         if c.kind == DATETIME:
             value = _local(value)
         elif c.kind == FLAG:
-            value = "yes" if value else "no"
+            value = flag_text(value)
         cells.append(value)
     return cells
 

@@ -28,6 +28,11 @@ def score_text(value: float) -> str:
     return f"{value:.{SCORE_DECIMALS}f}"
 
 
+def flag_text(value: object) -> str:
+    """A flag as the console and the workbook show it: yes / no (not true / false, nor 1 / 0)."""
+    return "yes" if value else "no"
+
+
 def column(
     sql: str, title: str, *, kind: str = NUMBER, console: bool = True, files: bool = True, default: Any = None
 ) -> Any:
@@ -81,9 +86,10 @@ class Row:
 
     def console_values(self) -> list[Any]:
         """The console's cells: a score written as the annotated image's labels write it (from the stored four
-        decimals, so a score within 0.00005 of a rounding edge may read 0.01 apart from its label)."""
+        decimals, so a score within 0.00005 of a rounding edge may read 0.01 apart from its label), a flag as yes /
+        no, as the workbook writes it."""
         return [
-            score_text(v) if c.kind == SCORE and v is not None else v
+            score_text(v) if c.kind == SCORE and v is not None else flag_text(v) if c.kind == FLAG else v
             for c in self.console_columns()
             for v in (getattr(self, c.name),)
         ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from app.policy import SafetyEvent
 from app.results import Detection, FrameResult
-from app.schema import DATETIME, FLAG, NUMBER, ROWS, SCORE, DetectionRow, EventRow, RunRow, score_text
+from app.schema import DATETIME, FLAG, NUMBER, ROWS, SCORE, DetectionRow, EventRow, RunRow, flag_text, score_text
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
@@ -140,3 +141,13 @@ def test_as_dict_of_chosen_columns() -> None:
     frame, d = _frame()
     row = DetectionRow.of("run-1", frame, d, "t")
     assert list(row.as_dict(DetectionRow.file_columns())) == [n for n in DETECTION_COLUMNS if n != "id"]
+
+
+def test_flags_read_yes_or_no_in_the_console_as_in_the_workbook() -> None:
+    """History's Tracking column reads as the workbook's Runs sheet does, not `true` / `false`."""
+    run = RunRow(id="r", source="s", kind="video", model="m.pt", model_sha256="ab", task="detect", conf=0.25, iou=0.7,
+                 imgsz=640, tracking=True)  # fmt: skip
+    names = [c.name for c in RunRow.console_columns()]
+    runs = (run, replace(run, tracking=False))
+    tracked = [dict(zip(names, r.console_values(), strict=True))["tracking"] for r in runs]
+    assert tracked == ["yes", "no"] == [flag_text(True), flag_text(False)]
