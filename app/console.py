@@ -346,11 +346,17 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
     def select_event(evt: gr.SelectData):
         return show_event(evt.row_value[0]) if evt.row_value else (gr.skip(),) * 5  # a header: nothing chosen
 
-    def typed_event(typed, current):
-        """The box was left: the typed event is shown, unless it is already (or the box is empty)."""
-        if not (typed or "").strip() or str(typed).strip() == str(current):
+    def typed_event(typed, current, again: bool = False):
+        """The box was left (`again`: Enter was pressed in it): the typed event is shown, unless it is already or
+        the box was left empty. One that cannot be shown is said, and the box goes back to the event still shown,
+        so the box and the note never name two events."""
+        if not again and (not (typed or "").strip() or str(typed).strip() == str(current)):
             return (gr.skip(),) * 5
-        return show_event(typed)
+        try:
+            return show_event(typed)
+        except GloveSafetyError as e:
+            _refused(typed_event, e)
+            return (current or "", *(gr.skip(),) * 4)
 
     def acknowledge(current: str | None, typed: str | None, name: str | None):
         if (typed or "").strip() and typed.strip() != (current or ""):  # typed but not shown: show it first
@@ -367,7 +373,7 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
     tick.tick(refresh, [shown], [alarms, cards, events, shown], show_progress="hidden", concurrency_limit=None)
     media_outputs = [event, loaded, snapshot, clip, note]
     events.select(_answer(select_event, 5), None, media_outputs)
-    event.submit(_answer(show_event, 5), [event], media_outputs)
+    event.submit(_answer(functools.partial(typed_event, again=True), 5), [event, loaded], media_outputs)
     event.blur(_answer(typed_event, 5), [event, loaded], media_outputs)
     ack_btn.click(_answer(acknowledge, 7), [loaded, event, who], [*media_outputs, events, shown])
 

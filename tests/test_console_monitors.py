@@ -341,6 +341,12 @@ def test_monitors_tab_shows_what_the_monitors_recorded(monitored: dict) -> None:
             note = page.locator("#monitor-event-note")
             expect(note).to_contain_text(f"Event {first.id} of bandsaw-1 at {_clock(first)}: no gloves", timeout=10000)
             page.wait_for_function("document.querySelector('#monitor-snapshot img')?.naturalWidth === 200")
+            # a number not in the records is said, and the box goes back to the event still shown
+            box.fill("99999")
+            box.press("Enter")
+            _toast(page, "no event 99999 in the records")
+            expect(box).to_have_value(str(first.id))
+            expect(note).to_contain_text(f"Event {first.id} of bandsaw-1")
             page.wait_for_function(
                 "(v => v && (v.readyState > 0 || v.duration > 0))(document.querySelector('#monitor-clip video'))"
             )
