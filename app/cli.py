@@ -149,13 +149,14 @@ def history(args: argparse.Namespace) -> int:
 
 def monitor(args: argparse.Namespace) -> int:
     config = MonitorConfig.load(args.config)
-    monitors = MonitorSet(config)
-    # Events and problems as they happen, one line each (the records and the console hold the details).
+    # Events and problems as they happen, one line each (the records and the console hold the details); before the
+    # monitors exist, whose MQTT connections report from their own threads as soon as they are made.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     for name in ("app.monitor", "app.alerts"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)
+    monitors = MonitorSet(config)
     # SIGTERM (a service manager) and Ctrl-C stop it the same way: runs saved, files finished, status `stopped`.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: monitors.interrupt())
