@@ -173,7 +173,7 @@ class DetectionRun:
                 writer.add(frame, rows, frame.annotated if self.camera_monitor is None else None)
                 if self.store is not None:
                     self.store.add_frame(record.id, rows)
-                events = self._save_events(writer)
+                events = self._save_events(writer, now)
                 yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events,
                                 open_event=open_event)  # fmt: skip
             record.status = "stopped" if self._stopping else "completed"
@@ -187,7 +187,7 @@ class DetectionRun:
             items.close()  # the decoder (and its thread) let go now, also when the run is stopped early
             if self.monitor is not None:
                 self.monitor.finish()
-                self._save_events(writer)
+                self._save_events(writer, utc_now())
             s.video = writer.close()
             s.images = writer.images
             s.warnings += self.source.warnings
@@ -218,8 +218,8 @@ class DetectionRun:
             if d.track_id is not None:
                 self._track_ids.setdefault(d.class_name, set()).add(d.track_id)
 
-    def _save_events(self, writer: RunWriter) -> list[EventRow]:
-        """Save the events changed since the last frame; returns their rows."""
+    def _save_events(self, writer: RunWriter, now: str) -> list[EventRow]:
+        """Save the events changed since the last frame (processed `now`, as its detections); returns their rows."""
         if self.monitor is None:
             return []
         changed = self.monitor.take_changes()
@@ -229,10 +229,12 @@ class DetectionRun:
             # closes, when its peak-confidence frame is final; then the image is let go (a shift has many events).
             index = self._event_index.get(event.id) if event.id is not None else None
             snapshot = writer.snapshot(event) if index is None or event.closed else None
-            row = EventRow.of(self.summary.run_id, event, snapshot, utc_now())
+            row = EventRow.of(self.summary.run_id, event, snapshot, now)
             if index is not None:
                 old = events[index]
                 row.id, row.recorded_at, row.snapshot = old.id, old.recorded_at, snapshot or old.snapshot
+                if row.end_frame == old.end_frame:  # closed after its cooldown, or a new peak: not seen again now
+                    row.last_seen_at = old.last_seen_at
             if self.store is not None:
                 self.store.save_event(row)
             elif index is None:

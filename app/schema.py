@@ -214,18 +214,22 @@ class EventRow(Row):
     clip: str | None = column("TEXT", "Clip", kind=TEXT, console=False, files=False)
     acknowledged_by: str | None = column("TEXT", "Acknowledged by", kind=TEXT, console=False, files=False)
     acknowledged_at: str | None = column("TEXT", "Acknowledged at", kind=DATETIME, console=False, files=False)
+    # The clock time of the event's latest violating frame (schema 6; its end once closed): Start / End (s) are
+    # seconds into the source, which for a camera monitor count from when its process started.
+    last_seen_at: str | None = column("TEXT", "Last seen at", kind=DATETIME, console=False)
 
     MONITOR_FIELDS: ClassVar[tuple[str, ...]] = ("clip", "acknowledged_by", "acknowledged_at")
     """Columns a run's own updates of the event leave as they are."""
 
     @classmethod
     def of(cls, run_id: str, e: SafetyEvent, snapshot: str | None, recorded_at: str) -> EventRow:
-        """The row of one event: the only place a `SafetyEvent` becomes columns (and is rounded)."""
+        """The row of one event: the only place a `SafetyEvent` becomes columns (and is rounded); recorded (and
+        last seen) now."""
         return cls(
             run_id=run_id, item=e.source, reason=e.reason, class_name=e.class_name, start_frame=e.start_frame,
             end_frame=e.end_frame, start_time=round(e.start_time, 3), end_time=round(e.end_time, 3),
             peak_confidence=round(e.peak_confidence, 4), snapshot=snapshot, closed=e.closed,
-            recorded_at=recorded_at, id=e.id,
+            recorded_at=recorded_at, id=e.id, last_seen_at=recorded_at,
         )  # fmt: skip
 
 
@@ -292,11 +296,12 @@ class GapRow(Row):
 
 ROWS: tuple[type[Row], ...] = (RunRow, DetectionRow, EventRow, MonitorRow, RecordingRow, GapRow)
 """Every table, in creation order (detections and events refer to runs)."""
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
 events.clip and the acknowledgement) and each run's runtime and precision; 4: runs.augment (test-time augmentation;
 and runs.agnostic_nms for a PostgreSQL database made at 3 before it); 5: monitors.hands (hands judged in the latest
-frame). A store adds missing tables and columns when it opens a database."""
+frame); 6: events.last_seen_at (the clock time of an event's latest violating frame). A store adds missing tables
+and columns when it opens a database."""
 MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
 """`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
 cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""

@@ -98,6 +98,9 @@ def test_events_follow_the_policy_and_are_saved_everywhere(video_run: tuple, tmp
     ]
     for e in stored:
         assert e.snapshot and cv2.imread(str(s.output_dir / e.snapshot)) is not None
+        # last seen with its last violating frame's detections, not when it closed (the next frame)
+        seen = {d.detected_at for d in store.detections(s.run_id) if d.frame_index == e.end_frame}
+        assert seen == {e.last_seen_at} and e.recorded_at <= e.last_seen_at
     saved = json.loads((s.output_dir / "events.json").read_text())
     assert [(e["start_frame"], e["end_frame"]) for e in saved] == [(e.start_frame, e.end_frame) for e in s.events]
     ws = load_workbook(export_workbook(store, tmp_path / "run.xlsx", run_id=s.run_id))["Events"]

@@ -367,10 +367,31 @@ def test_a_version_4_database_gains_the_monitors_hands_column(location: str | Pa
     set_schema_version(location, 4)
     store = RecordStore(location)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION
         assert table_columns(location, "monitors") == [c.name for c in MonitorRow.columns()]
         (bench,) = store.monitors()
         assert (bench.name, bench.violation, bench.hands) == ("bench", True, 0)
+    finally:
+        store.close()
+
+
+def test_a_version_5_database_gains_the_events_last_seen_column(location: str | Path) -> None:
+    """Version 6 added events.last_seen_at (the clock time of an event's latest violating frame): an event saved
+    before keeps its row, with no time, and an update of it sets one."""
+    first = RecordStore(location)
+    first.start_run(make_run("r", "2026-11-16T08:00:00.000+00:00"))
+    event_id = first.save_event(make_event("r"))
+    first.close()
+    sql(location, "ALTER TABLE events DROP COLUMN last_seen_at")
+    set_schema_version(location, 5)
+    store = RecordStore(location)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 6
+        assert table_columns(location, "events") == [c.name for c in EventRow.columns()]
+        before = store.event(event_id)
+        assert before is not None and before.reason == "bare hand near blade" and before.last_seen_at is None
+        store.save_event(dataclasses.replace(before, end_frame=9, last_seen_at="2026-11-16T08:00:09.000+00:00"))
+        assert store.event(event_id).last_seen_at == "2026-11-16T08:00:09.000+00:00"
     finally:
         store.close()
 
@@ -398,15 +419,16 @@ def test_a_version_3_database_gains_the_test_time_augmentation_column(location: 
 
 def test_migration_adds_the_columns_of_a_later_version(location: str | Path) -> None:
     """A database of schema version 1 (runs without host, pid, monitor, runtime, precision, agnostic NMS and
-    test-time augmentation; events without clip and acknowledgement; no monitor tables) gains them when opened, keeps
-    its rows and records the new version: a later column or table is added the same way, on both backends."""
+    test-time augmentation; events without clip, acknowledgement and last seen time; no monitor tables) gains them
+    when opened, keeps its rows and records the new version: a later column or table is added the same way, on both
+    backends."""
     first = RecordStore(location)
     first.start_run(make_run("old", "2026-10-01T07:00:00.000+00:00"))
     first.add_frame("old", [make_detection("old", 0)])
     first.close()
     for table, column in [
         *(("runs", c.name) for c in RunRow.columns() if c.name not in RUN_COLUMNS_V1),
-        *(("events", c) for c in EventRow.MONITOR_FIELDS),
+        *(("events", c) for c in (*EventRow.MONITOR_FIELDS, "last_seen_at")),
     ]:
         sql(location, f"ALTER TABLE {table} DROP COLUMN {column}")
     for table in ("monitors", "recordings", "gaps"):

@@ -19,7 +19,7 @@ DETECTION_COLUMNS = ["run_id", "item", "frame_index", "video_time", "detected_at
                      "confidence", "x1", "y1", "x2", "y2", "track_id", "mask_area", "polygon", "id"]  # fmt: skip
 EVENT_COLUMNS = ["run_id", "item", "reason", "class_name", "start_frame", "end_frame", "start_time", "end_time",
                  "peak_confidence", "snapshot", "closed", "recorded_at", "id", "clip", "acknowledged_by",
-                 "acknowledged_at"]  # fmt: skip
+                 "acknowledged_at", "last_seen_at"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -45,9 +45,9 @@ def test_column_kinds() -> None:
     assert {k for k, v in kinds.items() if v == SCORE} == {("detections", "confidence"), ("events", "peak_confidence")}
     assert {k for k, v in kinds.items() if v == DATETIME} == {
         ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at"),
-        ("events", "acknowledged_at"), ("monitors", "last_frame_at"), ("monitors", "started_at"),
-        ("monitors", "updated_at"), ("recordings", "started_at"), ("recordings", "ended_at"),
-        ("recordings", "pruned_at"), ("gaps", "started_at"), ("gaps", "ended_at"),
+        ("events", "acknowledged_at"), ("events", "last_seen_at"), ("monitors", "last_frame_at"),
+        ("monitors", "started_at"), ("monitors", "updated_at"), ("recordings", "started_at"),
+        ("recordings", "ended_at"), ("recordings", "pruned_at"), ("gaps", "started_at"), ("gaps", "ended_at"),
     }  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_console_and_file_columns() -> None:
                                  if n not in ("run_id", "detected_at", "class_id", "polygon", "id")]  # fmt: skip
     event_console = [c.name for c in EventRow.console_columns()]  # the Monitors tab shows the monitors' fields
     hidden_events = ("run_id", "item", "start_frame", "end_frame", "snapshot", "recorded_at", "clip",
-                     "acknowledged_by", "acknowledged_at")  # fmt: skip
+                     "acknowledged_by", "acknowledged_at", "last_seen_at")  # fmt: skip
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
     hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid", "runtime", "precision",
@@ -125,6 +125,7 @@ def test_event_row_of() -> None:
         "end_frame": 9, "start_time": 0.123, "end_time": 0.988, "peak_confidence": 0.9123,
         "snapshot": "events/event_000003.jpg", "closed": True, "recorded_at": "2026-11-16T08:00:01.000+00:00",
         "id": 42, "clip": None, "acknowledged_by": None, "acknowledged_at": None,
+        "last_seen_at": "2026-11-16T08:00:01.000+00:00",  # seen last as it was recorded, until the run extends it
     }  # fmt: skip
 
 
