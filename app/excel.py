@@ -37,6 +37,7 @@ from .schema import (
     Row,
     RunRow,
     flag_text,
+    local_zone,
     run_tallies,
     with_tallies,
 )
@@ -230,10 +231,9 @@ def _text(ws: Worksheet, fmt: _Formats, r: int, c: int, value: str) -> None:
 def _times_note() -> str:
     """What the date-time cells are: Excel keeps no time zone, so the sheet says which one they are in."""
     now = datetime.now().astimezone()
-    offset = now.strftime("%z")
     return (
-        f"local time of the machine that wrote this workbook, {now.tzname()} (UTC{offset[:3]}:{offset[3:]} on "
-        f"{now:%Y-%m-%d}); the records, the run files and the console's History dates are in UTC"
+        f"local time of the machine that wrote this workbook, {local_zone(now)} on {now:%Y-%m-%d}; the records "
+        "and the run files are in UTC, as are the dates the runs were chosen by"
     )
 
 

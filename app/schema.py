@@ -13,6 +13,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 from .policy import SafetyEvent, recorded_verdict
@@ -26,6 +27,14 @@ SCORE_DECIMALS = 2  # the boxes' labels on an annotated image (Ultralytics draws
 def score_text(value: float) -> str:
     """A confidence as the console shows it: as the boxes' labels read (`0.80`, not `0.8`)."""
     return f"{value:.{SCORE_DECIMALS}f}"
+
+
+def local_zone(now: datetime | None = None) -> str:
+    """This machine's time zone as people read it, `CET (UTC+01:00)`: the console's and the workbook's date-times
+    are in it (stored times are UTC)."""
+    now = (now or datetime.now()).astimezone()
+    offset = now.strftime("%z")
+    return f"{now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def flag_text(value: object) -> str:

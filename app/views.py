@@ -22,7 +22,7 @@ from .engine import settings_line
 from .errors import GloveSafetyError
 from .policy import NO_HAND, NO_VERDICT, OK, VIOLATION, FrameStatus, SafetyEvent, SafetyPolicy
 from .results import FrameResult
-from .schema import RUN_TALLIES, DetectionRow, EventRow, Row, RunRow, score_text, with_tallies
+from .schema import DATETIME, RUN_TALLIES, DetectionRow, EventRow, Row, RunRow, local_zone, score_text, with_tallies
 from .service import LIVE_GAP_S
 from .sources import redact
 
@@ -263,8 +263,8 @@ def runs_table(runs: list[RunRow], tallies: dict[str, tuple[int, int, str]] | No
     tallies = tallies or {}
     values = []
     for r in runs:
-        row = [Path(v).name if c.name in ("source", "model") and v else v
-               for c, v in zip(columns, r.console_values(), strict=True)]  # fmt: skip
+        row = [Path(v).name if c.name in ("source", "model") and v else local_datetime(v) if c.kind == DATETIME
+               else v for c, v in zip(columns, r.console_values(), strict=True)]  # fmt: skip
         values.append(with_tallies(columns, row, tallies.get(r.id, (0, 0, ""))))
     return pd.DataFrame(values, columns=with_tallies(columns, [c.title for c in columns], RUN_TALLIES))
 
@@ -273,7 +273,7 @@ def runs_label(runs: list[RunRow], dated: bool, source: str | None) -> str:
     """The History table's label: how many runs are listed, and why there may be none (`dated`: a From or an Until
     was given)."""
     if runs:
-        return f"Runs: {len(runs)}, newest first"
+        return f"Runs: {len(runs)}, newest first; times in {local_zone()}"
     within = " in these dates" if dated else ""
     if source and source.strip():
         return (f"Runs: none from source {source.strip()!r}{within} (a source matches as stored, or by its file name "
@@ -337,6 +337,12 @@ def file_url(path: str | Path | None, served: Sequence[str | Path]) -> str | Non
     except OSError:
         return None
     return f"{FILE_ROUTE}{urllib.parse.quote(str(path))}?v={version}"
+
+
+def local_datetime(iso: str | None) -> str:
+    """A stored UTC time as this machine's local date and clock time, `2026-12-01 19:10:48`, as the Monitors tab
+    and the workbook show times."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S") if iso else ""
 
 
 def local_time(iso: str | None, now: datetime) -> str:

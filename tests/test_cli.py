@@ -17,6 +17,8 @@ from openpyxl import load_workbook
 from app.cli import EXIT_VIOLATION, HISTORY_COLUMNS, main
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT
+from app.schema import local_zone
+from app.views import local_datetime
 
 
 @pytest.fixture
@@ -84,17 +86,18 @@ def test_history_lists_the_runs_with_their_verdicts_and_writes_their_workbook(
     capsys.readouterr()
     assert main(["history", "--save-dir", str(tmp_path / "out")]) == 0
     label, header, *lines = capsys.readouterr().out.splitlines()
-    assert label == "Runs: 2, newest first"
+    assert label == f"Runs: 2, newest first; times in {local_zone()}"
     starts = [header.index(title) for title in HISTORY_COLUMNS]  # each column left-aligned under its title
     assert starts == sorted(starts)
     for line, run, verdict in zip(lines, runs, ("No hand detected", "VIOLATION: 1 event(s)"), strict=True):
         cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        assert cells == [run.started_at, run.id, Path(run.source).name, "image", "", "completed", str(run.frames),
-                         str(len(store.detections(run.id))), str(len(store.events(run.id))), verdict]  # fmt: skip
+        assert cells == [local_datetime(run.started_at), run.id, Path(run.source).name, "image", "", "completed",
+                         str(run.frames), str(len(store.detections(run.id))), str(len(store.events(run.id))),
+                         verdict]  # fmt: skip
     book = tmp_path / "seen.xlsx"
     assert main(["history", "--save-dir", str(tmp_path / "out"), "--source", "seen.jpg", "--excel", str(book)]) == 0
     label, _, line, saved = capsys.readouterr().out.splitlines()
-    assert label == "Runs: 1, newest first" and runs[1].id in line and saved == f"workbook: {book}"
+    assert label.startswith("Runs: 1, newest first") and runs[1].id in line and saved == f"workbook: {book}"
     assert [r[0].value for r in load_workbook(book)["Runs"].iter_rows(min_row=2)] == [runs[1].id]
     for args, said in ((["--save-dir", str(tmp_path / "typo")], f"error: no records at {tmp_path / 'typo'}"),
                        (["--save-dir", str(tmp_path / "out"), "--from", "30/11/2026"], "error: From: write the date")):

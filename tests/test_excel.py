@@ -119,7 +119,7 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
     offset = datetime.now().astimezone().strftime("%z")
     times = next(r[1] for r in table if r[0] == "Times")  # Excel has no time zones: the sheet names the one used
     assert times.startswith("local time of the machine that wrote this workbook") and (
-        f"(UTC{offset[:3]}:{offset[3:]} on " in times and "History dates are in UTC" in times
+        f"(UTC{offset[:3]}:{offset[3:]}) on " in times and "as are the dates the runs were chosen by" in times
     )
 
 

@@ -4,6 +4,7 @@ a video's banner while it runs holds the verdict so far."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from app import views
 from app.engine import DetectionEngine, RunSettings
 from app.pipeline import DetectionRun
 from app.policy import FrameStatus, SafetyEvent, SafetyPolicy
+from app.schema import RunRow
 from app.sources import open_source
 
 # Every class a glove, gloves forbidden everywhere: each box the test model draws is a violation
@@ -100,3 +102,19 @@ def test_a_live_banner_stays_red_while_the_event_is_open() -> None:
         "No hand detected<small>nothing to judge in this frame: no hand in view, or none the model sees</small></div>",
     )
     assert _state_and_text(views.banner(FrameStatus(), False, event))[0] == "none"  # no policy: no verdict
+
+
+def test_history_shows_local_times_and_names_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """History's times are this machine's clock, as on the Monitors tab and in the workbook, not stored UTC."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        run = RunRow(id="r", source="/v/cam.mp4", kind="video", model="/w/m.pt", model_sha256="ab", task="detect",
+                     conf=0.25, iou=0.7, imgsz=640, started_at="2026-12-01T18:10:48.191+00:00",
+                     ended_at="2026-12-01T23:30:00.000+00:00")  # fmt: skip
+        shown = views.runs_table([run]).iloc[0]
+        assert (shown["Started"], shown["Ended"]) == ("2026-12-01 19:10:48", "2026-12-02 00:30:00")
+        assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET (UTC+01:00)"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
