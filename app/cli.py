@@ -45,7 +45,7 @@ from .monitor import MonitorConfig, MonitorSet
 from .records import is_url, records_location
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
-from .schema import RUN_TALLIES
+from .schema import RUN_TALLIES, RunRow, flag_text
 from .service import DetectionService, RunOptions
 from .sources import redact
 from .views import runs_label, runs_table
@@ -125,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HISTORY_COLUMNS = ("Started", "Run", "Source", "Kind", "Monitor", "Status", "Frames", *RUN_TALLIES)
+_RUN_TITLES = {c.name: c.title for c in RunRow.columns()}
+HISTORY_COLUMNS = (
+    *(_RUN_TITLES[n] for n in ("started_at", "id", "source", "kind", "monitor", "status", "frames")),
+    *RUN_TALLIES,
+)
 """What `history` prints of the console's History table: the run and its verdict (the settings are in the
 workbook), to fit a terminal."""
 
@@ -134,7 +138,7 @@ def history(args: argparse.Namespace) -> int:
     location = records_location(args.db, args.save_dir / "records.sqlite")
     if not is_url(location) and not Path(location).is_file():  # a typed path is not a new, empty history
         raise ServiceError(f"no records at {location}: give --db or --save-dir where runs were recorded")
-    service = DetectionService(exports_dir=args.save_dir, db=location)
+    service = DetectionService(exports_dir=args.save_dir, db=location, reader=True)
     runs = service.history(args.start, args.until, args.source)
     print(runs_label(runs, bool(args.start or args.until), args.source))
     if runs:
@@ -175,7 +179,8 @@ def monitor(args: argparse.Namespace) -> int:
             f"{row.name}: {row.status}, {row.frames} frame(s), {m.events} event(s) opened, run {row.run_id}"
             + (f" ({row.message})" if row.message else "")
         )
-    print(f"saved: records in {monitors.service.store.location}, recordings in {config.recordings_dir}")
+    print(f"saved: records in {monitors.service.store.location}, recordings in {config.recordings_dir}, "
+          f"run folders in {config.exports}")  # fmt: skip
     return 0
 
 
@@ -264,8 +269,8 @@ def summary_table(results: list[Evaluation]) -> str:
     for r in results:
         per_class = {c.name: c.map50 for c in r.classes}
         interval = [f"{r.map50_interval[0]:.3f}-{r.map50_interval[1]:.3f}" if r.map50_interval else "-"]
-        cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", "yes" if r.agnostic else "no",
-                 "yes" if r.augment else "no", f"{r.map50:.3f}", *(interval if intervals else []),
+        cells = [Path(r.weights).name, Path(r.data).stem, r.split, r.imgsz, f"{r.iou:g}", flag_text(r.agnostic),
+                 flag_text(r.augment), f"{r.map50:.3f}", *(interval if intervals else []),
                  f"{r.map50_95:.3f}", *(f"{per_class[n]:.3f}" if n in per_class else "-" for n in names),
                  f"{r.best_f1:.3f}", f"{r.best_f1_conf:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")

@@ -34,7 +34,7 @@ class PolicyError(GloveSafetyError):
 
 
 class RecordsError(GloveSafetyError):
-    """Nothing to export from the records, or the selection is invalid."""
+    """Nothing to export from the records, the selection is invalid, or the workbook cannot be written there."""
 
 
 class ServiceError(GloveSafetyError):

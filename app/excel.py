@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import xlsxwriter
+from xlsxwriter.exceptions import FileCreateError
 from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
@@ -76,15 +77,19 @@ def export_workbook(
     path = Path(path)
     options = {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
     # The workbook is finished (its `with` closes first), then renamed: a reader never opens half a workbook.
-    with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
-        fmt = _Formats(wb)
-        dates = " ".join(([f"from {start}"] if start else []) + ([f"until {end} (exclusive)"] if end else []))
-        selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates or 'any day'}, UTC") + (
-            f", source {source}" if source and not run_id else "")  # fmt: skip
-        _summary_sheet(wb, fmt, detections, events, selection)
-        _runs_sheet(wb, fmt, runs, detections, events)
-        _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
-        _rows_sheet(wb, fmt, "Events", events, EventRow)
+    try:
+        with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
+            fmt = _Formats(wb)
+            dates = " ".join(([f"from {start}"] if start else []) + ([f"until {end} (exclusive)"] if end else []))
+            selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates or 'any day'}, UTC") + (
+                f", source {source}" if source and not run_id else "")  # fmt: skip
+            _summary_sheet(wb, fmt, detections, events, selection)
+            _runs_sheet(wb, fmt, runs, detections, events)
+            _rows_sheet(wb, fmt, "Detections", detections, DetectionRow)
+            _rows_sheet(wb, fmt, "Events", events, EventRow)
+    except (OSError, FileCreateError) as e:  # a folder given, no right to write there, a full disk
+        cause = e.args[0] if isinstance(e, FileCreateError) and e.args else e  # xlsxwriter wraps the OSError
+        raise RecordsError(f"cannot write the workbook {path}: {getattr(cause, 'strerror', None) or cause}") from e
     return path
 
 

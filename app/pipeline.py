@@ -172,7 +172,7 @@ class DetectionRun:
                 self._count(frame)
                 writer.add(frame, rows, frame.annotated if self.camera_monitor is None else None)
                 if self.store is not None:
-                    self.store.add_frame(record.id, rows)
+                    self.store.add_frame(record.id, rows, now)
                 events = self._save_events(writer, now)
                 yield RunUpdate(done, self.source.total, frame=frame, status=status, rows=rows, events=events,
                                 open_event=open_event)  # fmt: skip

@@ -290,24 +290,21 @@ class RecordStore:
         """Close as `interrupted` the runs this machine left `running` from processes that no longer exist (or
         from `ending_pid`, a process shutting down); what they recorded stays. Returns their ids.
 
-        A run ends when it was last seen working (its latest detection, or its monitor's latest status), not when it
-        is found, and the events it left open close with it: no alarm stays up for a process that is gone."""
+        A run ends with its latest frame (`last_frame_at`), not when it is found; one without a frame as it started
+        (one from before schema 6 that has frames: when found). The events it left open close with it: no alarm
+        stays up for a process that is gone."""
 
         def close(db: Any) -> list[str]:
             found = db.execute(
-                "SELECT id, pid, started_at FROM runs WHERE status = 'running' AND host = ?", (host,)
+                "SELECT id, pid, started_at, frames, last_frame_at FROM runs WHERE status = 'running' AND host = ?",
+                (host,),
             ).fetchall()
-            dead = [(run_id, started) for run_id, pid, started in found
-                    if pid is None or pid == ending_pid or not _alive(pid)]  # fmt: skip
-            for run_id, started in dead:
-                seen = db.execute(
-                    "SELECT (SELECT MAX(detected_at) FROM detections WHERE run_id = ?),"
-                    " (SELECT MAX(updated_at) FROM monitors WHERE run_id = ?)", (run_id, run_id)
-                ).fetchone()  # fmt: skip
-                ended = min(max(v for v in (started, *seen) if v), utc_now())
+            dead = [row for row in found if row[1] is None or row[1] == ending_pid or not _alive(row[1])]
+            for run_id, _, started, frames, last_frame in dead:
+                ended = last_frame or (started if not frames and started else utc_now())
                 db.execute("UPDATE runs SET status = 'interrupted', ended_at = ? WHERE id = ?", (ended, run_id))
                 db.execute("UPDATE events SET closed = 1 WHERE run_id = ? AND closed = 0", (run_id,))
-            return [run_id for run_id, _ in dead]
+            return [row[0] for row in dead]
 
         return self._tx(close)
 
@@ -323,8 +320,8 @@ class RecordStore:
     def new_run_id() -> str:
         return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
-    def add_frame(self, run_id: str, rows: list[DetectionRow]) -> None:
-        """Store one frame's detections and count the frame, in one transaction."""
+    def add_frame(self, run_id: str, rows: list[DetectionRow], at: str | None = None) -> None:
+        """Store one frame's detections and count the frame (processed `at`, a UTC ISO time), in one transaction."""
         names = [c.name for c in DetectionRow.columns() if c.name != "id"]
 
         def write(db: Any) -> None:
@@ -333,7 +330,8 @@ class RecordStore:
                     f"INSERT INTO detections ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                     [tuple(_value(getattr(r, n)) for n in names) for r in rows],
                 )
-            db.execute("UPDATE runs SET frames = frames + 1 WHERE id = ?", (run_id,))
+            db.execute("UPDATE runs SET frames = frames + 1, last_frame_at = COALESCE(?, last_frame_at) WHERE id = ?",
+                       (at, run_id))  # fmt: skip
 
         self._tx(write)
 

@@ -142,6 +142,9 @@ class RunRow(Row):
     augment: bool = column(
         "INTEGER NOT NULL DEFAULT 0", "Test-time augmentation", kind=FLAG, console=False, default=False
     )  # fmt: skip  (schema 4)
+    # When its latest frame was processed (schema 6), counted with it: a run its process left `running` (killed,
+    # crashed) ends there, not when the next start finds it.
+    last_frame_at: str | None = column("TEXT", "Last frame", kind=DATETIME, console=False)
 
 
 RUN_TALLIES = ("Detections", "Violation events", "Verdict")  # counted from a run's records, not stored with it
@@ -309,8 +312,8 @@ SCHEMA_VERSION = 6
 """Version 1: the first tables; 2: runs.host and runs.pid; 3: camera monitors (tables monitors, recordings, gaps;
 events.clip and the acknowledgement) and each run's runtime and precision; 4: runs.augment (test-time augmentation;
 and runs.agnostic_nms for a PostgreSQL database made at 3 before it); 5: monitors.hands (hands judged in the latest
-frame); 6: events.last_seen_at (the clock time of an event's latest violating frame). A store adds missing tables
-and columns when it opens a database."""
+frame); 6: events.last_seen_at and runs.last_frame_at (the clock times of an event's latest violating frame and of
+a run's latest frame). A store adds missing tables and columns when it opens a database."""
 MONITOR_STATUSES = ("starting", "running", "reconnecting", "failed", "stopped")
 """`reconnecting`: its camera dropped and is tried again with back-off; `failed`: it stopped on an error it
 cannot recover from (its message says which); a `running` row not updated for a while belongs to a dead process."""

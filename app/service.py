@@ -254,7 +254,7 @@ class DetectionService:
     """What the console and the CLI do, without any UI: models, runs, live cameras, history and workbooks.
 
     Shared by all console users: the records store and a cache of loaded engines (one per model file and runtime).
-    `runtime` is what runs whose options name none run in (`engine.RUNTIMES`).
+    `runtime` is what runs whose options name none run in (`engine.RUNTIMES`); a `reader` only reads the records.
     """
 
     def __init__(
@@ -263,6 +263,7 @@ class DetectionService:
         weights_dir: Path = WEIGHTS_DIR,
         db: str | Path | None = None,
         runtime: str = "auto",
+        reader: bool = False,
     ) -> None:
         self.exports_dir, self.weights_dir, self.runtime = Path(exports_dir), Path(weights_dir), runtime
         # A SQLite file or a postgresql:// URL; else $GLOVE_RECORDS, else the exports folder's records.sqlite.
@@ -275,7 +276,9 @@ class DetectionService:
         self._lock = threading.Lock()
         self._closing = threading.Event()  # set by shutdown: the live sessions' watcher ends
         self._watcher: threading.Thread | None = None
-        self.interrupted = self.store.close_interrupted()  # left `running` by a crash or a kill of an earlier process
+        # left `running` by a crash or a kill of an earlier process; a `reader` (history, reports: perhaps the
+        # records' read-only role) leaves them to the next console or monitor to start
+        self.interrupted = [] if reader else self.store.close_interrupted()
 
     def shutdown(self) -> None:
         """Save every open live run and close what else this process still has running as `interrupted`."""
@@ -426,8 +429,10 @@ class DetectionService:
                 note = f"clip {event.clip} is missing (on another machine, or deleted)"
         elif run is not None and run.monitor and run.status == "running":
             note = "clip still recording" if not event.closed else "clip being written"
+        elif run is not None and run.status == "interrupted":
+            note = "no clip: the monitor's process ended (killed or crashed) before the clip was finished"
         elif run is not None and run.monitor:
-            note = f"no clip: the monitor's run ended ({run.status}) before the clip was finished"
+            note = "no clip recorded"
         return EventMedia(event, snapshot, clip, note)
 
     # history

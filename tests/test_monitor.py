@@ -507,7 +507,8 @@ def test_sigkill_loses_only_the_segment_in_flight_and_sigterm_stops_cleanly(
     assert not list((tmp_path / "recordings").rglob(f".*.{second.pid}.part")), "SIGTERM finishes its files"
     said = (tmp_path / "second.log").read_text().splitlines()[-2:]  # what was watched, and where it is saved
     assert re.fullmatch(rf"desk: stopped, {row.frames} frame\(s\), \d+ event\(s\) opened, run {row.run_id}", said[0])
-    assert said[1] == f"saved: records in {db}, recordings in {tmp_path / 'recordings'}"
+    assert said[1] == (f"saved: records in {db}, recordings in {tmp_path / 'recordings'}, "
+                       f"run folders in {tmp_path / 'exports'}")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -101,6 +101,8 @@ def test_events_follow_the_policy_and_are_saved_everywhere(video_run: tuple, tmp
         # last seen with its last violating frame's detections, not when it closed (the next frame)
         seen = {d.detected_at for d in store.detections(s.run_id) if d.frame_index == e.end_frame}
         assert seen == {e.last_seen_at} and e.recorded_at <= e.last_seen_at
+    record = store.run(s.run_id)  # its last frame's time, where a killed run would end
+    assert max(d.detected_at for d in store.detections(s.run_id)) <= record.last_frame_at <= record.ended_at
     saved = json.loads((s.output_dir / "events.json").read_text())
     assert [(e["start_frame"], e["end_frame"]) for e in saved] == [(e.start_frame, e.end_frame) for e in s.events]
     ws = load_workbook(export_workbook(store, tmp_path / "run.xlsx", run_id=s.run_id))["Events"]

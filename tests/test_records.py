@@ -284,7 +284,7 @@ def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> Non
 
 def test_close_interrupted(store: RecordStore) -> None:
     """Runs this machine left `running` from a process that is gone (or that is ending) become `interrupted`, ended
-    when last seen working, their open events closed; runs of live processes, of other machines and finished runs
+    with their last frame, their open events closed; runs of live processes, of other machines and finished runs
     are left alone."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # its pid now belongs to no process
@@ -294,23 +294,23 @@ def test_close_interrupted(store: RecordStore) -> None:
         store.start_run(dataclasses.replace(make_run(run_id, f"2026-11-16T08:00:0{i}.000+00:00"), host=host, pid=pid))
         store.add_frame(run_id, [make_detection(run_id, 0)])
     store.finish_run("done", "completed")
-    store.add_frame("dead", [make_detection("dead", 25)])  # its last sign of life: a detection at 08:00:25
-    store.add_frame("dead", [])
-    # "unknown" was a monitor's run: its status row, written about once a second, says when it last worked
-    store.save_monitor(MonitorRow(name="bench", source="0", status="running", violation=True, run_id="unknown",
-                                  updated_at="2026-11-16T08:07:00.000+00:00"))  # fmt: skip
+    store.add_frame("dead", [make_detection("dead", 25)], "2026-11-16T08:00:25.000+00:00")
+    store.add_frame("dead", [], "2026-11-16T08:07:00.000+00:00")  # its last frame: no detection in it
     dead_event, alive_event = store.save_event(make_event("dead")), store.save_event(make_event("alive"))
+    # a run of no frame ends as it started; "unknown" has frames with no time (as before schema 6): when found
+    store.start_run(dataclasses.replace(make_run("no-frame", "2026-11-16T09:00:00.000+00:00"), host=HOST, pid=None))
+    found_at = utc_now()
 
-    assert sorted(store.close_interrupted()) == ["dead", "unknown"]
+    assert sorted(store.close_interrupted()) == ["dead", "no-frame", "unknown"]
     status = {r.id: r.status for r in store.runs()}
     assert status == {"dead": "interrupted", "unknown": "interrupted", "alive": "running", "other-host": "running",
-                      "done": "completed"}  # fmt: skip
-    dead, unknown = store.run("dead"), store.run("unknown")
-    assert dead is not None and dead.ended_at == "2026-11-16T08:00:25.000+00:00" and dead.frames == 3
-    assert unknown is not None and unknown.ended_at == "2026-11-16T08:07:00.000+00:00"
+                      "done": "completed", "no-frame": "interrupted"}  # fmt: skip
+    ended = {r.id: r.ended_at for r in store.runs() if r.status == "interrupted"}
+    assert ended["dead"] == "2026-11-16T08:07:00.000+00:00" and store.run("dead").frames == 3
+    assert ended["no-frame"] == "2026-11-16T09:00:00.000+00:00" and ended["unknown"] >= found_at
     assert len(store.detections(run_id="dead")) == 2  # what it recorded stays
-    assert {e.id: e.closed for e in store.events(run_id="dead") + store.events(run_id="alive")} == {
-        dead_event: True, alive_event: False}  # no alarm stays up for a process that is gone
+    closed = {e.id: e.closed for e in store.events(run_id="dead") + store.events(run_id="alive")}
+    assert closed == {dead_event: True, alive_event: False}  # no alarm stays up for a process that is gone
     assert store.close_interrupted() == []
     assert store.close_interrupted(ending_pid=os.getpid()) == ["alive"]
 
@@ -375,19 +375,23 @@ def test_a_version_4_database_gains_the_monitors_hands_column(location: str | Pa
         store.close()
 
 
-def test_a_version_5_database_gains_the_events_last_seen_column(location: str | Path) -> None:
-    """Version 6 added events.last_seen_at (the clock time of an event's latest violating frame): an event saved
-    before keeps its row, with no time, and an update of it sets one."""
+def test_a_version_5_database_gains_the_last_seen_and_last_frame_columns(location: str | Path) -> None:
+    """Version 6 added events.last_seen_at and runs.last_frame_at (the clock times of an event's latest violating
+    frame and of a run's latest frame): rows saved before keep their data, with no time, and updates set one."""
     first = RecordStore(location)
     first.start_run(make_run("r", "2026-11-16T08:00:00.000+00:00"))
     event_id = first.save_event(make_event("r"))
     first.close()
     sql(location, "ALTER TABLE events DROP COLUMN last_seen_at")
+    sql(location, "ALTER TABLE runs DROP COLUMN last_frame_at")
     set_schema_version(location, 5)
     store = RecordStore(location)
     try:
         assert store.schema_version == SCHEMA_VERSION == 6
         assert table_columns(location, "events") == [c.name for c in EventRow.columns()]
+        assert table_columns(location, "runs") == [c.name for c in RunRow.columns()]
+        store.add_frame("r", [], "2026-11-16T08:00:09.000+00:00")
+        assert store.run("r").last_frame_at == "2026-11-16T08:00:09.000+00:00"
         before = store.event(event_id)
         assert before is not None and before.reason == "bare hand near blade" and before.last_seen_at is None
         store.save_event(dataclasses.replace(before, end_frame=9, last_seen_at="2026-11-16T08:00:09.000+00:00"))
@@ -402,7 +406,7 @@ def test_a_version_3_database_gains_the_test_time_augmentation_column(location: 
     first = RecordStore(location)
     first.start_run(make_run("old", "2026-11-20T07:00:00.000+00:00"))
     first.close()
-    for column in ("augment", "agnostic_nms"):
+    for column in ("augment", "agnostic_nms", "last_frame_at"):  # and version 6's
         sql(location, f"ALTER TABLE runs DROP COLUMN {column}")
     set_schema_version(location, 3)
     store = RecordStore(location)

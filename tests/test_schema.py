@@ -14,7 +14,7 @@ from app.schema import DATETIME, FLAG, NUMBER, ROWS, SCORE, DetectionRow, EventR
 
 RUN_COLUMNS = ["id", "source", "kind", "model", "model_sha256", "task", "conf", "iou", "imgsz", "classes", "tracking",
                "policy", "policy_json", "output_dir", "started_at", "ended_at", "status", "frames", "host",
-               "pid", "monitor", "runtime", "precision", "agnostic_nms", "augment"]  # fmt: skip
+               "pid", "monitor", "runtime", "precision", "agnostic_nms", "augment", "last_frame_at"]  # fmt: skip
 DETECTION_COLUMNS = ["run_id", "item", "frame_index", "video_time", "detected_at", "class_id", "class_name",
                      "confidence", "x1", "y1", "x2", "y2", "track_id", "mask_area", "polygon", "id"]  # fmt: skip
 EVENT_COLUMNS = ["run_id", "item", "reason", "class_name", "start_frame", "end_frame", "start_time", "end_time",
@@ -44,7 +44,8 @@ def test_column_kinds() -> None:
     assert kinds["runs", "conf"] == kinds["runs", "iou"] == NUMBER  # thresholds as the sliders set them: 0.25
     assert {k for k, v in kinds.items() if v == SCORE} == {("detections", "confidence"), ("events", "peak_confidence")}
     assert {k for k, v in kinds.items() if v == DATETIME} == {
-        ("runs", "started_at"), ("runs", "ended_at"), ("detections", "detected_at"), ("events", "recorded_at"),
+        ("runs", "started_at"), ("runs", "ended_at"), ("runs", "last_frame_at"), ("detections", "detected_at"),
+        ("events", "recorded_at"),
         ("events", "acknowledged_at"), ("events", "last_seen_at"), ("monitors", "last_frame_at"),
         ("monitors", "started_at"), ("monitors", "updated_at"), ("recordings", "started_at"),
         ("recordings", "ended_at"), ("recordings", "pruned_at"), ("gaps", "started_at"), ("gaps", "ended_at"),
@@ -77,7 +78,7 @@ def test_console_and_file_columns() -> None:
     assert event_console == [n for n in EVENT_COLUMNS if n not in hidden_events]
     run_console = [c.name for c in RunRow.console_columns()]
     hidden = ("model_sha256", "classes", "policy_json", "output_dir", "host", "pid", "runtime", "precision",
-              "agnostic_nms", "augment")  # fmt: skip
+              "agnostic_nms", "augment", "last_frame_at")  # fmt: skip
     assert "monitor" in run_console
     assert run_console == [n for n in RUN_COLUMNS if n not in hidden]
 

@@ -267,6 +267,8 @@ def test_runs_left_running_by_a_dead_process_are_closed_as_interrupted(tmp_path:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with sqlite3.connect(exports / "records.sqlite") as db:  # as if a process that has since died ran it
         db.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(dead.stdout), run_id))
+    reader = DetectionService(exports_dir=exports, reader=True)  # `python -m app history`: it only reads
+    assert reader.interrupted == [] and reader.store.run(run_id).status == "running"
     other = DetectionService(exports_dir=exports, weights_dir=Path(weights).parent)  # the next start
     assert other.interrupted == [run_id]
     record = other.store.run(run_id)
@@ -311,7 +313,7 @@ def test_an_event_left_open_by_a_dead_monitor_closes_with_its_run(service: Detec
     assert store.close_interrupted() == ["killed"]  # as the next process finds it: no process id, none alive
     media = service.event_media(event)
     assert media.event.closed and media.clip is None
-    assert media.note == "no clip: the monitor's run ended (interrupted) before the clip was finished"
+    assert media.note == "no clip: the monitor's process ended (killed or crashed) before the clip was finished"
 
 
 def test_monitors_show_todays_events_read_in_one_query(service: DetectionService) -> None:
