@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from helpers import free_port, postgres_control
 
-from app import records
+from app import cli, records
 from app.errors import RecordsError
 from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
 from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, GapRow, MonitorRow, RecordingRow, RunRow
@@ -677,9 +677,9 @@ def test_a_postgresql_restart_is_survived(postgres_server: str, postgres_url: st
         store.close()
 
 
-def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
+def test_least_privilege_roles(postgres_server: str, postgres_url: str, tmp_path: Path, capsys) -> None:
     """SECURITY.md's roles: once the owner has created the tables, a writer records (no CREATE needed) and a
-    reader reads; a reader's write is refused in one line."""
+    reader reads, `python -m app history` and its workbook included; a reader's write is refused in one line."""
     RecordStore(postgres_url).close()  # the owner creates the tables
     db = postgres_url.rsplit("/", 1)[1]
     writer, reader = f"writer_{db}", f"reader_{db}"
@@ -704,9 +704,17 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
         as_writer.acknowledge(event.id, "Ana")
         as_writer.finish_run("r1", "completed")
         assert as_writer.close_interrupted() == []
+        # a run a killed process left open on this machine: a report reads it, the next console or monitor closes it
+        as_writer.start_run(dataclasses.replace(make_run("left", "2026-11-16T09:00:00.000+00:00"), host=HOST))
         as_writer.close()
-        as_reader = RecordStore(postgres_url.replace("postgres@", f"{reader}@"))
+        reader_url = postgres_url.replace("postgres@", f"{reader}@")
+        book = tmp_path / "report.xlsx"
+        capsys.readouterr()
+        assert cli.main(["history", "--db", reader_url, "--save-dir", str(tmp_path), "--excel", str(book)]) == 0
+        assert capsys.readouterr().out.startswith("Runs: 2, newest first") and book.is_file()
+        as_reader = RecordStore(reader_url)
         try:
+            assert as_reader.run("left").status == "running"
             assert [d.run_id for d in as_reader.detections(start="2026-11-16")] == ["r1"]
             assert len(as_reader.events(run_id="r1")) == 2
             with pytest.raises(RecordsError, match="permission denied"):
@@ -714,7 +722,7 @@ def test_least_privilege_roles(postgres_server: str, postgres_url: str) -> None:
             with pytest.raises(RecordsError, match="permission denied"):
                 as_reader.acknowledge(pending.id, "Ben")
             assert [m.name for m in as_reader.monitors()] == ["bench"] and as_reader.recordings()[0].pruned_at
-            assert [r.id for r in as_reader.runs()] == ["r1"]  # the store goes on after the refusal
+            assert [r.id for r in as_reader.runs()] == ["left", "r1"]  # the store goes on after the refusal
         finally:
             as_reader.close()
     finally:
