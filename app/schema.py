@@ -30,11 +30,11 @@ def score_text(value: float) -> str:
 
 
 def local_zone(now: datetime | None = None) -> str:
-    """This machine's time zone as people read it, `CET (UTC+01:00)`: the console's and the workbook's date-times
-    are in it (stored times are UTC)."""
+    """This machine's time zone as people read it, `CET (UTC+01:00)` (or `UTC`): the console's and the workbook's
+    date-times are in it (stored times are UTC)."""
     now = (now or datetime.now()).astimezone()
     offset = now.strftime("%z")
-    return f"{now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+    return "UTC" if now.tzname() == "UTC" and offset == "+0000" else f"{now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def flag_text(value: object) -> str:

@@ -115,6 +115,9 @@ def test_history_shows_local_times_and_names_their_zone(monkeypatch: pytest.Monk
         shown = views.runs_table([run]).iloc[0]
         assert (shown["Started"], shown["Ended"]) == ("2026-12-01 19:10:48", "2026-12-02 00:30:00")
         assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET (UTC+01:00)"
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+        assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in UTC"
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
