@@ -102,7 +102,9 @@ def test_history_lists_the_runs_with_their_verdicts_and_writes_their_workbook(
     for args, said in ((["--save-dir", str(tmp_path / "typo")], f"error: no records at {tmp_path / 'typo'}"),
                        (["--save-dir", str(tmp_path / "out"), "--from", "30/11/2026"], "error: From: write the date"),
                        (["--save-dir", str(tmp_path / "out"), "--excel", str(tmp_path)],
-                        f"error: cannot write the workbook {tmp_path}: Is a directory\n")):  # fmt: skip
+                        f"error: cannot write the workbook {tmp_path}: Is a directory\n"),
+                       (["--save-dir", str(tmp_path / "out"), "--source", "other.jpg", "--excel", str(book)],
+                        "error: no runs in the selected range\n")):  # fmt: skip
         assert main(["history", *args]) == 2
         assert capsys.readouterr().err.startswith(said)
     assert not (tmp_path / "typo").exists()
