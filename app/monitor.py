@@ -195,7 +195,7 @@ def _monitor(data: Any, where: str, base: Path) -> MonitorSpec:
     if isinstance(source, str) and source.isdigit():
         source = int(source)
     if isinstance(source, str) and "://" not in source:
-        source = str(base / source)
+        source = os.path.normpath(base / source)  # recorded and shown as a plain path: no `..` left in it
         try:
             if open_source(source).kind != "video":
                 raise ConfigError(f"{where}.source: {source} is not a video file, camera or stream")

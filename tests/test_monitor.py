@@ -128,17 +128,18 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     """A config works from any working directory: its files are found beside it."""
     folder = tmp_path / "site"
     folder.mkdir()
-    make_video(folder / "clip.mp4", frames=3)
+    (tmp_path / "videos").mkdir()
+    make_video(tmp_path / "videos" / "clip.mp4", frames=3)
     (folder / "quick.yaml").write_text(yaml.safe_dump({"name": "quick", **QUICK_POLICY}))
     (folder / "monitors.yaml").write_text(yaml.safe_dump({
         "records": "data/records.sqlite", "exports": "out",
-        "monitors": [{"name": "demo", "source": "clip.mp4", "loop": True, "policy": "quick.yaml"},
+        "monitors": [{"name": "demo", "source": "../videos/clip.mp4", "loop": True, "policy": "quick.yaml"},
                      {"name": "shipped", "source": 0, "policy": "gloves"}]}))  # fmt: skip
     config = MonitorConfig.load(folder / "monitors.yaml")
     assert config.records == str(folder / "data" / "records.sqlite")
     assert (config.exports, config.recordings_dir) == (folder / "out", folder / "out" / "recordings")
     demo, shipped = config.monitors
-    assert demo.source == str(folder / "clip.mp4")
+    assert demo.source == str(tmp_path / "videos" / "clip.mp4")  # as History and the workbook show it: no `..`
     assert (demo.policy, shipped.policy) == (SafetyPolicy.load(folder / "quick.yaml"), SafetyPolicy.load("gloves"))
 
 
