@@ -96,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             show_error=True,
             footer_links=[],
             ssr_mode=False,  # no Node.js server beside Python
+            # Gradio's own start lines suggest `share=True`, a public link that a safety console must not make
+            quiet=True,
+            prevent_thread_lock=True,
             **LAUNCH_OPTIONS,
         )
+        where = "this machine only" if args.host in LOCAL_HOSTS else "with a login" if auth else "no login"
+        print(f"console on {ui.local_url} ({where}); Ctrl-C stops", flush=True)
+        ui.block_thread()
     finally:
         if monitors is not None:
             monitors.stop()

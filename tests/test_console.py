@@ -127,6 +127,13 @@ def test_image_upload_shows_results_and_the_excel_download_matches(page: Page, c
     assert len(RecordStore(console["exports"] / "records.sqlite").detections(run_id)) == count
 
 
+def test_the_console_says_where_it_serves_and_suggests_no_public_link(console: dict) -> None:
+    """Its one start line names the address and who can reach it; Gradio's suggestion of `share=True` (a public
+    link to a safety console) is not printed."""
+    log = (console["tmp"] / "webui.log").read_text()
+    assert f"console on {console['url']} (this machine only); Ctrl-C stops\n" in log and "share" not in log
+
+
 def test_bold_words_are_drawn_in_one_font(page: Page) -> None:
     """A banner's bold headline in one typeface: Gradio's default bold face holds only A and B of the letters, so
     "VIOLATION" was drawn from two fonts ("VIOLaTION")."""
