@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ui = build_console(service, default_conf=args.conf, default_policy=args.policy)
-    # SIGTERM (a service manager stopping the console) ends it like Ctrl-C, so open live runs are saved.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _stop_on_signals()
     try:
         ui.queue(default_concurrency_limit=2).launch(
             server_name=args.host,
@@ -103,12 +102,30 @@ def main(argv: list[str] | None = None) -> int:
         )
         where = "this machine only" if args.host in LOCAL_HOSTS else "with a login" if auth else "no login"
         print(f"console on {ui.local_url} ({where}); Ctrl-C stops", flush=True)
-        ui.block_thread()
+        ui.block_thread()  # until Ctrl-C or SIGTERM
     finally:
-        if monitors is not None:
-            monitors.stop()
-        service.shutdown()
+        try:
+            if monitors is not None:
+                monitors.stop()
+            service.shutdown()
+        finally:
+            ui.close()
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a service manager stopping the console) ends it as Ctrl-C does, so open live runs are saved; the
+    first one only: a second must neither cut the saving short nor leave Gradio's server thread serving. A Ctrl-C
+    that this process was started to ignore (`nohup ... &`) stays ignored."""
+
+    def stop(*_: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, stop)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, running_console, y4m
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, running_console, y4m
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
@@ -132,6 +133,30 @@ def test_the_console_says_where_it_serves_and_suggests_no_public_link(console: d
     link to a safety console) is not printed."""
     log = (console["tmp"] / "webui.log").read_text()
     assert f"console on {console['url']} (this machine only); Ctrl-C stops\n" in log and "share" not in log
+
+
+def test_sigterm_twice_stops_the_console_cleanly(tmp_path: Path) -> None:
+    """A service manager's SIGTERM, sent twice (as `timeout` and `pkill` together do), stops the console: exit 0,
+    no traceback, its server gone (a second signal once left Gradio's server thread serving for good)."""
+    port, log = free_port(), tmp_path / "webui.log"
+    with log.open("w") as out:
+        cmd = [sys.executable, str(ROOT / "webui.py"), "--port", str(port), "--exports", str(tmp_path / "exports"),
+               "--weights-dir", str(tmp_path)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while "console on" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0 and "Traceback" not in log.read_text()
+    finally:
+        proc.kill()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
 
 def test_bold_words_are_drawn_in_one_font(page: Page) -> None:
