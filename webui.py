@@ -15,9 +15,11 @@ Browsers only allow the webcam on https or localhost: on a network, put the cons
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import app  # noqa: F401  (first: sets the offline environment and GRADIO_TEMP_DIR under .runtime/)
@@ -102,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         where = "this machine only" if args.host in LOCAL_HOSTS else "with a login" if auth else "no login"
         print(f"console on {ui.local_url} ({where}); Ctrl-C stops", flush=True)
-        ui.block_thread()  # until Ctrl-C or SIGTERM
+        # Until Ctrl-C or SIGTERM. Not `block_thread`: its graceful close waits seconds for open browser pages;
+        # the server's thread is a daemon and ends with the process once the runs are saved.
+        with contextlib.suppress(KeyboardInterrupt):
+            while ui.is_running:
+                time.sleep(0.5)
     finally:
-        try:
-            if monitors is not None:
-                monitors.stop()
-            service.shutdown()
-        finally:
-            ui.close()
+        if monitors is not None:
+            monitors.stop()
+        service.shutdown()
     return 0
 
 
