@@ -21,7 +21,7 @@ from . import views
 from .engine import ModelDefaults
 from .errors import GloveSafetyError, ServiceError
 from .pipeline import DetectionRun
-from .schema import DetectionRow, EventRow
+from .schema import DetectionRow, EventRow, local_zone
 from .service import NO_WEIGHTS_HELP, DetectionService, LiveSession, ModelInfo, RunOptions
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def _live_tab(service: DetectionService, controls: Controls) -> None:
 
 def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     with gr.Row():
-        start = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="hist-start")
+        start = gr.Textbox(label=f"From (YYYY-MM-DD, {local_zone()})", elem_id="hist-start")
         end = gr.Textbox(label="Until (exclusive)", elem_id="hist-end")
         source = gr.Textbox(label="Source (exact, optional)", elem_id="hist-source")
     with gr.Row():

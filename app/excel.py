@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, time, timezone
 from pathlib import Path
 
 import xlsxwriter
@@ -58,6 +58,8 @@ def export_workbook(
     source: str | None = None,
 ) -> Path:
     """Write the workbook for one run (`run_id`) or for the runs started in [start, end) and return its path.
+    `start` and `end` bound stored times: ISO dates or date-times in UTC unless they name their zone (the service turns
+    the days people type, on this machine's clock, into these).
 
     Example:
         >>> export_workbook(RecordStore(), "exports/week.xlsx", start="2026-11-16", end="2026-11-23")
@@ -80,8 +82,9 @@ def export_workbook(
     try:
         with atomic_path(path) as tmp, xlsxwriter.Workbook(str(tmp), options) as wb:
             fmt = _Formats(wb)
-            dates = " ".join(([f"from {start}"] if start else []) + ([f"until {end} (exclusive)"] if end else []))
-            selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates or 'any day'}, UTC") + (
+            dates = " ".join(([f"from {_moment_text(start)}"] if start else []) +
+                             ([f"until {_moment_text(end)} (exclusive)"] if end else []))  # fmt: skip
+            selection = (f"run {runs[0].id}" if run_id else f"{len(runs)} run(s) started {dates or 'any day'}") + (
                 f", source {source}" if source and not run_id else "")  # fmt: skip
             _summary_sheet(wb, fmt, detections, events, selection)
             _runs_sheet(wb, fmt, runs, detections, events)
@@ -119,16 +122,27 @@ def _summary_sheet(
         by_class[e.class_name] = by_class.get(e.class_name, 0) + 1
     classes = sorted(count)
 
+    # Tracking runs: the objects behind the detections, as the console's "Unique tracked" counts them (a track id is
+    # one object within its run).
+    tracks: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    for d in detections:
+        if d.track_id is not None:
+            tracks[d.class_name].add((d.run_id, d.track_id))
+
     ws.set_column(0, 0, 28)
     ws.set_column(1, 14, 18)
-    ws.write_row(0, 0, ["Class", "Detections", "Peak confidence", "Violation events"], fmt.header)
+    header = ["Class", "Detections", "Peak confidence", "Violation events"] + (["Tracked objects"] if tracks else [])
+    ws.write_row(0, 0, header, fmt.header)
     for r, name in enumerate(classes, start=1):
         _text(ws, fmt, r, 0, name)
         ws.write_number(r, 1, count[name])
         ws.write_number(r, 2, peak[name], fmt.percent)
         ws.write_number(r, 3, by_class.get(name, 0))
+        if tracks:
+            ws.write_number(r, 4, len(tracks[name]))
     total = len(classes) + 1
-    ws.write_row(total, 0, ["Total", len(detections), None, len(events)], fmt.header)
+    totals = ["Total", len(detections), None, len(events)] + ([sum(map(len, tracks.values()))] if tracks else [])
+    ws.write_row(total, 0, totals, fmt.header)
     if classes:  # a native Excel chart over the table above
         chart = wb.add_chart({"type": "column"})
         chart.add_series({
@@ -238,16 +252,24 @@ def _times_note() -> str:
     now = datetime.now().astimezone()
     return (
         f"local time of the machine that wrote this workbook, {local_zone(now)} on {now:%Y-%m-%d}; the records "
-        "and the run files are in UTC, as are the dates the runs were chosen by"
+        "and the run files are in UTC"
     )
+
+
+def _moment_text(iso: str) -> str:
+    """A bound of the selection on the sheet's clock: the day alone at midnight, as it was typed."""
+    at = _local(iso)
+    return f"{at:%Y-%m-%d}" if at.time() == time() else f"{at:%Y-%m-%d %H:%M:%S}"
 
 
 @functools.lru_cache(maxsize=4096)  # detections of one frame share their time stamp
 def _local(iso: str | None) -> datetime | None:
-    """Stored UTC ISO time -> naive local time, as Excel has no time zones."""
+    """Stored UTC ISO time (a naive one is UTC too, as the records compare it) -> naive local time, as Excel has no
+    time zones."""
     if not iso:
         return None
-    return datetime.fromisoformat(iso).astimezone().replace(tzinfo=None)
+    at = datetime.fromisoformat(iso)
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone().replace(tzinfo=None)
 
 
 def _display_width(value: object, formatted: bool) -> int:

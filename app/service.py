@@ -437,7 +437,8 @@ class DetectionService:
 
     # history
     def history(self, start: str | None, end: str | None, source: str | None = None) -> list[RunRow]:
-        """Runs started in [start, end) (dates as YYYY-MM-DD, UTC), newest first, optionally from one source."""
+        """Runs started in [start, end) (dates as YYYY-MM-DD, days of this machine's clock), newest first,
+        optionally from one source."""
         start, end = _dates(start, end)
         return self.store.runs(start=start, end=end, source=source.strip() if source else None)
 
@@ -454,15 +455,16 @@ class DetectionService:
         """One run's workbook, or that of the runs `history` lists for the same filters, written to `out` or in the
         exports' `workbooks/` named for all of them (`runs-all.xlsx`, `runs-2026-11-01-to-2026-12-01-cam_1.mp4.xlsx`),
         so a workbook of one source or range does not replace another."""
-        start, end = _dates(start, end)
+        bounds = _dates(start, end)
         source = source.strip() if source else None
-        if out is None:
+        if out is None:  # named for the dates as typed
             of = f"-{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(source).name)[:60]}" if source else ""
+            start, end = ((d or "").strip() or None for d in (start, end))
             dates = (f"{start}-to-{end}" if start and end else f"from-{start}" if start
                      else f"until-{end}" if end else "all")  # fmt: skip
             out = self.exports_dir / "workbooks" / (f"run-{run_id}.xlsx" if run_id else f"runs-{dates}{of}.xlsx")
         try:
-            return export_workbook(self.store, out, run_id, start or None, end or None, source)
+            return export_workbook(self.store, out, run_id, *bounds, source)
         except GloveSafetyError as e:
             raise ServiceError(str(e)) from e
 
@@ -491,21 +493,22 @@ class DetectionService:
 
 
 def _dates(start: str | None, end: str | None) -> tuple[str | None, str | None]:
-    """A From / Until pair as typed, checked; an empty range (From not before Until) is answered, not listed as no
-    runs."""
-    start, end = _date(start, "From"), _date(end, "Until")
-    if start and end and datetime.fromisoformat(start) >= datetime.fromisoformat(end):
-        raise ServiceError(f"From ({start}) must be before Until ({end}): Until is the first day not listed")
-    return start, end
+    """A From / Until pair as typed, checked, as the stored UTC times they bound: typed days and times are this
+    machine's clock, as History shows the runs' times. An empty range (From not before Until) is answered, not listed
+    as no runs."""
+    bounds = _moment(start, "From"), _moment(end, "Until")
+    if bounds[0] and bounds[1] and bounds[0] >= bounds[1]:
+        raise ServiceError(f"From ({start.strip()}) must be before Until ({end.strip()}): Until is the first day not "
+                           "listed")  # fmt: skip
+    return tuple(b and b.astimezone(timezone.utc).isoformat(timespec="milliseconds") for b in bounds)
 
 
-def _date(text: str | None, what: str) -> str | None:
-    """An ISO date (or date-time) as typed, checked; None for empty. A typed 30/11/2026 is answered, not ignored."""
+def _moment(text: str | None, what: str) -> datetime | None:
+    """An ISO date (or date-time) as typed, on this machine's clock unless it names its zone; None for empty. A typed
+    30/11/2026 is answered, not ignored."""
     if not text or not text.strip():
         return None
-    text = text.strip()
     try:
-        datetime.fromisoformat(text)
+        return datetime.fromisoformat(text.strip()).astimezone()  # a naive time is taken as local
     except ValueError:
-        raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text!r}") from None
-    return text
+        raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text.strip()!r}") from None

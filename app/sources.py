@@ -7,6 +7,7 @@ does not end a run. Errors that make the whole source unusable raise `SourceErro
 from __future__ import annotations
 
 import io
+import os
 import queue
 import re
 import threading
@@ -155,7 +156,7 @@ class ImageSource(Source):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.total = 1
-        self.description = display_name(path)
+        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
         self._image = read_image(path)  # fail now, not mid-run
 
     def frames(self) -> Iterator[Frame]:
@@ -172,7 +173,7 @@ class FolderSource(Source):
         if not self.files:
             raise SourceError(f"{display_name(path)}: no images in this folder")
         self.total = len(self.files)
-        self.description = display_name(path)
+        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
 
     def frames(self) -> Iterator[Frame | BadItem]:
         for i, f in enumerate(self.files):
@@ -208,7 +209,7 @@ class VideoSource(Source):
             cap.release()
         self.frame_count = count if count > 0 else None
         self.total = -(-count // stride) if count > 0 else None
-        self.description = display_name(path)
+        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
         self.frames_read = 0
 
     def frames(self) -> Iterator[Frame]:

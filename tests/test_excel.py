@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -118,7 +119,22 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
     assert ws.cell(3, 3).number_format == PERCENT_FORMAT
     times = next(r[1] for r in table if r[0] == "Times")  # Excel has no time zones: the sheet names the one used
     assert times.startswith(f"local time of the machine that wrote this workbook, {local_zone()} on ")
-    assert times.endswith("the records and the run files are in UTC, as are the dates the runs were chosen by")
+    assert times.endswith("the records and the run files are in UTC")
+
+
+def test_summary_counts_tracked_objects(tmp_path: Path) -> None:
+    """Tracking runs: the Summary counts the objects behind the detections per class, as the console's "Unique
+    tracked" does (a track id is one object within its run: the same id in two runs is two objects)."""
+    s = RecordStore(tmp_path / "records.sqlite")
+    for run_id in ("a", "b"):
+        s.start_run(run_row(run_id, "2026-11-16T08:00:00.000+00:00"))
+        for i, (track, name) in enumerate(((1, "hand"), (1, "hand"), (2, "hand"), (3, "glove"))):
+            s.add_frame(run_id, [replace(detection(run_id, i, "clip.mp4", name, 0.5), track_id=track)])
+    table = rows(openpyxl.load_workbook(export_workbook(s, tmp_path / "a.xlsx", start="2026-11-01"))["Summary"])
+    assert [r[:5] for r in table[:4]] == [["Class", "Detections", "Peak confidence", "Violation events",
+                                           "Tracked objects"], ["glove", 2, 0.5, 0, 2], ["hand", 6, 0.5, 0, 4],
+                                          ["Total", 8, None, 0, 6]]  # fmt: skip
+    s.close()
 
 
 def test_runs_sheet(store: RecordStore, tmp_path: Path) -> None:
@@ -151,7 +167,7 @@ def test_range_export(store: RecordStore, tmp_path: Path) -> None:
     runs = rows(wb["Runs"])
     assert len(runs) == 2 and runs[1][0] == "b" and runs[1][runs[0].index("Tracking")] == "no"
     selection = next(r[1] for r in rows(wb["Summary"]) if r[0] == "Selection")
-    assert selection == "1 run(s) started from 2026-11-20 until 2026-11-30 (exclusive), UTC"
+    assert selection == "1 run(s) started from 2026-11-20 until 2026-11-30 (exclusive)"  # UTC bounds, local text
 
 
 def test_each_run_has_its_verdict(store: RecordStore, tmp_path: Path) -> None:

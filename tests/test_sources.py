@@ -165,6 +165,16 @@ def test_sources_say_what_they_are(tmp_path: Path) -> None:
                      "stream": (False, True, False), "live": (False, True, False)}  # fmt: skip
 
 
+def test_files_are_described_by_their_whole_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file named relative to the current folder is recorded as the file it is, so History and the workbook tell
+    `clip.mp4` of one folder from that of another."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    make_video(tmp_path / "v.mp4", frames=3)
+    monkeypatch.chdir(tmp_path)
+    described = [open_source(name).description for name in ("a.jpg", "v.mp4", ".")]
+    assert described == [str(tmp_path / "a.jpg"), str(tmp_path / "v.mp4"), str(tmp_path)]
+
+
 def test_live_source_yields_exactly_what_was_pushed() -> None:
     live = LiveSource()
     assert list(live.frames()) == []
