@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from ultralytics.nn.tasks import torch_safe_load
 
-from .engine import DEFAULT_IOU, DetectionEngine, ModelDefaults
+from .engine import DEFAULT_IOU, DetectionEngine, Measured, ModelDefaults
 from .errors import ModelError
 from .evaluation import Evaluation, evaluate
+from .export import file_sha256, relink_checked_exports
 from .files import atomic_write
 
 CANDIDATE_IOUS = (0.5, DEFAULT_IOU)
@@ -30,10 +31,11 @@ def calibrate(
     sizes: Sequence[int],
     device: str | None = None,
     ious: Sequence[float] = CANDIDATE_IOUS,
-) -> tuple[ModelDefaults, list[Evaluation]]:
+) -> tuple[ModelDefaults, list[Evaluation], list[Path]]:
     """Evaluate `weights` on `data`'s val split at each size (NMS IoU 0.7), then at the best size with each NMS
     IoU, then with the best IoU across classes (agnostic NMS); store the best (mAP50; ties keep the simpler, earlier
-    setting) with the confidence at the best F1 in the checkpoint and return them with the evaluations. A lower IoU
+    setting) with the confidence at the best F1 and what it found there in the checkpoint (and its checked exports:
+    `store_defaults`); return them with the evaluations and those exports. A lower IoU
     merges more overlapping boxes of one class (several boxes on one hand). Each image is scored on the canvas the
     engine runs it on (`evaluate`'s `frame`), so the confidence is the best for what an operator runs."""
     weights = Path(weights)
@@ -47,16 +49,33 @@ def calibrate(
     iou = max((r for r in results if r.imgsz == size), key=lambda r: r.map50).iou
     results.append(evaluate(weights, data, imgsz=size, iou=iou, device=device, model=model, agnostic=True))
     best = max((r for r in results if r.imgsz == size), key=lambda r: r.map50)
-    defaults = ModelDefaults(imgsz=best.imgsz, conf=max(best.best_f1_conf, 0.01), iou=best.iou, calibrated=True,
-                             agnostic=best.agnostic)  # fmt: skip
-    store_defaults(weights, defaults)
-    return defaults, results
+    conf = max(best.best_f1_conf, 0.01)
+    at_defaults = evaluate(weights, data, imgsz=size, iou=best.iou, device=device, model=model, agnostic=best.agnostic,
+                           matrix_conf=conf)  # fmt: skip
+    defaults = ModelDefaults(imgsz=size, conf=conf, iou=best.iou, calibrated=True, agnostic=best.agnostic,
+                             measured=measured(at_defaults, model.names))  # fmt: skip
+    return defaults, results, store_defaults(weights, defaults)
 
 
-def store_defaults(weights: Path, defaults: ModelDefaults) -> None:
-    """Write `defaults` into the checkpoint dict under `defaults` (atomically: a reader never sees half a file)."""
+def measured(result: Evaluation, names: dict[int, str]) -> Measured:
+    """An evaluation's confusion matrix (at the confidence it was run at) as what an operator reads of it: per class
+    with labelled objects, how many were found with the right class; and the boxes on the background."""
+    m, nc = result.confusion_matrix, len(result.confusion_matrix) - 1  # [predicted][true], background last
+    classes = tuple((names[j], m[j][j], sum(m[i][j] for i in range(nc + 1))) for j in range(nc))
+    data = Path(result.data)  # `gloves-scenes.yaml`, or a Roboflow export's `bandsaw/data.yaml`
+    split = {"val": "valid"}.get(result.split, result.split)
+    return Measured(f"{data.parent.name if data.stem == 'data' else data.stem} {split}", result.images,
+                    tuple(c for c in classes if c[2]),
+                    sum(m[i][nc] for i in range(nc)))  # fmt: skip
+
+
+def store_defaults(weights: Path, defaults: ModelDefaults) -> list[Path]:
+    """Write `defaults` into the checkpoint dict under `defaults` (atomically: a reader never sees half a file), and
+    into the checked exports made from it (`relink_checked_exports`); returns those exports."""
+    old_sha256 = file_sha256(weights)
     ckpt, _ = torch_safe_load(str(weights))  # the allow-listed unpickler (ULTRALYTICS_SAFE_LOAD, set by app)
     ckpt["defaults"] = defaults.as_dict()
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(weights, buf.getvalue())
+    return relink_checked_exports(weights, old_sha256, file_sha256(weights), defaults.as_dict())

@@ -303,9 +303,13 @@ def _positive(text: str) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    defaults, results = run_calibration(args.weights, args.data, args.imgsz, device=args.device)
+    defaults, results, exports = run_calibration(args.weights, args.data, args.imgsz, device=args.device)
     print(summary_table(results))
-    print(f"stored in {args.weights}: {defaults.as_dict()} (best mAP50 on {args.data} val, confidence at best F1)")
+    chosen = {k: v for k, v in defaults.as_dict().items() if k != "measured"}
+    print(f"stored in {args.weights}: {chosen} (best mAP50 on {args.data} val, confidence at best F1); "
+          f"{defaults.measured.text()}")  # fmt: skip
+    for folder in exports:
+        print(f"and in its checked export {folder}, which `auto` keeps choosing")
     return 0
 
 

@@ -76,7 +76,7 @@ def build_console(
         gr.Markdown("# Glove / hand safety console")
         default = service.default_model()
         info = service.model_info(default) if default else None  # the page opens ready, before `load` refreshes
-        notice = gr.Markdown("" if info else _none_loaded(service)[-1], elem_id="notice")
+        notice = gr.Markdown(info.notice if info else _none_loaded(service)[-1], elem_id="notice")
         # Outside the tabs, so that a camera monitor's alarm shows (and sounds) whichever tab is open.
         alarms, tick = gr.HTML(elem_id="monitor-alarms"), gr.Timer(MONITOR_REFRESH_S)
         controls = _controls(service, info, default_conf, default_policy)
@@ -107,7 +107,7 @@ def build_console(
                 gr.update(value=d.conf if default_conf is None else default_conf),
                 gr.update(value=d.iou),
                 gr.update(choices=list(info.names.values()), value=[]),
-                "",
+                info.notice,
                 html.escape(info.describe()),
             )
 

@@ -59,7 +59,7 @@ Hint = Literal["f32", "bf16", "f16"]
 CPU lacks the type)."""
 
 MAX_METADATA_BYTES = 2**20  # Ultralytics writes ~0.5 kB
-MAX_DEFAULTS_CHARS = 1024  # an ONNX export's `defaults` entry: ~70 characters
+MAX_DEFAULTS_CHARS = 65536  # an ONNX export's `defaults` entry: some 300 characters for two classes, 4,000 for 80
 MAX_XML_BYTES = 16 * 2**20  # the graph: ~0.5 MB for BRA-YOLO11n
 MAX_BIN_BYTES = 200 * 2**20  # the weights; also the limit on checkpoints (engine.MAX_CHECKPOINT_BYTES)
 CALIBRATION_IMAGES = 300  # NNCF's own default calibration subset
@@ -214,7 +214,7 @@ def export_openvino(
             ) from e
         defaults = checkpoint_defaults(model)
         if defaults is not None:
-            _update_metadata(Path(exported), "defaults", defaults)
+            _update_metadata(Path(exported), {"defaults": defaults})
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,17 +262,36 @@ def openvino_export_path(weights: str | Path, precision: Precision = "fp32") -> 
     return weights.parent / f"{weights.stem}{tag}_openvino_model"
 
 
-def record_check(folder: str | Path, check: AccuracyCheck) -> None:
-    """Keep an accuracy check in an OpenVINO export's `metadata.yaml` (replacing an earlier one)."""
-    _update_metadata(Path(folder), "accuracy_check", {"source_sha256": check.source_sha256,
-                     "map50_loss": round(check.map50_loss, 4), "data": list(check.data)})  # fmt: skip
+def record_check(folder: str | Path, check: AccuracyCheck, defaults: dict | None = None) -> None:
+    """Keep an accuracy check in an OpenVINO export's `metadata.yaml` (replacing an earlier one), with its
+    checkpoint's new `defaults` where given."""
+    entries = {"accuracy_check": {"source_sha256": check.source_sha256, "map50_loss": round(check.map50_loss, 4),
+                                  "data": list(check.data)}}  # fmt: skip
+    _update_metadata(Path(folder), entries | ({"defaults": defaults} if defaults is not None else {}))
 
 
-def _update_metadata(folder: Path, key: str, value: object) -> None:
-    """Set one entry of an OpenVINO export's `metadata.yaml`, replacing an earlier one."""
+def relink_checked_exports(weights: Path, old_sha256: str, new_sha256: str, defaults: dict) -> list[Path]:
+    """After `calibrate` rewrote a checkpoint's defaults (not a weight changed): the checked INT8 / FP16 exports
+    beside it that were made from it take its new defaults and name its new SHA-256, so that `auto` keeps choosing
+    them; returns those folders. An export of another file (another SHA-256) is left as it is."""
+    relinked = []
+    for precision in ("int8", "fp16"):
+        folder = openvino_export_path(weights, precision)
+        try:
+            check = read_openvino_info(folder).check if folder.is_dir() else None
+        except ModelExportError:
+            continue  # unreadable: `auto` does not use it either
+        if check is not None and check.source_sha256 == old_sha256:
+            record_check(folder, replace(check, source_sha256=new_sha256), defaults)
+            relinked.append(folder)
+    return relinked
+
+
+def _update_metadata(folder: Path, entries: dict) -> None:
+    """Set entries of an OpenVINO export's `metadata.yaml` in one write, replacing earlier ones."""
     path = folder / "metadata.yaml"
     meta = read_yaml_mapping(path, ModelExportError, f"{folder.name}/metadata.yaml")
-    meta[key] = value
+    meta.update(entries)
     atomic_write(path, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).encode())
 
 

@@ -107,7 +107,16 @@ class ModelInfo:
         return (
             f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
             f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source}); runs in {self.runtime}"
-        )
+        ) + (f". At these defaults it was {d.measured.text()}." if d.measured else "")
+
+    @property
+    def notice(self) -> str:
+        """What an operator is told of a model's measured worth above every tab (empty where it was not measured):
+        a model that misses hands must say so where its verdicts are read."""
+        if not self.defaults.measured:
+            return ""
+        return (f"`{self.path.name}`, {self.defaults.measured.text()}. Try it on your own camera's pictures before "
+                "a machine relies on its verdicts.")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,16 @@ from helpers import make_video
 from openpyxl import load_workbook
 
 from app.cli import EXIT_VIOLATION, HISTORY_COLUMNS, main
+from app.engine import DetectionEngine, Measured
+from app.evaluation import evaluate
+from app.export import (
+    AccuracyCheck,
+    export_openvino,
+    file_sha256,
+    openvino_export_path,
+    read_openvino_info,
+    record_check,
+)
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT
 from app.schema import local_zone
@@ -283,17 +295,36 @@ def test_evaluate_bootstrap_prints_intervals_and_paired_differences(trained_mode
 
 @pytest.mark.slow  # seconds of real work: in the full suite, not the fast loop
 def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp_path: Path, capsys) -> None:
-    from app.engine import DetectionEngine
-
     weights = tmp_path / "w.pt"
     weights.write_bytes(trained_models["detect"][0].read_bytes())
     data = trained_models["detect"][1]
+    # a checked export made from this file, and one whose check names another file
+    mine = export_openvino(weights, imgsz=96, precision="fp16", out=openvino_export_path(weights, "fp16"))
+    record_check(mine, AccuracyCheck(file_sha256(weights), 0.004, ("gloves.yaml",)))
+    other = shutil.copytree(mine, openvino_export_path(weights, "int8"))
+    record_check(other, AccuracyCheck("0" * 64, 0.0, ("gloves.yaml",)))
     assert main(["calibrate", "--weights", str(weights), "--data", str(data), "--imgsz", "64", "96",
                  "--device", "cpu"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     defaults = DetectionEngine(weights).defaults
+    # rewriting the defaults changed the file's SHA-256, not a weight: its own export follows it, takes the new
+    # defaults (at its own size) and stays the checked export `auto` chooses; the other is left alone
+    assert read_openvino_info(mine).check == AccuracyCheck(file_sha256(weights), 0.004, ("gloves.yaml",))
+    assert DetectionEngine(mine).defaults == replace(defaults, imgsz=96)
+    assert f"and in its checked export {mine}, which `auto` keeps choosing" in printed
+    assert read_openvino_info(other).check.source_sha256 == "0" * 64 and not DetectionEngine(other).defaults.calibrated
     assert defaults.calibrated and defaults.imgsz in (64, 96) and 0 < defaults.conf < 1
-    assert f"stored in {weights}: {defaults.as_dict()}" in printed
+    chosen = {k: v for k, v in defaults.as_dict().items() if k != "measured"}
+    assert f"stored in {weights}: {chosen}" in printed and defaults.measured.text() in printed
+    # What it found at the stored defaults, counted against the validator's own tally of the labelled objects
+    check = evaluate(weights, data, imgsz=defaults.imgsz, iou=defaults.iou, agnostic=defaults.agnostic,
+                     matrix_conf=defaults.conf, plots_dir=tmp_path / "check")  # fmt: skip
+    names = list(DetectionEngine(weights).names.values())
+    m = check.confusion_matrix
+    assert defaults.measured == Measured(defaults.measured.data, check.images, tuple(
+        (c.name, m[names.index(c.name)][names.index(c.name)], c.instances) for c in check.classes if c.instances),
+        sum(row[-1] for row in m[:-1]))  # fmt: skip
+    assert defaults.measured.data == f"{data.parent.name if data.stem == 'data' else data.stem} valid"
 
 
 @pytest.mark.parametrize(

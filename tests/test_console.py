@@ -22,6 +22,7 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, running_console, y4m
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
+from app.engine import DetectionEngine
 from app.export import openvino_cpu, openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
@@ -598,6 +599,23 @@ def test_uploaded_model_is_listed_after_a_reload(page: Page, console: dict) -> N
     page.wait_for_selector("#image-run")
     offered = _options_of(page, "model")
     assert any(re.fullmatch(r"tiny-detect-\w{8}\.pt", o) for o in offered), offered
+
+
+def test_a_measured_model_says_what_it_finds_above_every_tab(page: Page, console: dict) -> None:
+    """What the shipped model found where it was calibrated (stored with it) is read above the tabs, word for word,
+    whichever tab the operator is on; a model never measured claims nothing."""
+    expect(page.locator("#notice")).to_have_text("")  # the tiny default: not measured
+    measured = DetectionEngine(console["tmp"] / "weights" / "gloves-n.pt").defaults.measured
+    assert measured is not None and measured.data == "gloves-scenes valid"
+    page.locator("#model input").click()
+    page.locator("[role=option]", has_text="gloves-n.pt").click()
+    said = (f"gloves-n.pt, {measured.text()}. Try it on your own camera's pictures before a machine relies on its "
+            "verdicts.")  # fmt: skip
+    expect(page.locator("#notice")).to_have_text(said, timeout=30000)
+    _tab(page, "Live camera")
+    expect(page.locator("#notice")).to_be_visible()
+    _tab(page, "Model")
+    expect(page.locator("#model-info")).to_contain_text(f"At these defaults it was {measured.text()}.")
 
 
 def test_violation_sounds_the_alarm_unless_muted(page: Page, shared_data: Path) -> None:

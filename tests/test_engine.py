@@ -14,7 +14,7 @@ from ultralytics import YOLO
 from ultralytics.engine.results import Results
 from ultralytics.utils.metrics import box_iou
 
-from app.engine import DetectionEngine, ModelDefaults, RunSettings
+from app.engine import DetectionEngine, Measured, ModelDefaults, RunSettings
 from app.errors import ModelError
 from app.results import from_ultralytics
 from app.sources import (
@@ -147,6 +147,28 @@ def test_unusable_stored_defaults_fall_back_to_the_training_size(stored: object)
     assert ModelDefaults.of(stored, [320, 320]) == ModelDefaults(imgsz=320, conf=0.25, iou=0.7, calibrated=False)
 
 
+MEASURED = {"data": "gloves-scenes valid", "images": 126, "classes": [["gloved_hand", 26, 100], ["bare_hand", 44, 147]],
+            "false_boxes": 49}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "stored", [None, [1], {"data": "x"}, MEASURED | {"images": -1}, MEASURED | {"classes": [["hand", 5, 3]]},
+               MEASURED | {"classes": []}, MEASURED | {"false_boxes": "many"}, MEASURED | {"classes": [["hand", 1]]}]
+)  # fmt: skip
+def test_unusable_measured_counts_are_left_out_not_the_defaults(stored: object) -> None:
+    """A model file can hold anything: counts that cannot be true are not shown, and the defaults still hold."""
+    defaults = ModelDefaults.of({"imgsz": 640, "conf": 0.3, "iou": 0.5, "measured": stored}, None)
+    assert defaults == ModelDefaults(imgsz=640, conf=0.3, iou=0.5, calibrated=True)
+
+
+def test_measured_counts_read_as_an_operator_reads_them() -> None:
+    defaults = ModelDefaults.of({"imgsz": 640, "conf": 0.3, "iou": 0.5, "measured": MEASURED}, None)
+    assert defaults.measured.text() == (
+        "measured on 126 images it did not train on (gloves-scenes valid): it found 70 of 247 labelled objects (28%; "
+        "gloved_hand 26 of 100, bare_hand 44 of 147) and put 49 boxes where there was none")  # fmt: skip
+    assert ModelDefaults.of(defaults.as_dict(), None) == defaults  # stored and read back unchanged
+
+
 def test_non_ascii_class_names_render(trained_models: dict) -> None:
     engine = DetectionEngine(trained_models["detect"][0], runtime="torch")  # names changed in the loaded model
     names = dict(enumerate(["перчатка", "手袋", "guante_ñ", "c", "рука", "e"]))
@@ -239,12 +261,15 @@ def test_exports_carry_the_checkpoints_calibrated_defaults(trained_models: dict,
 
     weights = tmp_path / "calibrated.pt"
     weights.write_bytes(trained_models["detect"][0].read_bytes())
-    store_defaults(weights, ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True, agnostic=True))
+    measured = Measured("gloves-scenes valid", 126, tuple((f"class_{i}", i, 2 * i) for i in range(1, 81)), 49)
+    store_defaults(weights, ModelDefaults(imgsz=160, conf=0.35, iou=0.6, calibrated=True, agnostic=True,
+                                          measured=measured))  # fmt: skip
     onnx_file = export_onnx(weights, imgsz=128, out=tmp_path / "calibrated.onnx")
     folder = export_openvino(weights, imgsz=128, out=tmp_path / "calibrated_openvino_model")
-    for exported in (onnx_file, folder):
+    for exported in (onnx_file, folder):  # what was measured travels too, for 80 classes as for two
         engine = DetectionEngine(exported)
-        assert engine.defaults == ModelDefaults(imgsz=128, conf=0.35, iou=0.6, calibrated=True, agnostic=True)
+        assert engine.defaults == ModelDefaults(imgsz=128, conf=0.35, iou=0.6, calibrated=True, agnostic=True,
+                                                measured=measured)  # fmt: skip
         assert engine.settings() == RunSettings(conf=0.35, iou=0.6, imgsz=128, agnostic=True)
     uncalibrated = export_onnx(trained_models["detect"][0], imgsz=128, out=tmp_path / "plain.onnx")
     assert DetectionEngine(uncalibrated).defaults == ModelDefaults(imgsz=128, conf=0.25, iou=0.7, calibrated=False)
