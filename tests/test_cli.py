@@ -61,6 +61,7 @@ def test_real_clip_with_policy_and_workbook(weights: Path, shared_data: Path, tm
     assert "\r" not in out  # the progress bar went to stderr: stdout is the summary alone
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, keeping the fast loop under 2 minutes
 def test_a_violation_exits_4_and_a_run_without_one_exits_0(weights: Path, tmp_path: Path, capsys) -> None:
     """A script watching a machine acts on the exit code: 4 when the policy found a violation, else 0."""
     policy = tmp_path / "no-gloves.yaml"  # every class of the test model is a glove, anywhere in view

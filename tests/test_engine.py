@@ -71,6 +71,7 @@ def test_predict_returns_typed_detections(detector: DetectionEngine, trained_mod
         assert d.track_id is None and d.polygon is None and d.mask_area is None
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, keeping the fast loop under 2 minutes
 def test_segment_engine_returns_mask_fields(segmenter: DetectionEngine, trained_models: dict) -> None:
     image_path = next((trained_models["segment"][1].parent / "valid" / "images").glob("*.jpg"))
     result = segmenter.predict(read_image(image_path), RunSettings(conf=1e-9, imgsz=96))

@@ -103,6 +103,7 @@ def test_runs_record_runtime_and_precision(small: DetectionEngine, tmp_path: Pat
     assert (run.runtime, run.precision) == ("torch", "f32")
 
 
+@pytest.mark.slow  # seconds of real work: in the full suite, keeping the fast loop under 2 minutes
 def test_the_cache_is_reused_and_a_changed_checkpoint_gets_its_own(
     small: DetectionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
