@@ -8,6 +8,7 @@ best there, then the confidence where the mean F1 over classes peaks.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ def calibrate(
     best = max((r for r in results if r.imgsz == size), key=lambda r: r.map50)
     conf = max(best.best_f1_conf, 0.01)
     at_defaults = evaluate(weights, data, imgsz=size, iou=best.iou, device=device, model=model, agnostic=best.agnostic,
-                           matrix_conf=conf)  # fmt: skip
+                           matrix_conf=conf, plots_dir=Path(f"{best.plots_dir}-at-defaults"))  # fmt: skip
     defaults = ModelDefaults(imgsz=size, conf=conf, iou=best.iou, calibrated=True, agnostic=best.agnostic,
                              measured=measured(at_defaults, model.names))  # fmt: skip
     return defaults, results, store_defaults(weights, defaults)
@@ -78,4 +79,4 @@ def store_defaults(weights: Path, defaults: ModelDefaults) -> list[Path]:
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(weights, buf.getvalue())
-    return relink_checked_exports(weights, old_sha256, file_sha256(weights), defaults.as_dict())
+    return relink_checked_exports(weights, old_sha256, hashlib.sha256(buf.getvalue()).hexdigest(), defaults.as_dict())

@@ -34,8 +34,10 @@ from .export import (
     EXPORT_MAP50_LOSS,
     PARITY_TOLERANCE,
     AccuracyCheck,
+    checked_int8,
     export_onnx,
     export_openvino,
+    file_sha256,
     onnx_parity,
     openvino_parity,
     record_check,
@@ -308,8 +310,10 @@ def calibrate(args: argparse.Namespace) -> int:
     chosen = {k: v for k, v in defaults.as_dict().items() if k != "measured"}
     print(f"stored in {args.weights}: {chosen} (best mAP50 on {args.data} val, confidence at best F1); "
           f"{defaults.measured.text()}")  # fmt: skip
+    chosen = checked_int8(args.weights, file_sha256(args.weights), defaults.imgsz)  # what `auto` runs on this CPU
     for folder in exports:
-        print(f"and in its checked export {folder}, which `auto` keeps choosing")
+        picked = ", which `auto` picks on CPUs with VNNI or AMX" if folder == chosen else ""
+        print(f"and in the checked export made from it, {folder}{picked}")
     return 0
 
 

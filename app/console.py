@@ -76,7 +76,7 @@ def build_console(
         gr.Markdown("# Glove / hand safety console")
         default = service.default_model()
         info = service.model_info(default) if default else None  # the page opens ready, before `load` refreshes
-        notice = gr.Markdown(info.notice if info else _none_loaded(service)[-1], elem_id="notice")
+        notice = gr.Markdown(views.markdown_text(info.notice) if info else _none_loaded(service)[-1], elem_id="notice")
         # Outside the tabs, so that a camera monitor's alarm shows (and sounds) whichever tab is open.
         alarms, tick = gr.HTML(elem_id="monitor-alarms"), gr.Timer(MONITOR_REFRESH_S)
         controls = _controls(service, info, default_conf, default_policy)
@@ -107,8 +107,8 @@ def build_console(
                 gr.update(value=d.conf if default_conf is None else default_conf),
                 gr.update(value=d.iou),
                 gr.update(choices=list(info.names.values()), value=[]),
-                info.notice,
-                html.escape(info.describe()),
+                views.markdown_text(info.notice),
+                views.markdown_text(info.describe()),
             )
 
         outputs = [controls.model, controls.policy, controls.imgsz, controls.conf, controls.iou, controls.classes,
@@ -381,7 +381,7 @@ def _monitors_tab(service: DetectionService, tick: gr.Timer, alarms: gr.HTML) ->
 def _model_tab(service: DetectionService, info: ModelInfo | None) -> tuple[gr.File, gr.Markdown]:
     upload = gr.File(label="Upload a trained best.pt (or .onnx export)", file_types=[".pt", ".onnx"],
                      elem_id="upload-pt")  # fmt: skip
-    described = gr.Markdown(html.escape(info.describe()) if info else "", elem_id="model-info")
+    described = gr.Markdown(views.markdown_text(info.describe()) if info else "", elem_id="model-info")
     gr.Markdown(f"Models are listed from `{service.weights_dir}` and earlier uploads. How well a model finds gloves "
                 "and bare hands in real scenes is measured in its model card (`models/README.md` for the shipped "
                 "ones, which still miss many): try it on your own camera's pictures before a machine relies on its "

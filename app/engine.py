@@ -79,7 +79,7 @@ class Measured:
     an operator reads (`python -m app calibrate` stores it in `defaults`): each class's labelled objects and how many
     were found with the right class, and the boxes on the background."""
 
-    data: str  # the split: `gloves-scenes val`
+    data: str  # the split: `gloves-scenes valid`
     images: int
     classes: tuple[tuple[str, int, int], ...]  # (class, found with the right class, labelled)
     false_boxes: int
@@ -102,13 +102,13 @@ class Measured:
 
     def text(self) -> str:
         """`measured on 126 images it did not train on (gloves-scenes val): it found 70 of 247 labelled objects
-        (29 %; gloved_hand 26 of 100, bare_hand 44 of 147) and put 49 boxes where there was none`."""
+        (28%; gloved_hand 26 of 100, bare_hand 44 of 147); 49 boxes matched no labelled object`."""
         found, labelled = sum(c[1] for c in self.classes), sum(c[2] for c in self.classes)
         share = f"{found / labelled:.0%}; " if labelled else ""
         each = ", ".join(f"{name} {n} of {of}" for name, n, of in self.classes)
         return (
             f"measured on {self.images} images it did not train on ({self.data}): it found {found} of "
-            f"{labelled} labelled objects ({share}{each}) and put {self.false_boxes} boxes where there was none"
+            f"{labelled} labelled objects ({share}{each}); {self.false_boxes} boxes matched no labelled object"
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from datetime import datetime, time, timezone
+from datetime import datetime, time
 from pathlib import Path
 
 import xlsxwriter
@@ -27,7 +27,7 @@ from xlsxwriter.worksheet import Worksheet
 from .errors import RecordsError
 from .files import atomic_path
 from .outputs import FORMULA_PREFIXES
-from .records import RecordStore
+from .records import RecordStore, utc_bound
 from .schema import (
     DATETIME,
     FLAG,
@@ -58,12 +58,13 @@ def export_workbook(
     source: str | None = None,
 ) -> Path:
     """Write the workbook for one run (`run_id`) or for the runs started in [start, end) and return its path.
-    `start` and `end` bound stored times: ISO dates or date-times in UTC unless they name their zone (the service turns
-    the days people type, on this machine's clock, into these).
+    `start` and `end` are ISO dates or date-times, on this machine's clock unless they name their zone
+    (`records.utc_bound`), as History's.
 
     Example:
         >>> export_workbook(RecordStore(), "exports/week.xlsx", start="2026-11-16", end="2026-11-23")
     """
+    start, end = (utc_bound(b) if b else None for b in (start, end))  # as the Selection line states them
     if run_id is not None:
         run = store.run(run_id)
         if run is None:
@@ -141,7 +142,8 @@ def _summary_sheet(
         if tracks:
             ws.write_number(r, 4, len(tracks[name]))
     total = len(classes) + 1
-    totals = ["Total", len(detections), None, len(events)] + ([sum(map(len, tracks.values()))] if tracks else [])
+    objects = len(set().union(*tracks.values()))  # a track that changed class is one object, counted in both rows
+    totals = ["Total", len(detections), None, len(events)] + ([objects] if tracks else [])
     ws.write_row(total, 0, totals, fmt.header)
     if classes:  # a native Excel chart over the table above
         chart = wb.add_chart({"type": "column"})
@@ -264,12 +266,10 @@ def _moment_text(iso: str) -> str:
 
 @functools.lru_cache(maxsize=4096)  # detections of one frame share their time stamp
 def _local(iso: str | None) -> datetime | None:
-    """Stored UTC ISO time (a naive one is UTC too, as the records compare it) -> naive local time, as Excel has no
-    time zones."""
+    """Stored UTC ISO time -> naive local time, as Excel has no time zones."""
     if not iso:
         return None
-    at = datetime.fromisoformat(iso)
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone().replace(tzinfo=None)
+    return datetime.fromisoformat(iso).astimezone().replace(tzinfo=None)
 
 
 def _display_width(value: object, formatted: bool) -> int:

@@ -247,7 +247,12 @@ def checkpoint_defaults(model: YOLO) -> dict | None:
 
     ckpt = getattr(model, "ckpt", None)
     defaults = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, None)
-    return defaults.as_dict() if defaults.calibrated else None
+    if not defaults.calibrated:
+        return None
+    stored = defaults.as_dict()
+    if len(json.dumps(stored)) > MAX_DEFAULTS_CHARS:  # thousands of classes measured: the settings still travel
+        del stored["measured"]
+    return stored
 
 
 def _mapping(value: object) -> dict | None:
@@ -272,8 +277,8 @@ def record_check(folder: str | Path, check: AccuracyCheck, defaults: dict | None
 
 def relink_checked_exports(weights: Path, old_sha256: str, new_sha256: str, defaults: dict) -> list[Path]:
     """After `calibrate` rewrote a checkpoint's defaults (not a weight changed): the checked INT8 / FP16 exports
-    beside it that were made from it take its new defaults and name its new SHA-256, so that `auto` keeps choosing
-    them; returns those folders. An export of another file (another SHA-256) is left as it is."""
+    beside it that were made from it take its new defaults and name its new SHA-256 (what lets `auto` choose a
+    checked INT8 export); returns those folders. An export of another file (another SHA-256) is left as it is."""
     relinked = []
     for precision in ("int8", "fp16"):
         folder = openvino_export_path(weights, precision)

@@ -58,6 +58,25 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def utc_bound(moment: str) -> str:
+    """A date or date-time that bounds a selection, as the records store times (`utc_now`'s form, compared as text);
+    one without a zone is on this machine's clock, as History shows times and people type days.
+
+    Raises:
+        ValueError: Not an ISO date or date-time, or out of range once moved to UTC.
+    """
+    at = datetime.fromisoformat(moment.strip())
+    try:
+        if at.tzinfo is None:
+            local = at.astimezone()
+            if local.replace(tzinfo=None) != at:  # skipped when clocks went forward (midnight, in some zones): the
+                local = at.replace(fold=1).astimezone()  # day starts when the clock does
+            at = local
+        return at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    except OverflowError:  # 9999-12-31T23:00 west of UTC, 0001-01-01 east of it
+        raise ValueError(f"{moment.strip()} is out of range") from None
+
+
 def create_table_sql(row: type[Row], column_sql: Callable[[str], str] = str) -> str:
     """`CREATE TABLE` for a row class, its columns in declaration order (types mapped by `column_sql`)."""
     columns = ", ".join(f"{c.name} {column_sql(c.sql)}" for c in row.columns())
@@ -440,8 +459,8 @@ class RecordStore:
 
     # history
     def runs(self, start: str | None = None, end: str | None = None, source: str | None = None) -> list[RunRow]:
-        """Runs started in [start, end) (ISO dates or date-times, UTC), newest first, optionally by source (as
-        stored, or a file name)."""
+        """Runs started in [start, end) (ISO dates or date-times: `utc_bound`), newest first, optionally by source
+        (as stored, or a file name)."""
         where, args = _range("t.started_at", start, end, source, prefix="t.")
         return self._select(RunRow, f"FROM runs t {where} ORDER BY t.started_at DESC", args)
 
@@ -541,10 +560,10 @@ def _range(column: str, start: str | None, end: str | None, source: str | None, 
     clauses, args = [], []
     if start:
         clauses.append(f"{column} >= ?")
-        args.append(start)
+        args.append(utc_bound(start))
     if end:
         clauses.append(f"{column} < ?")
-        args.append(end)
+        args.append(utc_bound(end))
     if source:  # the source as stored (a path, a URL), or a file's name alone
         clauses.append(f"({prefix}source = ? OR {prefix}source LIKE ? ESCAPE '\\')")
         escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

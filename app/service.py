@@ -28,7 +28,7 @@ from .excel import export_workbook
 from .files import atomic_write
 from .pipeline import DetectionRun, RunSummary, RunUpdate
 from .policy import SafetyPolicy, list_policies, parse_zone
-from .records import open_store
+from .records import open_store, utc_bound
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, WEIGHTS_DIR
 from .schema import EventRow, MonitorRow, RunRow, run_tallies
 from .sources import ImageSource, LiveSource, Source, VideoSource, display_name, open_source
@@ -115,8 +115,8 @@ class ModelInfo:
         a model that misses hands must say so where its verdicts are read."""
         if not self.defaults.measured:
             return ""
-        return (f"`{self.path.name}`, {self.defaults.measured.text()}. Try it on your own camera's pictures before "
-                "a machine relies on its verdicts.")  # fmt: skip
+        return (f"{self.path.name}, {self.defaults.measured.text()}. Try it on your own camera's pictures before a "
+                "machine relies on its verdicts.")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -404,8 +404,7 @@ class DetectionService:
     def monitors(self, now: datetime | None = None) -> list[MonitorView]:
         """Every monitor that has recorded a status, with today's events."""
         now = now or datetime.now(timezone.utc)
-        midnight = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-        since = midnight.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        since = utc_bound(now.astimezone().date().isoformat())  # this machine's midnight, as History's days
         rows = self.store.monitors()
         events = self.store.monitor_events([row.name for row in rows], since)
         views = []
@@ -502,22 +501,25 @@ class DetectionService:
 
 
 def _dates(start: str | None, end: str | None) -> tuple[str | None, str | None]:
-    """A From / Until pair as typed, checked, as the stored UTC times they bound: typed days and times are this
-    machine's clock, as History shows the runs' times. An empty range (From not before Until) is answered, not listed
-    as no runs."""
-    bounds = _moment(start, "From"), _moment(end, "Until")
+    """A From / Until pair as typed, checked, as the stored times they bound (`records.utc_bound`: days of this
+    machine's clock, as History shows the runs' times). An empty range (From not before Until) is answered, not
+    listed as no runs."""
+    bounds = _bound(start, "From"), _bound(end, "Until")
     if bounds[0] and bounds[1] and bounds[0] >= bounds[1]:
         raise ServiceError(f"From ({start.strip()}) must be before Until ({end.strip()}): Until is the first day not "
                            "listed")  # fmt: skip
-    return tuple(b and b.astimezone(timezone.utc).isoformat(timespec="milliseconds") for b in bounds)
+    return bounds
 
 
-def _moment(text: str | None, what: str) -> datetime | None:
-    """An ISO date (or date-time) as typed, on this machine's clock unless it names its zone; None for empty. A typed
-    30/11/2026 is answered, not ignored."""
+def _bound(text: str | None, what: str) -> str | None:
+    """One of them; None for empty. A typed 30/11/2026 is answered, not ignored."""
     if not text or not text.strip():
         return None
     try:
-        return datetime.fromisoformat(text.strip()).astimezone()  # a naive time is taken as local
+        datetime.fromisoformat(text.strip())
     except ValueError:
         raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text.strip()!r}") from None
+    try:
+        return utc_bound(text)
+    except ValueError as e:  # a date the clock cannot hold once moved to UTC
+        raise ServiceError(f"{what}: {e}") from None

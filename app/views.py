@@ -8,6 +8,7 @@ import html
 import json
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
@@ -337,6 +338,12 @@ def file_url(path: str | Path | None, served: Sequence[str | Path]) -> str | Non
     except OSError:
         return None
     return f"{FILE_ROUTE}{urllib.parse.quote(str(path))}?v={version}"
+
+
+def markdown_text(text: str) -> str:
+    """Text for a Gradio Markdown that shows as itself: names and counts read from a model's file make no link,
+    image, HTML or emphasis."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
 
 
 def local_datetime(iso: str | None) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -136,3 +137,16 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"{postgres_server}/{name}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set this machine's clock to a time zone (`Europe/Berlin`) for one test; the process's own comes back after."""
+
+    def set_zone(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()

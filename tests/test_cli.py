@@ -312,7 +312,7 @@ def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp
     # defaults (at its own size) and stays the checked export `auto` chooses; the other is left alone
     assert read_openvino_info(mine).check == AccuracyCheck(file_sha256(weights), 0.004, ("gloves.yaml",))
     assert DetectionEngine(mine).defaults == replace(defaults, imgsz=96)
-    assert f"and in its checked export {mine}, which `auto` keeps choosing" in printed
+    assert f"and in the checked export made from it, {mine}\n" in printed  # FP16: not one `auto` picks
     assert read_openvino_info(other).check.source_sha256 == "0" * 64 and not DetectionEngine(other).defaults.calibrated
     assert defaults.calibrated and defaults.imgsz in (64, 96) and 0 < defaults.conf < 1
     chosen = {k: v for k, v in defaults.as_dict().items() if k != "measured"}

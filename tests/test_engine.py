@@ -166,7 +166,7 @@ def test_measured_counts_read_as_an_operator_reads_them() -> None:
     defaults = ModelDefaults.of({"imgsz": 640, "conf": 0.3, "iou": 0.5, "measured": MEASURED}, None)
     assert defaults.measured.text() == (
         "measured on 126 images it did not train on (gloves-scenes valid): it found 70 of 247 labelled objects (28%; "
-        "gloved_hand 26 of 100, bare_hand 44 of 147) and put 49 boxes where there was none")  # fmt: skip
+        "gloved_hand 26 of 100, bare_hand 44 of 147); 49 boxes matched no labelled object")  # fmt: skip
     assert ModelDefaults.of(defaults.as_dict(), None) == defaults  # stored and read back unchanged
 
 

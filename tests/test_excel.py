@@ -124,16 +124,17 @@ def test_summary(store: RecordStore, tmp_path: Path) -> None:
 
 def test_summary_counts_tracked_objects(tmp_path: Path) -> None:
     """Tracking runs: the Summary counts the objects behind the detections per class, as the console's "Unique
-    tracked" does (a track id is one object within its run: the same id in two runs is two objects)."""
+    tracked" does (a track id is one object within its run: the same id in two runs is two objects); a hand that
+    put a glove on keeps its track, so it counts in both classes and once in the total."""
     s = RecordStore(tmp_path / "records.sqlite")
     for run_id in ("a", "b"):
         s.start_run(run_row(run_id, "2026-11-16T08:00:00.000+00:00"))
-        for i, (track, name) in enumerate(((1, "hand"), (1, "hand"), (2, "hand"), (3, "glove"))):
+        for i, (track, name) in enumerate(((1, "hand"), (1, "hand"), (2, "hand"), (3, "glove"), (2, "glove"))):
             s.add_frame(run_id, [replace(detection(run_id, i, "clip.mp4", name, 0.5), track_id=track)])
     table = rows(openpyxl.load_workbook(export_workbook(s, tmp_path / "a.xlsx", start="2026-11-01"))["Summary"])
     assert [r[:5] for r in table[:4]] == [["Class", "Detections", "Peak confidence", "Violation events",
-                                           "Tracked objects"], ["glove", 2, 0.5, 0, 2], ["hand", 6, 0.5, 0, 4],
-                                          ["Total", 8, None, 0, 6]]  # fmt: skip
+                                           "Tracked objects"], ["glove", 4, 0.5, 0, 4], ["hand", 6, 0.5, 0, 4],
+                                          ["Total", 10, None, 0, 6]]  # fmt: skip
     s.close()
 
 

@@ -21,7 +21,7 @@ from helpers import free_port, postgres_control
 
 from app import cli, records
 from app.errors import RecordsError
-from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_now
+from app.records import HOST, RECORDS_ENV, RecordStore, open_store, utc_bound, utc_now
 from app.schema import ROWS, SCHEMA_VERSION, DetectionRow, EventRow, GapRow, MonitorRow, RecordingRow, RunRow
 from app.service import DetectionService
 
@@ -854,3 +854,19 @@ def test_recordings_say_when_pruned_and_gaps_close(store: RecordStore) -> None:
     gap.ended_at = utc_now()
     store.save_gap(gap)
     assert store.gaps("bench") == [gap] and store.gaps("other") == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "typed", "bound"),
+    [("Europe/Berlin", "2026-12-01", "2026-11-30T23:00:00.000+00:00"),
+     ("America/Santiago", "2026-09-06", "2026-09-06T04:00:00.000+00:00"),  # clocks go from 00:00 to 01:00 that day
+     ("Europe/Berlin", "2026-12-01T10:00+05:00", "2026-12-01T05:00:00.000+00:00")],
+)  # fmt: skip
+def test_selection_bounds_are_days_of_this_machines_clock(
+    time_zone: Callable[[str], None], zone: str, typed: str, bound: str
+) -> None:
+    """A typed day starts at this machine's midnight, or when its clock starts where it skips midnight; a time that
+    names its zone keeps it. Bounds are in the stored times' form, so text comparison orders them."""
+    time_zone(zone)
+    assert utc_bound(typed) == bound
+    assert len(bound) == len(utc_now())

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -298,27 +299,25 @@ def test_live_session_reports_the_rate_it_achieves(service: DetectionService, we
 
 
 def test_history_dates_are_days_of_this_machines_clock(
-    service: DetectionService, monkeypatch: pytest.MonkeyPatch
+    service: DetectionService, time_zone: Callable[[str], None]
 ) -> None:
     """From / Until are the days History shows its times in, not UTC days: in Berlin a run started at 00:30 on
     1 December (23:30 UTC on 30 November) is a run of 1 December, in the list and in its workbook."""
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    try:
-        for run_id, at in (("late", "2026-11-30T22:30:00.000+00:00"), ("night", "2026-11-30T23:30:00.000+00:00"),
-                           ("next", "2026-12-01T23:30:00.000+00:00")):  # fmt: skip
-            service.store.start_run(make_run(run_id, at))
-        assert [r.id for r in service.history("2026-12-01", "2026-12-02")] == ["night"]
-        assert [r.id for r in service.history("2026-11-30", "2026-12-01")] == ["late"]
-        assert [r.id for r in service.history("2026-12-01T00:45", None)] == ["next"]  # a typed time is local too
-        book = openpyxl.load_workbook(service.workbook(None, "2026-12-01", "2026-12-02"), read_only=True)
-        assert [row[0] for row in book["Runs"].iter_rows(values_only=True)][1:] == ["night"]
-        selection = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if any(row)}["Selection"]
-        assert selection == "1 run(s) started from 2026-12-01 until 2026-12-02 (exclusive)"
-        assert service.workbook(None, "2026-12-01", "2026-12-02").name == "runs-2026-12-01-to-2026-12-02.xlsx"
-    finally:
-        monkeypatch.delenv("TZ")
-        time.tzset()
+    time_zone("Europe/Berlin")
+    for run_id, at in (("late", "2026-11-30T22:30:00.000+00:00"), ("night", "2026-11-30T23:30:00.000+00:00"),
+                       ("next", "2026-12-01T23:30:00.000+00:00")):  # fmt: skip
+        service.store.start_run(make_run(run_id, at))
+    assert [r.id for r in service.history("2026-12-01", "2026-12-02")] == ["night"]
+    assert [r.id for r in service.history("2026-11-30", "2026-12-01")] == ["late"]
+    assert [r.id for r in service.history("2026-12-01T00:45", None)] == ["next"]  # a typed time is local too
+    book = openpyxl.load_workbook(service.workbook(None, "2026-12-01", "2026-12-02"), read_only=True)
+    assert [row[0] for row in book["Runs"].iter_rows(values_only=True)][1:] == ["night"]
+    selection = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if any(row)}["Selection"]
+    assert selection == "1 run(s) started from 2026-12-01 until 2026-12-02 (exclusive)"
+    assert service.workbook(None, "2026-12-01", "2026-12-02").name == "runs-2026-12-01-to-2026-12-02.xlsx"
+    time_zone("America/Los_Angeles")
+    with pytest.raises(ServiceError, match=r"^Until: 9999-12-31T23:59 is out of range$"):  # past year 9999 in UTC
+        service.history(None, "9999-12-31T23:59")
 
 
 def _monitor_event(store: RecordStore, run_id: str, monitor: str | None, recorded_at: datetime) -> int:

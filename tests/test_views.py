@@ -4,7 +4,8 @@ a video's banner while it runs holds the verdict so far."""
 from __future__ import annotations
 
 import dataclasses
-import time
+import html
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -104,20 +105,24 @@ def test_a_live_banner_stays_red_while_the_event_is_open() -> None:
     assert _state_and_text(views.banner(FrameStatus(), False, event))[0] == "none"  # no policy: no verdict
 
 
-def test_history_shows_local_times_and_names_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_history_shows_local_times_and_names_their_zone(time_zone: Callable[[str], None]) -> None:
     """History's times are this machine's clock, as on the Monitors tab and in the workbook, not stored UTC."""
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    try:
-        run = RunRow(id="r", source="/v/cam.mp4", kind="video", model="/w/m.pt", model_sha256="ab", task="detect",
-                     conf=0.25, iou=0.7, imgsz=640, started_at="2026-12-01T18:10:48.191+00:00",
-                     ended_at="2026-12-01T23:30:00.000+00:00")  # fmt: skip
-        shown = views.runs_table([run]).iloc[0]
-        assert (shown["Started"], shown["Ended"]) == ("2026-12-01 19:10:48", "2026-12-02 00:30:00")
-        assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET (UTC+01:00)"
-        monkeypatch.setenv("TZ", "UTC")
-        time.tzset()
-        assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in UTC"
-    finally:
-        monkeypatch.delenv("TZ")
-        time.tzset()
+    time_zone("Europe/Berlin")
+    run = RunRow(id="r", source="/v/cam.mp4", kind="video", model="/w/m.pt", model_sha256="ab", task="detect",
+                 conf=0.25, iou=0.7, imgsz=640, started_at="2026-12-01T18:10:48.191+00:00",
+                 ended_at="2026-12-01T23:30:00.000+00:00")  # fmt: skip
+    shown = views.runs_table([run]).iloc[0]
+    assert (shown["Started"], shown["Ended"]) == ("2026-12-01 19:10:48", "2026-12-02 00:30:00")
+    assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET (UTC+01:00)"
+    time_zone("UTC")
+    assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in UTC"
+
+
+def test_text_from_a_model_file_shows_as_itself_in_markdown() -> None:
+    """A model's file names its classes and data: in the console's Markdown they make no link, image, HTML or
+    emphasis, and read as written (rendered by CommonMark, as Gradio's Markdown renders)."""
+    from markdown_it import MarkdownIt
+
+    text = "gloved_hand [x](http://e) ![i](http://e/a.png) <b>b</b> *e* # h `c` a & b ~~s~~ 1. x \\ y"
+    rendered = MarkdownIt("commonmark").enable("strikethrough").render(views.markdown_text(text))
+    assert rendered == f"<p>{html.escape(text, quote=False)}</p>\n"
