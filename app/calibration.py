@@ -79,4 +79,4 @@ def store_defaults(weights: Path, defaults: ModelDefaults) -> list[Path]:
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(weights, buf.getvalue())
-    return relink_checked_exports(weights, old_sha256, hashlib.sha256(buf.getvalue()).hexdigest(), defaults.as_dict())
+    return relink_checked_exports(weights, old_sha256, hashlib.sha256(buf.getvalue()).hexdigest(), defaults)

@@ -280,7 +280,7 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
     with gr.Row():
         start = gr.Textbox(label=f"From (YYYY-MM-DD, {local_zone()})", elem_id="hist-start")
         end = gr.Textbox(label="Until (exclusive)", elem_id="hist-end")
-        source = gr.Textbox(label="Source (exact, optional)", elem_id="hist-source")
+        source = gr.Textbox(label="Source (as stored, or its file name; optional)", elem_id="hist-source")
     with gr.Row():
         show_btn = gr.Button("Show runs", elem_id="hist-run")
         export_btn = gr.Button("Export Excel", elem_id="hist-export")
@@ -293,8 +293,10 @@ def _history_tab(service: DetectionService, tab: gr.Tab) -> None:
         label = views.runs_label(listed, bool(start or end), source)
         return gr.update(value=table, label=label), None  # another listing's workbook goes
 
-    show_btn.click(_answer(show_runs, 2), [start, end, source], [runs, workbook])
-    tab.select(_answer(show_runs, 2), [start, end, source], [runs, workbook])  # opened: the runs listed at once
+    # refused filters take the last listing away too: it is not of the filters now typed
+    unlisted = (gr.update(value=views.runs_table([]), label=views.NOT_LISTED), None)
+    show_btn.click(_answer(show_runs, 2, clear=unlisted), [start, end, source], [runs, workbook])
+    tab.select(_answer(show_runs, 2, clear=unlisted), [start, end, source], [runs, workbook])  # opened: listed at once
     # a refused export takes the last workbook away: it is not of the filters now typed
     export = _answer(lambda a, b, s: str(service.workbook(None, a, b, s)), 1, clear=(None,))
     export_btn.click(export, [start, end, source], [workbook])

@@ -83,22 +83,26 @@ class Measured:
     images: int
     classes: tuple[tuple[str, int, int], ...]  # (class, found with the right class, labelled)
     false_boxes: int
+    exported_from: str | None = None  # an export's: the checkpoint these are the numbers of (`gloves-n.pt`)
 
     @classmethod
     def of(cls, stored: object) -> Measured | None:
         """From its stored dict, if valid (a model's file can hold anything): None otherwise."""
         try:
             classes = tuple((str(name), int(found), int(labelled)) for name, found, labelled in stored["classes"])
-            measured = cls(str(stored["data"]), int(stored["images"]), classes, int(stored["false_boxes"]))
-        except (KeyError, TypeError, ValueError, OverflowError):
+            source = stored.get("exported_from")
+            measured = cls(str(stored["data"]), int(stored["images"]), classes, int(stored["false_boxes"]),
+                           source if isinstance(source, str) and 0 < len(source) <= 200 else None)  # fmt: skip
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return None
         counts = [measured.images, measured.false_boxes, *(n for c in classes for n in c[1:])]
         valid = classes and min(counts) >= 0 and all(found <= labelled for _, found, labelled in classes)
         return measured if valid and len(measured.data) <= 200 else None
 
     def as_dict(self) -> dict:
-        return {"data": self.data, "images": self.images, "classes": [list(c) for c in self.classes],
-                "false_boxes": self.false_boxes}  # fmt: skip
+        stored = {"data": self.data, "images": self.images, "classes": [list(c) for c in self.classes],
+                  "false_boxes": self.false_boxes}  # fmt: skip
+        return stored | ({"exported_from": self.exported_from} if self.exported_from else {})
 
     def text(self) -> str:
         """`measured on 126 images it did not train on (gloves-scenes val): it found 70 of 247 labelled objects

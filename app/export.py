@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     import openvino as ov
     from ultralytics.engine.predictor import BasePredictor
 
+    from .engine import ModelDefaults
+
 Precision = Literal["fp32", "fp16", "int8"]
 """What an OpenVINO export stores: FP32 weights; FP16 weights (half the file, computed in the inference precision
 like FP32 ones); or INT8 weights and activations, quantised by NNCF with the detection head kept in float."""
@@ -148,7 +150,7 @@ def export_onnx(
         exported = Path(model.export(format="onnx", imgsz=size, dynamic=dynamic, simplify=True))
     except Exception as e:  # the exporter raises many types (tracing, ONNX checker, missing packages)
         raise ModelExportError(f"{weights.name}: ONNX export failed: {type(e).__name__}: {e}") from e
-    defaults = checkpoint_defaults(model)
+    defaults = checkpoint_defaults(model, weights)
     if defaults is not None:  # beside Ultralytics' metadata, which has no place for them
         graph = onnx.load(str(exported))
         graph.metadata_props.add(key="defaults", value=json.dumps(defaults))
@@ -212,7 +214,7 @@ def export_openvino(
             raise ModelExportError(
                 f"{weights.name}: OpenVINO {precision} export failed: {type(e).__name__}: {e}"
             ) from e
-        defaults = checkpoint_defaults(model)
+        defaults = checkpoint_defaults(model, weights)
         if defaults is not None:
             _update_metadata(Path(exported), {"defaults": defaults})
         if out.exists():
@@ -240,18 +242,24 @@ def _portable_metadata(exporter: Any) -> None:
         args["data"] = Path(str(args["data"])).name
 
 
-def checkpoint_defaults(model: YOLO) -> dict | None:
+def checkpoint_defaults(model: YOLO, weights: Path) -> dict | None:
     """A loaded checkpoint's calibrated defaults (`python -m app calibrate`), checked and reduced to their known keys,
-    which its exports carry in their metadata so that they run as the checkpoint does; None where it has none."""
+    which its exports carry in their metadata so that they run as the checkpoint does (what was measured named as
+    the checkpoint's); None where it has none."""
     from .engine import ModelDefaults  # here: the engine imports this module
 
     ckpt = getattr(model, "ckpt", None)
-    defaults = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, None)
-    if not defaults.calibrated:
-        return None
+    stored = ModelDefaults.of(ckpt.get("defaults") if isinstance(ckpt, dict) else None, None)
+    return exported_defaults(stored, weights) if stored.calibrated else None
+
+
+def exported_defaults(defaults: ModelDefaults, weights: Path) -> dict:
+    """A checkpoint's defaults as its exports store them: what was measured is named as the checkpoint's."""
     stored = defaults.as_dict()
-    if len(json.dumps(stored)) > MAX_DEFAULTS_CHARS:  # thousands of classes measured: the settings still travel
-        del stored["measured"]
+    if "measured" in stored:
+        stored["measured"]["exported_from"] = weights.name
+        if len(json.dumps(stored)) > MAX_DEFAULTS_CHARS:  # thousands of classes measured: the settings still travel
+            del stored["measured"]
     return stored
 
 
@@ -275,7 +283,7 @@ def record_check(folder: str | Path, check: AccuracyCheck, defaults: dict | None
     _update_metadata(Path(folder), entries | ({"defaults": defaults} if defaults is not None else {}))
 
 
-def relink_checked_exports(weights: Path, old_sha256: str, new_sha256: str, defaults: dict) -> list[Path]:
+def relink_checked_exports(weights: Path, old_sha256: str, new_sha256: str, defaults: ModelDefaults) -> list[Path]:
     """After `calibrate` rewrote a checkpoint's defaults (not a weight changed): the checked INT8 / FP16 exports
     beside it that were made from it take its new defaults and name its new SHA-256 (what lets `auto` choose a
     checked INT8 export); returns those folders. An export of another file (another SHA-256) is left as it is."""
@@ -287,7 +295,7 @@ def relink_checked_exports(weights: Path, old_sha256: str, new_sha256: str, defa
         except ModelExportError:
             continue  # unreadable: `auto` does not use it either
         if check is not None and check.source_sha256 == old_sha256:
-            record_check(folder, replace(check, source_sha256=new_sha256), defaults)
+            record_check(folder, replace(check, source_sha256=new_sha256), exported_defaults(defaults, weights))
             relinked.append(folder)
     return relinked
 

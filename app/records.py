@@ -564,8 +564,8 @@ def _range(column: str, start: str | None, end: str | None, source: str | None, 
     if end:
         clauses.append(f"{column} < ?")
         args.append(utc_bound(end))
-    if source:  # the source as stored (a path, a URL), or a file's name alone
-        clauses.append(f"({prefix}source = ? OR {prefix}source LIKE ? ESCAPE '\\')")
-        escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args += [source, f"%/{escaped}"]
+    if source:  # the source as stored (a path, a URL), or a file's name alone; case counts, as in file names (LIKE
+        # ignores it in SQLite, not in PostgreSQL)
+        clauses.append(f"({prefix}source = ? OR substr({prefix}source, length({prefix}source) - ? + 1) = ?)")
+        args += [source, len(source) + 1, f"/{source}"]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(args)

@@ -30,11 +30,17 @@ def score_text(value: float) -> str:
 
 
 def local_zone(now: datetime | None = None) -> str:
-    """This machine's time zone as people read it, `CET (UTC+01:00)` (or `UTC`): the console's and the workbook's
-    date-times are in it (stored times are UTC)."""
-    now = (now or datetime.now()).astimezone()
-    offset = now.strftime("%z")
-    return "UTC" if now.tzname() == "UTC" and offset == "+0000" else f"{now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+    """This machine's time zone as people read it, with its summer time where it has one: `CET/CEST
+    (UTC+01:00/+02:00)`, `JST (UTC+09:00)` or `UTC`. The console's and the workbook's date-times are in it (stored
+    times are UTC), a July time in summer time though the label is read in December."""
+    year = (now or datetime.now()).astimezone().year
+    seasons = dict.fromkeys(  # January's, then July's where it differs
+        (at.tzname(), at.strftime("%z")) for at in (datetime(year, month, 1).astimezone() for month in (1, 7))
+    )
+    if list(seasons) == [("UTC", "+0000")]:
+        return "UTC"
+    names, offsets = "/".join(n for n, _ in seasons), "/".join(f"{o[:3]}:{o[3:]}" for _, o in seasons)
+    return f"{names} (UTC{offsets})"
 
 
 def flag_text(value: object) -> str:

@@ -107,7 +107,7 @@ class ModelInfo:
         return (
             f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
             f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source}); runs in {self.runtime}"
-        ) + (f". At these defaults it was {d.measured.text()}." if d.measured else "")
+        ) + (f". At these defaults it {self._measured()}." if d.measured else "")
 
     @property
     def notice(self) -> str:
@@ -115,8 +115,13 @@ class ModelInfo:
         a model that misses hands must say so where its verdicts are read."""
         if not self.defaults.measured:
             return ""
-        return (f"{self.path.name}, {self.defaults.measured.text()}. Try it on your own camera's pictures before a "
-                "machine relies on its verdicts.")  # fmt: skip
+        return (f"{self.path.name} {self._measured()}. Try it on your own camera's pictures before a machine relies "
+                "on its verdicts.")  # fmt: skip
+
+    def _measured(self) -> str:
+        """`was measured on ...`; an export's are the numbers of the checkpoint it was made from, and it says so."""
+        m = self.defaults.measured
+        return (f"was exported from {m.exported_from}, which " if m.exported_from else "") + f"was {m.text()}"
 
 
 @dataclass(frozen=True)
@@ -515,10 +520,13 @@ def _bound(text: str | None, what: str) -> str | None:
     """One of them; None for empty. A typed 30/11/2026 is answered, not ignored."""
     if not text or not text.strip():
         return None
+    text = text.strip()
     try:
-        datetime.fromisoformat(text.strip())
+        datetime.fromisoformat(text)
     except ValueError:
-        raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text.strip()!r}") from None
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text):  # written right: 2026-11-31, or 25 o'clock
+            raise ServiceError(f"{what}: no such date or time, {text!r}") from None
+        raise ServiceError(f"{what}: write the date as YYYY-MM-DD (e.g. 2026-11-30), got {text!r}") from None
     try:
         return utc_bound(text)
     except ValueError as e:  # a date the clock cannot hold once moved to UTC

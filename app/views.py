@@ -270,6 +270,10 @@ def runs_table(runs: list[RunRow], tallies: dict[str, tuple[int, int, str]] | No
     return pd.DataFrame(values, columns=with_tallies(columns, [c.title for c in columns], RUN_TALLIES))
 
 
+NOT_LISTED = "Runs: not listed (the filters typed were refused: see the message)"
+"""The History table's label where the filters were refused: the runs of earlier filters are not shown under them."""
+
+
 def runs_label(runs: list[RunRow], dated: bool, source: str | None) -> str:
     """The History table's label: how many runs are listed, and why there may be none (`dated`: a From or an Until
     was given)."""

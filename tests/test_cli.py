@@ -311,7 +311,9 @@ def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp
     # rewriting the defaults changed the file's SHA-256, not a weight: its own export follows it, takes the new
     # defaults (at its own size) and stays the checked export `auto` chooses; the other is left alone
     assert read_openvino_info(mine).check == AccuracyCheck(file_sha256(weights), 0.004, ("gloves.yaml",))
-    assert DetectionEngine(mine).defaults == replace(defaults, imgsz=96)
+    assert DetectionEngine(mine).defaults == replace(
+        defaults, imgsz=96, measured=replace(defaults.measured, exported_from="w.pt")
+    )
     assert f"and in the checked export made from it, {mine}\n" in printed  # FP16: not one `auto` picks
     assert read_openvino_info(other).check.source_sha256 == "0" * 64 and not DetectionEngine(other).defaults.calibrated
     assert defaults.calibrated and defaults.imgsz in (64, 96) and 0 < defaults.conf < 1

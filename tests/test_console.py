@@ -27,7 +27,7 @@ from app.export import openvino_cpu, openvino_export_path
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT, WEIGHTS_DIR
 from app.schema import score_text
-from app.views import LIVE_STALE_S, LIVE_STALE_TEXT
+from app.views import LIVE_STALE_S, LIVE_STALE_TEXT, NOT_LISTED
 from webui import check_access
 from webui import main as webui_main
 
@@ -584,11 +584,18 @@ def test_typed_thresholds_are_clamped(page: Page) -> None:
 
 
 def test_a_mistyped_date_is_answered(page: Page) -> None:
+    """Said, and the runs of the filters before are not left listed under the ones typed."""
     _tab(page, "History & Export")
-    page.fill("#hist-start input, #hist-start textarea", "30/11/2026")
-    page.click("#hist-run")
-    _toast(page, "write the date as YYYY-MM-DD")
-    assert not page.locator("#hist-table .error, #hist-table [class*=error]").count()  # no red marks left
+    expect(page.locator("#hist-table")).to_contain_text("Runs: ", timeout=30000)  # listed as the tab opened
+    for typed, said in (("30/11/2026", "write the date as YYYY-MM-DD"), ("2026-11-31", "no such date or time")):
+        page.fill("#hist-start input, #hist-start textarea", typed)
+        page.click("#hist-run")
+        _toast(page, said)
+        expect(page.locator("#hist-table")).to_contain_text(NOT_LISTED)
+        assert not page.locator("#hist-table .error, #hist-table [class*=error]").count()  # no red marks left
+        page.fill("#hist-start input, #hist-start textarea", "")
+        page.click("#hist-run")
+        expect(page.locator("#hist-table")).not_to_contain_text(NOT_LISTED)
 
 
 def test_uploaded_model_is_listed_after_a_reload(page: Page, console: dict) -> None:
@@ -609,13 +616,17 @@ def test_a_measured_model_says_what_it_finds_above_every_tab(page: Page, console
     assert measured is not None and measured.data == "gloves-scenes valid"
     page.locator("#model input").click()
     page.locator("[role=option]", has_text="gloves-n.pt").click()
-    said = (f"gloves-n.pt, {measured.text()}. Try it on your own camera's pictures before a machine relies on its "
-            "verdicts.")  # fmt: skip
-    expect(page.locator("#notice")).to_have_text(said, timeout=30000)
+    advice = "Try it on your own camera's pictures before a machine relies on its verdicts."
+    expect(page.locator("#notice")).to_have_text(f"gloves-n.pt was {measured.text()}. {advice}", timeout=30000)
     _tab(page, "Live camera")
     expect(page.locator("#notice")).to_be_visible()
     _tab(page, "Model")
     expect(page.locator("#model-info")).to_contain_text(f"At these defaults it was {measured.text()}.")
+    # its INT8 export says whose numbers they are: it was checked against the checkpoint, not measured itself
+    page.locator("#model input").click()
+    page.locator("[role=option]", has_text="gloves-n_int8_openvino_model").click()
+    said = f"gloves-n_int8_openvino_model was exported from gloves-n.pt, which was {measured.text()}. {advice}"
+    expect(page.locator("#notice")).to_have_text(said, timeout=30000)
 
 
 def test_violation_sounds_the_alarm_unless_muted(page: Page, shared_data: Path) -> None:

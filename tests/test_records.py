@@ -269,9 +269,10 @@ def test_run_counts_are_each_runs_detections_by_class_and_events(
 
 
 def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> None:
-    """A source filter matches the source as stored, or a file name alone; _ and % in it are not wildcards."""
+    """A source filter matches the source as stored, or a file name alone, on either database alike: _ and % in it
+    are not wildcards, and case counts, as in the file names."""
     sources = {"a": "/videos/cam_1.mp4", "b": "/videos/camX1.mp4", "c": "cam_1.mp4", "d": "/v/100%.mp4",
-               "e": "/v/1000.mp4", "f": "/videos/old/cam_1.mp4"}  # fmt: skip
+               "e": "/v/1000.mp4", "f": "/videos/old/cam_1.mp4", "g": "/videos/CAM_1.mp4"}  # fmt: skip
     for i, (run_id, source) in enumerate(sources.items()):
         store.start_run(make_run(run_id, f"2026-11-16T08:00:0{i}.000+00:00", source))
         store.add_frame(run_id, [make_detection(run_id, 0)])
@@ -280,6 +281,7 @@ def test_source_is_the_stored_source_or_its_file_name(store: RecordStore) -> Non
     assert [r.id for r in store.runs(source="100%.mp4")] == ["d"]
     assert [d.run_id for d in store.detections(source="cam_1.mp4")] == ["a", "c", "f"]
     assert store.runs(source="1.mp4") == []  # a file name is matched whole
+    assert [r.id for r in store.runs(source="CAM_1.mp4")] == ["g"]
 
 
 def test_close_interrupted(store: RecordStore) -> None:

@@ -113,7 +113,11 @@ def test_history_shows_local_times_and_names_their_zone(time_zone: Callable[[str
                  ended_at="2026-12-01T23:30:00.000+00:00")  # fmt: skip
     shown = views.runs_table([run]).iloc[0]
     assert (shown["Started"], shown["Ended"]) == ("2026-12-01 19:10:48", "2026-12-02 00:30:00")
-    assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET (UTC+01:00)"
+    assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in CET/CEST (UTC+01:00/+02:00)"
+    summer = dataclasses.replace(run, started_at="2026-07-01T21:33:20.000+00:00")
+    assert views.runs_table([summer]).iloc[0]["Started"] == "2026-07-01 23:33:20"  # CEST, as the label says
+    time_zone("Asia/Tokyo")
+    assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in JST (UTC+09:00)"
     time_zone("UTC")
     assert views.runs_label([run], False, None) == "Runs: 1, newest first; times in UTC"
 
