@@ -48,7 +48,7 @@ from .records import is_url, records_location
 from .runtime import DEFAULT_WEIGHTS, EXPORTS_DIR, RUNTIME_DIR
 from .scenes import build_scene_set
 from .schema import RUN_TALLIES, RunRow, flag_text
-from .service import DetectionService, RunOptions
+from .service import DetectionService, RunOptions, measured_notice
 from .sources import redact
 from .views import runs_label, runs_table
 
@@ -167,7 +167,11 @@ def monitor(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: monitors.interrupt())
     names = ", ".join(f"{m.spec.name} ({redact(str(m.spec.source))})" for m in monitors.monitors)
-    print(f"watching {names}\n  records: {monitors.service.store.location}\n  run folders: {config.exports}\n"
+    # what each model was measured to find, where the operator reads the monitors' lines (loaded: MonitorSet checked)
+    models = {m.spec.weights: monitors.service.engine(m.spec.weights, runtime=m.spec.runtime).defaults
+              for m in monitors.monitors}  # fmt: skip
+    said = "".join(f"  {notice}\n" for w, d in models.items() if (notice := measured_notice(w, d)))
+    print(f"watching {names}\n{said}  records: {monitors.service.store.location}\n  run folders: {config.exports}\n"
           f"  recordings: {config.recordings_dir}\nCtrl-C stops", flush=True)  # fmt: skip
     try:
         monitors.start()
@@ -310,9 +314,9 @@ def calibrate(args: argparse.Namespace) -> int:
     chosen = {k: v for k, v in defaults.as_dict().items() if k != "measured"}
     print(f"stored in {args.weights}: {chosen} (best mAP50 on {args.data} val, confidence at best F1); "
           f"{defaults.measured.text()}")  # fmt: skip
-    chosen = checked_int8(args.weights, file_sha256(args.weights), defaults.imgsz)  # what `auto` runs on this CPU
+    auto = checked_int8(args.weights, file_sha256(args.weights), defaults.imgsz)  # what `auto` runs on this CPU
     for folder in exports:
-        picked = ", which `auto` picks on CPUs with VNNI or AMX" if folder == chosen else ""
+        picked = ", which `auto` picks on CPUs with VNNI or AMX" if folder == auto else ""
         print(f"and in the checked export made from it, {folder}{picked}")
     return 0
 
@@ -325,6 +329,8 @@ def detect(args: argparse.Namespace) -> int:
         augment_photos=args.augment,
     )  # fmt: skip
     run = service.detect_file(args.source, options, stride=args.stride)
+    if notice := measured_notice(run.engine.weights, run.engine.defaults):
+        print(notice, file=sys.stderr)  # with the progress: stdout holds the summary alone
     source = run.source
     # progress on stderr: stdout holds the summary alone, for a script or a log to read
     bar = TQDM(total=source.total, desc=f"{source.kind} {Path(str(args.source)).name}", unit="frame", file=sys.stderr)

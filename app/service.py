@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import DetectionEngine, ModelDefaults, is_openvino_folder
+from .engine import DetectionEngine, Measured, ModelDefaults, is_openvino_folder
 from .errors import GloveSafetyError, ServiceError
 from .excel import export_workbook
 from .files import atomic_write
@@ -107,21 +107,25 @@ class ModelInfo:
         return (
             f"{self.path.name}: {self.task} model, classes {', '.join(self.names.values())}; defaults: "
             f"{d.imgsz} px, confidence {d.conf:g}, IoU {d.iou:g} ({source}); runs in {self.runtime}"
-        ) + (f". At these defaults it {self._measured()}." if d.measured else "")
+        ) + (f". At these defaults it {_measured(d.measured)}." if d.measured else "")
 
     @property
     def notice(self) -> str:
-        """What an operator is told of a model's measured worth above every tab (empty where it was not measured):
-        a model that misses hands must say so where its verdicts are read."""
-        if not self.defaults.measured:
-            return ""
-        return (f"{self.path.name} {self._measured()}. Try it on your own camera's pictures before a machine relies "
-                "on its verdicts.")  # fmt: skip
+        return measured_notice(self.path, self.defaults)
 
-    def _measured(self) -> str:
-        """`was measured on ...`; an export's are the numbers of the checkpoint it was made from, and it says so."""
-        m = self.defaults.measured
-        return (f"was exported from {m.exported_from}, which " if m.exported_from else "") + f"was {m.text()}"
+
+def measured_notice(weights: Path, defaults: ModelDefaults) -> str:
+    """What an operator is told of a model's measured worth where its verdicts are read (above the console's tabs,
+    as a monitor starts), a model that misses hands must say so; empty where it was not measured."""
+    if not defaults.measured:
+        return ""
+    return (f"{weights.name} {_measured(defaults.measured)}. Try it on your own camera's pictures before a machine "
+            "relies on its verdicts.")  # fmt: skip
+
+
+def _measured(m: Measured) -> str:
+    """`was measured on ...`; an export's are the numbers of the checkpoint it was made from, and it says so."""
+    return (f"was exported from {m.exported_from}, which " if m.exported_from else "") + f"was {m.text()}"
 
 
 @dataclass(frozen=True)

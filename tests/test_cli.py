@@ -30,6 +30,7 @@ from app.export import (
 from app.records import RecordStore
 from app.runtime import DESK_CLIP, ROOT
 from app.schema import local_zone
+from app.service import measured_notice
 from app.views import local_datetime
 
 
@@ -328,6 +329,11 @@ def test_calibrate_stores_the_best_size_and_confidence(trained_models: dict, tmp
         (c.name, m[names.index(c.name)][names.index(c.name)], c.instances) for c in check.classes if c.instances),
         sum(row[-1] for row in m[:-1]))  # fmt: skip
     assert defaults.measured.data == f"{data.parent.name if data.stem == 'data' else data.stem} valid"
+    # and a run with the model says so, beside its progress (stdout holds the summary alone)
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((64, 64, 3), np.uint8))
+    main(["detect", "--weights", str(weights), "--source", str(tmp_path / "a.jpg"), "--save-dir", str(tmp_path / "o")])
+    said = capsys.readouterr()
+    assert measured_notice(weights, defaults) in said.err.splitlines() and "measured" not in said.out
 
 
 @pytest.mark.parametrize(

@@ -36,12 +36,14 @@ from helpers import (
 
 from app import policy, records
 from app.cli import main
+from app.engine import DetectionEngine
 from app.errors import ConfigError
 from app.monitor import IDLE_EVERY_S, MonitorConfig, MonitorFeed, MonitorSet
 from app.policy import SafetyPolicy
 from app.recordings import RecordedFile
 from app.records import RecordStore
 from app.runtime import DEFAULT_WEIGHTS, ROOT
+from app.service import measured_notice
 from app.sources import Frame, Source, open_source
 
 # Events open on the first violating frame and close after 1 s without one, so a short test sees whole events.
@@ -506,7 +508,10 @@ def test_sigkill_loses_only_the_segment_in_flight_and_sigterm_stops_cleanly(
     row = store.monitors()[0]
     assert row.status == "stopped" and store.run(row.run_id).status == "stopped"
     assert not list((tmp_path / "recordings").rglob(f".*.{second.pid}.part")), "SIGTERM finishes its files"
-    said = (tmp_path / "second.log").read_text().splitlines()[-2:]  # what was watched, and where it is saved
+    log = (tmp_path / "second.log").read_text().splitlines()
+    # as it starts: what its model was measured to find, where the operator reads the monitor's lines
+    assert f"  {measured_notice(DEFAULT_WEIGHTS, DetectionEngine(DEFAULT_WEIGHTS).defaults)}" in log
+    said = log[-2:]  # what was watched, and where it is saved
     assert re.fullmatch(rf"desk: stopped, {row.frames} frame\(s\), \d+ event\(s\) opened, run {row.run_id}", said[0])
     assert said[1] == (f"saved: records in {db}, recordings in {tmp_path / 'recordings'}, "
                        f"run folders in {tmp_path / 'exports'}")  # fmt: skip
