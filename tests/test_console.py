@@ -302,7 +302,7 @@ def test_live_camera_rate_and_latency_with_the_shipped_model(
     try:
         page = _start_live(browser, console["url"], model="gloves-n.pt", imgsz=imgsz)
         expect(page.locator("#live-info")).to_contain_text("results/s", timeout=60000)
-        time.sleep(10)  # the rate shown is over the whole run: let it settle
+        time.sleep(6)  # the rate shown is over the whole run: let it settle
         _live_rate(page, f"gloves-n.pt at {imgsz}")
         run_id = _stop_live(page)
     finally:
