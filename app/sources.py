@@ -113,6 +113,12 @@ def redact(text: str | None) -> str:
     return _CREDENTIALS.sub(r"\1***@", text or "")
 
 
+def file_description(path: Path) -> str:
+    """A file or folder source as it is recorded and shown: its whole path, so `clip.mp4` named from one folder is
+    told from another's, and without `..`."""
+    return display_name(os.path.abspath(path))
+
+
 def display_name(path: str | Path) -> str:
     """A path as text that can be stored and printed: bytes that are not UTF-8 (possible in Linux file names,
     kept by Python as surrogates) become U+FFFD."""
@@ -156,7 +162,7 @@ class ImageSource(Source):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.total = 1
-        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
+        self.description = file_description(path)
         self._image = read_image(path)  # fail now, not mid-run
 
     def frames(self) -> Iterator[Frame]:
@@ -173,7 +179,7 @@ class FolderSource(Source):
         if not self.files:
             raise SourceError(f"{display_name(path)}: no images in this folder")
         self.total = len(self.files)
-        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
+        self.description = file_description(path)
 
     def frames(self) -> Iterator[Frame | BadItem]:
         for i, f in enumerate(self.files):
@@ -209,7 +215,7 @@ class VideoSource(Source):
             cap.release()
         self.frame_count = count if count > 0 else None
         self.total = -(-count // stride) if count > 0 else None
-        self.description = display_name(os.path.abspath(path))  # as recorded: one name from any folder, no `..`
+        self.description = file_description(path)
         self.frames_read = 0
 
     def frames(self) -> Iterator[Frame]:
